@@ -1,0 +1,1 @@
+"""Neural-network pieces: distances, bias, attention, blocks, likelihoods, models."""

@@ -1,0 +1,122 @@
+"""Two-dimensional Gaussian-process tasks for meta-training and evaluation.
+
+Every task draws its own hyperparameters (not one per batch):
+
+    kernel      ~ Uniform{rbf, matern12, matern32, matern52, periodic}
+    lengthscale ~ Beta(3, 7)          (periodic: 0.5 + 2 * Beta(3, 7), period ~ U(0.5, 1.5))
+    noise std   ~ U(noise_std)        (observation noise on context values)
+    n_context   ~ U{num_context}      (padded to the maximum, with a mask)
+    x           ~ U(domain)           for context and target points
+
+Context values carry observation noise; target values are noise-free (up to a
+``jitter`` of variance 1e-5 that keeps the float32 Cholesky stable; the oracle
+uses the same jitter, so it stays exact for the generative model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from geonp.errors import ConfigError
+from geonp.tasks import kernels
+from geonp.tasks.batch import Batch
+
+
+class GPHyperparameters(NamedTuple):
+    """Per-task hyperparameters ``[B]`` (the kernel as an index into :data:`kernels.KERNELS`)."""
+
+    kernel: object
+    lengthscale: object
+    period: object
+    noise_std: object
+    jitter: float
+
+
+@dataclasses.dataclass(frozen=True)
+class GPTaskSampler:
+    """Sampler of 2-D GP regression tasks. ``sample(key, batch_size)`` -> (Batch, GPHyperparameters)."""
+
+    kernels: tuple[str, ...] = kernels.KERNELS
+    lengthscale_beta: tuple[float, float] = (3.0, 7.0)
+    domain: tuple[float, float] = (-2.0, 2.0)
+    num_context: tuple[int, int] = (128, 512)
+    num_target: int = 1024
+    noise_std: tuple[float, float] = (0.05, 0.15)
+    jitter: float = 1e-5
+
+    def __post_init__(self):
+        unknown = set(self.kernels) - set(kernels.KERNELS)
+        if unknown or not self.kernels:
+            raise ConfigError(f"unknown kernel(s) {sorted(unknown)}; choose from {kernels.KERNELS}.")
+        lo, hi = self.num_context
+        if not (1 <= lo <= hi) or self.num_target < 1:
+            raise ConfigError(
+                f"num_context must be (min, max) with 1 <= min <= max and num_target >= 1; got "
+                f"{self.num_context}, {self.num_target}."
+            )
+        if not self.domain[0] < self.domain[1]:
+            raise ConfigError(f"domain must be (low, high) with low < high, got {self.domain}.")
+
+    def scaled(self, factor: float) -> GPTaskSampler:
+        """The same process on a domain ``factor`` times wider, at the same point density."""
+        centre = 0.5 * (self.domain[0] + self.domain[1])
+        half = 0.5 * (self.domain[1] - self.domain[0]) * factor
+        area = factor**2
+        return dataclasses.replace(
+            self, domain=(centre - half, centre + half),
+            num_context=(int(self.num_context[0] * area), int(self.num_context[1] * area)),
+            num_target=int(self.num_target * area),
+        )
+
+    def sample(self, key, batch_size: int):
+        return _sample(self, key, batch_size)
+
+
+def shift_batch(batch: Batch, offset: float) -> Batch:
+    """The same tasks with every spatial coordinate moved by ``offset`` (e.g. [-2,2]^2 -> [8,12]^2)."""
+    move = lambda meta: {k: v + offset for k, v in meta.items()}  # noqa: E731
+    return batch._replace(meta_ctx=move(batch.meta_ctx), meta_tgt=move(batch.meta_tgt))
+
+
+def _unit_covariance(kernel_index, a, b, lengthscale, period, names):
+    options = [kernels.covariance(name, a, b, lengthscale, period, xp=jnp) for name in names]
+    return jnp.select([kernel_index == i for i in range(len(names))], options)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _sample(sampler: GPTaskSampler, key, batch_size: int):
+    n_ctx_max, n_tgt = sampler.num_context[1], sampler.num_target
+    lo, hi = sampler.domain
+    names = sampler.kernels
+
+    def one_task(key):
+        k_kern, k_ls, k_per, k_noise, k_n, k_x, k_z = jax.random.split(key, 7)
+        kernel_index = jax.random.randint(k_kern, (), 0, len(names))
+        ls = jax.random.beta(k_ls, *sampler.lengthscale_beta)
+        is_periodic = jnp.array([n == "periodic" for n in names])[kernel_index]
+        ls = jnp.where(is_periodic, 0.5 + 2.0 * ls, ls)
+        period = jax.random.uniform(k_per, (), minval=0.5, maxval=1.5)
+        noise = jax.random.uniform(k_noise, (), minval=sampler.noise_std[0], maxval=sampler.noise_std[1])
+        n_ctx = jax.random.randint(k_n, (), sampler.num_context[0], sampler.num_context[1] + 1)
+
+        x = jax.random.uniform(k_x, (n_ctx_max + n_tgt, 2), minval=lo, maxval=hi)
+        cov = _unit_covariance(kernel_index, x, x, ls, period, names)
+        diag = jnp.concatenate([jnp.full((n_ctx_max,), noise**2), jnp.full((n_tgt,), sampler.jitter)])
+        chol = jnp.linalg.cholesky(cov + jnp.diag(diag))
+        values = chol @ jax.random.normal(k_z, (n_ctx_max + n_tgt,))
+        mask_ctx = jnp.arange(n_ctx_max) < n_ctx
+        return (x[:n_ctx_max], values[:n_ctx_max, None], mask_ctx, x[n_ctx_max:], values[n_ctx_max:, None],
+                kernel_index, ls, period, noise)
+
+    x_c, y_c, m_c, x_t, y_t, kern, ls, per, noise = jax.vmap(one_task)(jax.random.split(key, batch_size))
+    empty = lambda n: jnp.zeros((batch_size, n, 0), jnp.float32)  # noqa: E731  (no covariates)
+    batch = Batch(
+        x_ctx=empty(n_ctx_max), y_ctx=y_c, meta_ctx={"space": x_c}, mask_ctx=m_c,
+        x_tgt=empty(n_tgt), y_tgt=y_t, meta_tgt={"space": x_t}, mask_tgt=jnp.ones((batch_size, n_tgt), bool),
+    )
+    return batch, GPHyperparameters(kern, ls, per, noise, sampler.jitter)
