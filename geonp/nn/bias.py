@@ -97,13 +97,20 @@ def initial_rates(group: CoordinateGroup):
     return rates + jnp.log(-jnp.expm1(-rates))  # inverse softplus
 
 
-def init_rbf_bias(key, groups: Sequence[CoordinateGroup], num_heads: int, amplitude_std: float = 0.1):
-    """Parameters ``{group: {"amplitude": [H, F], "rate_raw": [H, F]}}``."""
+def init_rbf_bias(key, groups: Sequence[CoordinateGroup], num_heads: int, amplitude_mean: float = 2.0,
+                  amplitude_std: float = 0.3):
+    """Parameters ``{group: {"amplitude": [H, F], "rate_raw": [H, F]}}``.
+
+    Positive initial amplitudes start every head as a local smoother (nearby
+    points weigh more), which the network can unlearn; in short runs on GP
+    tasks this reached a lower NLL than amplitudes centred on zero. The random
+    part makes heads differ.
+    """
     params = {}
     for group, k in zip(groups, jax.random.split(key, max(len(groups), 1))):
         rate_raw = jnp.broadcast_to(initial_rates(group), (num_heads, group.num_basis))
         params[group.name] = {
-            "amplitude": amplitude_std * jax.random.normal(k, (num_heads, group.num_basis)),
+            "amplitude": amplitude_mean + amplitude_std * jax.random.normal(k, (num_heads, group.num_basis)),
             "rate_raw": jnp.array(rate_raw),
         }
     return params

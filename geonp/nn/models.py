@@ -41,7 +41,7 @@ class BSATNPConfig:
     num_heads: int = 4
     head_dim: int = 32
     ff_dim: int = 256
-    likelihood: Mapping = dataclasses.field(default_factory=lambda: {"name": "normal", "min_std": 1e-3})
+    likelihood: likelihoods.Normal = likelihoods.Normal()  # any head from geonp.nn.likelihoods
     attention: str = "scan"  # "scan" (constant memory) or "dense" (reference)
     q_block: int = 128
     k_block: int = 128
@@ -63,16 +63,13 @@ class BSATNPConfig:
         names = [g.name for g in self.groups]
         if len(set(names)) != len(names) or not names:
             raise ConfigError(f"coordinate groups need distinct names and at least one group; got {names}.")
-        likelihoods.get_likelihood(dict(self.likelihood))  # validates
-
-    @property
-    def likelihood_head(self):
-        return likelihoods.get_likelihood(dict(self.likelihood))
+        # accept a name or dict too, so BSATNPConfig(likelihood="normal") works
+        object.__setattr__(self, "likelihood", likelihoods.get_likelihood(self.likelihood))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["groups"] = [g.to_dict() for g in self.groups]
-        d["likelihood"] = dict(self.likelihood)
+        d["likelihood"] = self.likelihood.to_dict()
         return d
 
     @classmethod
@@ -99,7 +96,7 @@ class BSATNP(nn.Module):
         x_tgt ``[B, Nt, Dx]``, meta_* ``{group: [B, N, d_group]}`` raw coordinates.
         """
         cfg = self.config
-        head = cfg.likelihood_head
+        head = cfg.likelihood
         meta_ctx_p = bias_lib.prepare_metadata(cfg.groups, meta_ctx)
         meta_tgt_p = bias_lib.prepare_metadata(cfg.groups, meta_tgt)
 

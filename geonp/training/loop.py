@@ -1,0 +1,139 @@
+"""Meta-training: sample a batch of tasks, take a jitted optimiser step, repeat.
+
+Reproducible: the batch of step t is drawn from ``fold_in(seed_key, t)``, so a
+run resumed from a checkpoint sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from geonp import checkpoints
+from geonp.errors import ConfigError
+from geonp.nn.models import BSATNP, BSATNPConfig
+from geonp.tasks.batch import Batch
+from geonp.training.optim import make_optimizer
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Options of :func:`train`.
+
+    ``time_budget`` (seconds) stops the run early, keeping the schedule of ``steps``.
+    ``checkpoint_dir`` enables saving every ``checkpoint_every`` steps and resuming.
+    """
+
+    steps: int = 1000
+    batch_size: int = 16
+    learning_rate: float = 5e-4
+    warmup_steps: int | None = None
+    weight_decay: float = 1e-4
+    clip_norm: float = 1.0
+    seed: int = 0
+    validate_every: int = 250
+    validation_batches: int = 4
+    checkpoint_every: int = 250
+    checkpoint_dir: str | None = None
+    time_budget: float | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}.")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ConfigError(f"learning_rate must be a positive number, got {self.learning_rate}.")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    params: dict
+    step: int
+    history: list  # dicts: step, train_nll, val_nll (when validated), seconds
+    seconds: float
+
+
+def negative_log_likelihood(model: nn.Module, config: BSATNPConfig, params, batch: Batch):
+    """Mean NLL per real target point (nats)."""
+    raw = model.apply(params, *batch.model_inputs())
+    log_p = config.likelihood.log_prob(raw, batch.y_tgt)  # [B, Nt]
+    mask = batch.mask_tgt.astype(log_p.dtype)
+    return -jnp.sum(log_p * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def init_params(config: BSATNPConfig, batch: Batch, seed: int = 0):
+    return BSATNP(config).init(jax.random.PRNGKey(seed), *batch.model_inputs())
+
+
+def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig(), params=None) -> TrainResult:
+    """Meta-train a BSA-TNP on tasks from ``sampler`` (anything with ``sample(key, batch_size)``)."""
+    tc = train_config
+    model = BSATNP(config)
+    optimizer = make_optimizer(tc.steps, tc.learning_rate, tc.warmup_steps, tc.weight_decay, tc.clip_norm)
+    seed_key = jax.random.PRNGKey(tc.seed)
+    sample = lambda key: sampler.sample(key, tc.batch_size)[0]  # noqa: E731
+
+    if params is None:
+        params = init_params(config, sample(seed_key), tc.seed)
+    state = {"params": params, "opt_state": optimizer.init(params)}
+    start_step = 0
+    ckpt_dir = Path(tc.checkpoint_dir) if tc.checkpoint_dir else None
+    if ckpt_dir is not None and checkpoints.has_training_state(ckpt_dir):
+        state, start_step, _ = checkpoints.load_training_state(ckpt_dir, state)
+
+    loss_fn = lambda p, b: negative_log_likelihood(model, config, p, b)  # noqa: E731
+
+    @jax.jit
+    def train_step(state, batch):
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        return {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}, loss
+
+    eval_loss = jax.jit(loss_fn)
+    validation = [sample(jax.random.fold_in(jax.random.PRNGKey(tc.seed + 10_000), i))
+                  for i in range(tc.validation_batches)]
+
+    def validate(params):
+        return float(np.mean([float(eval_loss(params, b)) for b in validation]))
+
+    history, started = [], time.perf_counter()
+    bar = tqdm(total=tc.steps, initial=start_step, disable=not tc.progress, desc="training", unit="step")
+    step, running = start_step, []
+    while step < tc.steps:
+        batch = sample(jax.random.fold_in(seed_key, step))
+        state, loss = train_step(state, batch)
+        step += 1
+        running.append(loss)
+        bar.update(1)
+        last = step == tc.steps
+        out_of_time = tc.time_budget is not None and time.perf_counter() - started > tc.time_budget
+        if step % 10 == 0 or last or out_of_time:
+            train_nll = float(np.mean([float(x) for x in running]))
+            running = []
+            if not math.isfinite(train_nll):
+                raise FloatingPointError(
+                    f"training loss became {train_nll} at step {step}; lower learning_rate or check the "
+                    "data for extreme values."
+                )
+            record = {"step": step, "train_nll": train_nll, "seconds": time.perf_counter() - started}
+            if step % tc.validate_every == 0 or last or out_of_time:
+                record["val_nll"] = validate(state["params"])
+                bar.set_postfix(loss=f"{train_nll:.3f}", val=f"{record['val_nll']:.3f}")
+            else:
+                bar.set_postfix(loss=f"{train_nll:.3f}")
+            history.append(record)
+        if ckpt_dir is not None and (step % tc.checkpoint_every == 0 or last or out_of_time):
+            checkpoints.save_training_state(ckpt_dir, state, step)
+        if out_of_time:
+            break
+    bar.close()
+    return TrainResult(state["params"], step, history, time.perf_counter() - started)
