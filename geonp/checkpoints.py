@@ -66,12 +66,13 @@ def unflatten_like(template, arrays: dict[str, np.ndarray], source: str):
     out = []
     for name, leaf in expected.items():
         array = arrays[name]
-        if tuple(array.shape) != tuple(np.shape(leaf)):
+        shape = tuple(getattr(leaf, "shape", np.shape(leaf)))  # arrays or jax.ShapeDtypeStruct
+        if tuple(array.shape) != shape:
             raise CheckpointError(
                 f"{source}: array {name!r} has shape {list(array.shape)}, the model expects "
-                f"{list(np.shape(leaf))}. The checkpoint belongs to a model with other sizes."
+                f"{list(shape)}. The checkpoint belongs to a model with other sizes."
             )
-        out.append(array.astype(np.asarray(leaf).dtype if hasattr(leaf, "dtype") else array.dtype))
+        out.append(array.astype(getattr(leaf, "dtype", array.dtype)))
     return jax.tree_util.tree_unflatten(treedef, out)
 
 

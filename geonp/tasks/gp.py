@@ -9,8 +9,8 @@ Every task draws its own hyperparameters (not one per batch):
     x           ~ U(domain)           for context and target points
 
 Context values carry observation noise; target values are noise-free (up to a
-``jitter`` of variance 1e-5 that keeps the float32 Cholesky stable; the oracle
-uses the same jitter, so it stays exact for the generative model).
+``jitter`` of variance 1e-5 that keeps the Cholesky stable; the oracle uses the
+same jitter, so it stays exact for the generative model).
 """
 
 from __future__ import annotations
@@ -74,7 +74,14 @@ class GPTaskSampler:
         )
 
     def sample(self, key, batch_size: int):
-        return _sample(self, key, batch_size)
+        # The joint Cholesky runs in float64: smooth kernels (long periodic or RBF
+        # length scales) over 1000+ points are too ill-conditioned for float32.
+        with jax.enable_x64(True):
+            batch, hyper = _sample(self, key, batch_size)
+        to_f32 = lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
+        return jax.tree_util.tree_map(to_f32, batch), hyper._replace(
+            lengthscale=to_f32(hyper.lengthscale), period=to_f32(hyper.period), noise_std=to_f32(hyper.noise_std)
+        )
 
 
 def shift_batch(batch: Batch, offset: float) -> Batch:
@@ -114,7 +121,7 @@ def _sample(sampler: GPTaskSampler, key, batch_size: int):
                 kernel_index, ls, period, noise)
 
     x_c, y_c, m_c, x_t, y_t, kern, ls, per, noise = jax.vmap(one_task)(jax.random.split(key, batch_size))
-    empty = lambda n: jnp.zeros((batch_size, n, 0), jnp.float32)  # noqa: E731  (no covariates)
+    empty = lambda n: jnp.zeros((batch_size, n, 0))  # noqa: E731  (no covariates)
     batch = Batch(
         x_ctx=empty(n_ctx_max), y_ctx=y_c, meta_ctx={"space": x_c}, mask_ctx=m_c,
         x_tgt=empty(n_tgt), y_tgt=y_t, meta_tgt={"space": x_t}, mask_tgt=jnp.ones((batch_size, n_tgt), bool),

@@ -1,0 +1,53 @@
+"""Prediction with a trained BSA-TNP on a :class:`~geonp.tasks.batch.Batch`, with input checks."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from geonp.nn.models import BSATNP, BSATNPConfig
+from geonp.tasks.batch import Batch, validate_batch
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_apply(config: BSATNPConfig):
+    return jax.jit(BSATNP(config).apply)
+
+
+def sanitize_batch(batch: Batch) -> Batch:
+    """Zero every masked (padding) entry, so NaN placeholders there cannot reach the network."""
+
+    def clean(array, mask):
+        array = np.asarray(array)
+        keep = np.asarray(mask, bool).reshape(mask.shape + (1,) * (array.ndim - 2))
+        return np.where(keep, array, 0).astype(array.dtype)
+
+    clean_meta = lambda meta, mask: {k: clean(v, mask) for k, v in meta.items()}  # noqa: E731
+    return batch._replace(
+        x_ctx=clean(batch.x_ctx, batch.mask_ctx), y_ctx=clean(batch.y_ctx, batch.mask_ctx),
+        meta_ctx=clean_meta(batch.meta_ctx, batch.mask_ctx),
+        x_tgt=clean(batch.x_tgt, batch.mask_tgt), y_tgt=clean(batch.y_tgt, batch.mask_tgt),
+        meta_tgt=clean_meta(batch.meta_tgt, batch.mask_tgt),
+    )
+
+
+def predict_raw(config: BSATNPConfig, params, batch: Batch, validate: bool = True):
+    """Raw likelihood parameters ``[B, Nt, num_outputs * y_dim]``; checks the batch first."""
+    if validate:
+        validate_batch(batch, config.groups, config.x_dim, config.y_dim)
+        batch = sanitize_batch(batch)
+    as_f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    inputs = (
+        as_f32(batch.x_ctx), as_f32(batch.y_ctx), jax.tree_util.tree_map(as_f32, batch.meta_ctx),
+        jnp.asarray(batch.mask_ctx, bool), as_f32(batch.x_tgt), jax.tree_util.tree_map(as_f32, batch.meta_tgt),
+    )
+    return _compiled_apply(config)(params, *inputs)
+
+
+def predict(config: BSATNPConfig, params, batch: Batch, validate: bool = True) -> dict:
+    """Predictive summary at the targets (for a Gaussian head: ``mean`` and ``std``, ``[B, Nt, Dy]``)."""
+    raw = predict_raw(config, params, batch, validate)
+    return {k: np.asarray(v) for k, v in config.likelihood.predict(raw).items()}

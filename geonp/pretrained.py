@@ -1,0 +1,57 @@
+"""Saving, loading and shipping trained models (safetensors + JSON, never pickle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from geonp import checkpoints
+from geonp.errors import CheckpointError
+from geonp.nn.models import BSATNP, BSATNPConfig
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained_models"
+
+
+def params_template(config: BSATNPConfig):
+    """Shapes and dtypes of a model's parameters, without running it (``jax.eval_shape``)."""
+    B, n = 1, 4
+    meta = {g.name: jnp.zeros((B, n, g.dim)) for g in config.groups}
+    inputs = (jnp.zeros((B, n, config.x_dim)), jnp.zeros((B, n, config.y_dim)), meta, jnp.ones((B, n), bool),
+              jnp.zeros((B, n, config.x_dim)), meta)
+    return jax.eval_shape(BSATNP(config).init, jax.random.PRNGKey(0), *inputs)
+
+
+def save_model(path, config: BSATNPConfig, params, metadata: dict | None = None) -> Path:
+    """Write ``config.json`` + ``params.safetensors`` atomically into the directory ``path``."""
+    return checkpoints.save_release(path, config.to_dict(), params, metadata)
+
+
+def load_model(path):
+    """Read a directory written by :func:`save_model`: ``(config, params, metadata)``."""
+
+    def template(config_dict):
+        try:
+            config = BSATNPConfig.from_dict(config_dict)
+        except (TypeError, KeyError) as err:
+            raise CheckpointError(f"{path}: the model config cannot be read ({err}); the file is corrupted "
+                                  "or from another geonp version.") from err
+        return params_template(config)
+
+    config_dict, params, metadata = checkpoints.load_release(path, template)
+    return BSATNPConfig.from_dict(config_dict), params, metadata
+
+
+def available() -> list[str]:
+    """Names of the models shipped inside the package."""
+    if not PRETRAINED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def pretrained(name: str = "gp2d-normal"):
+    """Load a model shipped inside the package (offline): ``(config, params, metadata)``."""
+    if name not in available():
+        raise CheckpointError(f"no pretrained model named {name!r}; available: {available()}.")
+    return load_model(PRETRAINED_DIR / name)
