@@ -26,7 +26,7 @@ def test_release_round_trip(saved):
     path, params = saved
     config, loaded, meta = load_model(path)
     assert config == SMALL and meta == {"trained_steps": 12}
-    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(loaded)):
+    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(loaded), strict=True):
         np.testing.assert_array_equal(a, b)
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "params.safetensors"]
 

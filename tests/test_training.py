@@ -14,7 +14,7 @@ SAMPLER = GPTaskSampler(num_context=(32, 64), num_target=32)
 
 def _leaves_equal(a, b):
     return all(np.array_equal(np.asarray(x), np.asarray(y))
-               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True))
 
 
 def test_loss_decreases():

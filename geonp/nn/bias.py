@@ -107,7 +107,7 @@ def init_rbf_bias(key, groups: Sequence[CoordinateGroup], num_heads: int, amplit
     part makes heads differ.
     """
     params = {}
-    for group, k in zip(groups, jax.random.split(key, max(len(groups), 1))):
+    for group, k in zip(groups, jax.random.split(key, max(len(groups), 1))[: len(groups)], strict=True):
         rate_raw = jnp.broadcast_to(initial_rates(group), (num_heads, group.num_basis))
         params[group.name] = {
             "amplitude": amplitude_mean + amplitude_std * jax.random.normal(k, (num_heads, group.num_basis)),

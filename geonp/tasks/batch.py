@@ -56,7 +56,8 @@ def validate_batch(batch: Batch, groups, x_dim: int, y_dim: int) -> None:
     with is present with the right number of columns, that each task has at
     least one context point, and that nothing the model reads is NaN or inf.
     """
-    x_ctx, y_ctx, meta_ctx, mask_ctx, x_tgt, y_tgt, meta_tgt, mask_tgt = (np.asarray(a) if not isinstance(a, dict) else a for a in batch)
+    as_array = lambda a: a if isinstance(a, dict) else np.asarray(a)  # noqa: E731
+    x_ctx, y_ctx, meta_ctx, mask_ctx, x_tgt, y_tgt, meta_tgt, mask_tgt = map(as_array, batch)
     if y_ctx.ndim != 3:
         raise InputShapeError(
             f"y_ctx must be [batch, points, {y_dim}], got {describe_shape(y_ctx)}. "

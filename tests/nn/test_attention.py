@@ -7,7 +7,7 @@ import pytest
 
 from geonp.errors import GeonpError, InputShapeError, MetadataMismatchError
 from geonp.nn.attention import block_size_for, dense_biased_attention, padded_size, scan_biased_attention
-from tests.conftest import random_attention_inputs
+from geonp.testing import random_attention_inputs
 
 TOL = 1e-5
 
@@ -24,12 +24,12 @@ def _loss_and_grads(impl, q, k, v, params, q_meta, k_meta, bias_fn, mask, **kw):
 
 def _max_err(a, b):
     return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree_util.tree_leaves(a),
-                                                            jax.tree_util.tree_leaves(b)))
+                                                            jax.tree_util.tree_leaves(b), strict=True))
 
 
 def _max_rel_err(a, b):
     return max(float(jnp.max(jnp.abs(x - y)) / jnp.maximum(1.0, jnp.max(jnp.abs(x))))
-               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+               for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True))
 
 
 @pytest.mark.parametrize(
