@@ -122,3 +122,33 @@ def test_scan_is_jittable_and_deterministic():
     q, k, v, qm, km, params, bias_fn = random_attention_inputs(5, 2, 50, 70)
     f = jax.jit(lambda q, k, v: scan_biased_attention(q, k, v, bias_fn, params, qm, km, q_block=16, k_block=32))
     np.testing.assert_array_equal(np.asarray(f(q, k, v)), np.asarray(f(q, k, v)))
+
+
+def _temp_bytes(fn, *args):
+    analysis = jax.jit(fn).lower(*args).compile().memory_analysis()
+    if analysis is None:
+        pytest.skip("this backend gives no memory analysis")
+    return analysis.temp_size_in_bytes
+
+
+def test_scan_working_memory_does_not_grow_with_n_squared():
+    """XLA's own count of temporary buffers (compile only, nothing timed)."""
+    sizes = {}
+    for n in (1024, 4096):
+        q, k, v, qm, km, params, bias_fn = random_attention_inputs(0, 1, n, n, H=1, Dh=32)
+        scan = lambda q, k, v: scan_biased_attention(q, k, v, bias_fn, params, qm, km, None, 256, 256)
+        dense = lambda q, k, v: dense_biased_attention(q, k, v, bias_fn, params, qm, km, None)
+        sizes[n] = (_temp_bytes(scan, q, k, v), _temp_bytes(dense, q, k, v))
+    assert sizes[4096][1] >= 4096 * 4096 * 4  # dense holds at least one [n, n] float32 matrix
+    assert sizes[4096][0] < sizes[4096][1] / 20
+    assert sizes[4096][0] < 6 * sizes[1024][0]  # ~linear in n (16x would be quadratic)
+
+
+def test_scan_gradient_working_memory_does_not_grow_with_n_squared():
+    q, k, v, qm, km, params, bias_fn = random_attention_inputs(0, 1, 4096, 4096, H=1, Dh=32)
+
+    def loss(q, k, v):
+        return jnp.sum(scan_biased_attention(q, k, v, bias_fn, params, qm, km, None, 256, 256))
+
+    grad_bytes = _temp_bytes(jax.grad(loss, argnums=(0, 1, 2)), q, k, v)
+    assert grad_bytes < 4096 * 4096 * 4 / 10  # far below one [n, n] float32 matrix
