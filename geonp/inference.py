@@ -34,17 +34,55 @@ def sanitize_batch(batch: Batch) -> Batch:
     )
 
 
+def bucket_size(n: int) -> int:
+    """Padded size for n points: a power of two up to 2048, then a multiple of 1024.
+
+    Every distinct input shape costs a jit compilation; bucketing bounds how
+    many a stream of differently sized tasks can trigger.
+    """
+    if n <= 2048:
+        return max(16, 1 << max(n - 1, 0).bit_length())
+    return -(-n // 1024) * 1024
+
+
+def pad_batch(batch: Batch) -> Batch:
+    """Pad context and target sets to :func:`bucket_size` with masked points."""
+
+    def pad(array, n):
+        array = np.asarray(array)
+        widths = [(0, 0)] * array.ndim
+        widths[1] = (0, n - array.shape[1])
+        return np.pad(array, widths, mode="edge" if array.shape[1] else "constant")
+
+    def pad_mask(mask, n):
+        return pad(np.asarray(mask, bool), n) & (np.arange(n) < np.asarray(mask).shape[1])
+
+    nc, nt = bucket_size(batch.y_ctx.shape[1]), bucket_size(batch.x_tgt.shape[1])
+    return Batch(
+        x_ctx=pad(batch.x_ctx, nc), y_ctx=pad(batch.y_ctx, nc),
+        meta_ctx={k: pad(v, nc) for k, v in batch.meta_ctx.items()}, mask_ctx=pad_mask(batch.mask_ctx, nc),
+        x_tgt=pad(batch.x_tgt, nt), y_tgt=pad(batch.y_tgt, nt),
+        meta_tgt={k: pad(v, nt) for k, v in batch.meta_tgt.items()}, mask_tgt=pad_mask(batch.mask_tgt, nt),
+    )
+
+
 def predict_raw(config: BSATNPConfig, params, batch: Batch, validate: bool = True):
-    """Raw likelihood parameters ``[B, Nt, num_outputs * y_dim]``; checks the batch first."""
+    """Raw likelihood parameters ``[B, Nt, num_outputs * y_dim]``; checks the batch first.
+
+    Context and target sets are padded to bucket sizes, so tasks of 300 and of
+    400 points share one compiled program.
+    """
     if validate:
         validate_batch(batch, config.groups, config.x_dim, config.y_dim)
         batch = sanitize_batch(batch)
+    n_tgt = np.asarray(batch.x_tgt).shape[1]
+    batch = pad_batch(batch)
     as_f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
     inputs = (
         as_f32(batch.x_ctx), as_f32(batch.y_ctx), jax.tree_util.tree_map(as_f32, batch.meta_ctx),
         jnp.asarray(batch.mask_ctx, bool), as_f32(batch.x_tgt), jax.tree_util.tree_map(as_f32, batch.meta_tgt),
     )
-    return _compiled_apply(config)(params, *inputs)
+    return _compiled_apply(config)(params, *inputs)[:, :n_tgt]
 
 
 def predict(config: BSATNPConfig, params, batch: Batch, validate: bool = True) -> dict:

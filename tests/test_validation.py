@@ -77,3 +77,18 @@ def test_mismatched_metadata(setup):
 def test_every_error_is_a_geonp_error():
     for cls in (EmptyContextError, InputShapeError, MetadataMismatchError, NonFiniteInputError):
         assert issubclass(cls, GeonpError)
+
+
+def test_bucketed_padding_changes_nothing(setup):
+    from geonp.inference import bucket_size, pad_batch
+
+    batch, params = setup
+    assert [bucket_size(n) for n in (1, 17, 300, 2048, 2049, 5000)] == [16, 32, 512, 2048, 3072, 5120]
+    padded = pad_batch(batch)
+    assert padded.y_ctx.shape[1] == bucket_size(batch.y_ctx.shape[1])
+    assert padded.mask_ctx.sum() == batch.mask_ctx.sum()
+    # a prediction on fewer targets equals the matching rows of a prediction on all of them
+    few = batch._replace(x_tgt=batch.x_tgt[:, :3], y_tgt=batch.y_tgt[:, :3],
+                         meta_tgt={"space": batch.meta_tgt["space"][:, :3]}, mask_tgt=batch.mask_tgt[:, :3])
+    np.testing.assert_allclose(predict(SMALL, params, few)["mean"], predict(SMALL, params, batch)["mean"][:, :3],
+                               atol=1e-5)
