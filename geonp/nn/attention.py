@@ -178,17 +178,18 @@ def _flash_forward(bias_fn, q_block, k_block, q, k, v, bias_params, q_meta, k_me
             return (m_new, l, acc), None
 
         tq = qi.shape[1]
+        acc_dtype = jnp.promote_types(q.dtype, jnp.float32)  # accumulate bf16 inputs in float32
         init = (
-            jnp.full((B, H, tq), -jnp.inf, q.dtype),
-            jnp.zeros((B, H, tq), q.dtype),
-            jnp.zeros((B, H, tq, Dh), q.dtype),
+            jnp.full((B, H, tq), -jnp.inf, acc_dtype),
+            jnp.zeros((B, H, tq), acc_dtype),
+            jnp.zeros((B, H, tq, Dh), acc_dtype),
         )
         (m, l, acc), _ = lax.scan(over_keys, init, k_blocks)
         nonempty = l > 0
         out = acc / jnp.where(nonempty, l, 1.0)[..., None]  # [B, H, tq, Dh]
         lse = jnp.where(nonempty, jnp.where(jnp.isfinite(m), m, 0.0) + jnp.log(jnp.where(nonempty, l, 1.0)),
                         jnp.inf)
-        return jnp.swapaxes(out, 1, 2), lse  # [B, tq, H, Dh], [B, H, tq]
+        return jnp.swapaxes(out, 1, 2).astype(q.dtype), lse  # [B, tq, H, Dh], [B, H, tq]
 
     out_b, lse_b = lax.map(one_query_block, (_to_blocks(q, q_block), _tree_blocks(q_meta, q_block)))
     out = _from_blocks(out_b)  # [B, Nq, H, Dh]
