@@ -75,20 +75,25 @@ def worker(impl: str, n: int, reps: int) -> dict:
     tiny(*tiny_args).block_until_ready()
     compiled, (q, k, v) = build(n)
     jax.block_until_ready((q, k, v))
+    device = jax.devices()[0]
+    on_accelerator = device.platform != "cpu" and device.memory_stats() is not None
     reset = _reset_peak_rss()
-    before = _status_mb("VmRSS")
+    before = device.memory_stats()["bytes_in_use"] / 2**20 if on_accelerator else _status_mb("VmRSS")
     times = []
     for _ in range(reps):
         started = time.perf_counter()
         compiled(q, k, v).block_until_ready()
         times.append(time.perf_counter() - started)
-    peak = _status_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if on_accelerator:  # device memory, not host RSS
+        peak = device.memory_stats()["peak_bytes_in_use"] / 2**20
+    else:
+        peak = _status_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     try:
         temp_mb = compiled.memory_analysis().temp_size_in_bytes / 2**20
     except Exception:  # memory_analysis is optional on some backends
         temp_mb = None
     return {"impl": impl, "n": n, "peak_mb": round(peak - before, 1), "xla_temp_mb": temp_mb,
-            "seconds": min(times)}
+            "seconds": min(times), "device": device.platform}
 
 
 def run_isolated(impl: str, n: int, reps: int) -> dict:
