@@ -7,10 +7,12 @@ Every (implementation, n) is run in its own process, so each peak-memory
 figure belongs to that run alone: after a warm-up on a tiny problem and the
 compilation, the kernel's peak-RSS counter is reset (/proc/self/clear_refs),
 and the figure is the peak resident set during the timed calls minus the
-resident set just before them (inputs already allocated). XLA's own count of temporary buffers
-is reported beside it. Setup:
-one task, one head of 64 channels, self-attention (Nq = Nk = n) with a 2-D
-RBF distance bias of 5 basis functions, forward pass, float32, tiles of 512.
+resident set just before them (inputs already allocated). On a GPU it is
+device memory instead (peak bytes in use minus bytes in use before). XLA's
+own count of temporary buffers is reported beside it.
+
+Setup: one task, one head of 64 channels, self-attention (Nq = Nk = n) with
+a 2-D RBF distance bias of 5 basis functions, forward pass, float32, tiles of 512.
 Prints a table and, as its last line, one JSON object.
 """
 
