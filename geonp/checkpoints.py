@@ -91,6 +91,12 @@ class _AtomicDirectory:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return False
+        # mkdtemp makes a private (0700) directory: give the result the user's usual permissions
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o777 & ~umask)
+        for child in self.tmp.iterdir():
+            os.chmod(child, 0o666 & ~umask)
         old = None
         if self.path.exists():
             old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
