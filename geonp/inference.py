@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from geonp.nn.attention import block_size_for, padded_size
 from geonp.nn.models import BSATNP, BSATNPConfig
 from geonp.tasks.batch import Batch, validate_batch
 
@@ -38,11 +39,10 @@ def bucket_size(n: int) -> int:
     """Padded size for n points: a power of two up to 2048, then a multiple of 1024.
 
     Every distinct input shape costs a jit compilation; bucketing bounds how
-    many a stream of differently sized tasks can trigger.
+    many a stream of differently sized tasks can trigger. Same rule as the
+    attention's own tiling, with tiles of 1024.
     """
-    if n <= 2048:
-        return max(16, 1 << max(n - 1, 0).bit_length())
-    return -(-n // 1024) * 1024
+    return padded_size(n, block_size_for(n, 1024))
 
 
 def pad_batch(batch: Batch) -> Batch:
