@@ -106,7 +106,8 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
         return float(np.mean([float(eval_loss(params, b)) for b in validation]))
 
     history, started = [], time.perf_counter()
-    bar = tqdm(total=tc.steps, initial=start_step, disable=not tc.progress, desc="training", unit="step")
+    bar = tqdm(total=tc.steps, initial=start_step, disable=not tc.progress, desc="training", unit="step",
+               mininterval=1.0)
     step, running = start_step, []
     while step < tc.steps:
         batch = sample(jax.random.fold_in(seed_key, step))
@@ -127,9 +128,9 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
             record = {"step": step, "train_nll": train_nll, "seconds": time.perf_counter() - started}
             if step % tc.validate_every == 0 or last or out_of_time:
                 record["val_nll"] = validate(state["params"])
-                bar.set_postfix(loss=f"{train_nll:.3f}", val=f"{record['val_nll']:.3f}")
+                bar.set_postfix(loss=f"{train_nll:.3f}", val=f"{record['val_nll']:.3f}", refresh=False)
             else:
-                bar.set_postfix(loss=f"{train_nll:.3f}")
+                bar.set_postfix(loss=f"{train_nll:.3f}", refresh=False)
             history.append(record)
         if ckpt_dir is not None and (step % tc.checkpoint_every == 0 or last or out_of_time):
             checkpoints.save_training_state(ckpt_dir, state, step)
