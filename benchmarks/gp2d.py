@@ -3,6 +3,8 @@
     python benchmarks/gp2d.py                      # evaluate the bundled gp2d-normal model
     python benchmarks/gp2d.py --train --minutes 80 --steps 2400 --run-dir runs/gp2d
     python benchmarks/gp2d.py --model runs/gp2d/release
+    python benchmarks/gp2d.py --train --init-from runs/gp2d/release --steps 1000 --learning-rate 3e-4 \
+        --run-dir runs/gp2d-more             # continue a model with a fresh, shorter schedule
 
 Training checkpoints into --run-dir and resumes from it when rerun. Prints a
 table, then as its last line a JSON object with nll_model, nll_oracle,
@@ -25,14 +27,18 @@ from geonp.training.loop import TrainConfig, train
 
 
 def train_model(args):
-    config = BSATNPConfig()
+    config, params, earlier_steps = BSATNPConfig(), None, 0
+    if args.init_from:  # continue from a saved model with a fresh schedule (fine-tuning)
+        config, params, earlier = load_model(args.init_from)
+        earlier_steps = int(earlier.get("steps", 0))
     sampler = GPTaskSampler(num_target=args.train_targets)
     tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                      seed=args.seed, checkpoint_dir=str(Path(args.run_dir) / "state"),
                      time_budget=args.minutes * 60, validate_every=100)
-    result = train(config, sampler, tc)
+    result = train(config, sampler, tc, params=params)
     history = result.history
-    meta = {"steps": result.step, "planned_steps": args.steps, "batch_size": args.batch_size,
+    meta = {"steps": earlier_steps + result.step, "steps_this_run": result.step, "init_from_steps": earlier_steps,
+            "planned_steps": args.steps, "batch_size": args.batch_size,
             "train_seconds_this_run": round(result.seconds, 1), "train_targets": args.train_targets,
             "learning_rate": args.learning_rate, "task": "2-D GP (rbf, matern12/32/52, periodic)",
             "final_val_nll": next((h["val_nll"] for h in reversed(history) if "val_nll" in h), None)}
@@ -46,6 +52,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="directory of a saved model (default: the bundled gp2d-normal)")
     parser.add_argument("--train", action="store_true", help="train (or resume) instead of loading")
+    parser.add_argument("--init-from", help="with --train: start from this saved model's parameters")
     parser.add_argument("--run-dir", default="runs/gp2d")
     parser.add_argument("--steps", type=int, default=2400)
     parser.add_argument("--minutes", type=float, default=80.0)
