@@ -7,7 +7,7 @@ from geonp.evaluation import evaluate_gp
 from geonp.pretrained import available, pretrained
 from geonp.tasks.gp import GPTaskSampler
 
-# The bundled model (1,900 steps on 2 CPU cores) is 0.65 nats above the oracle on these 16 fixed
+# The bundled model (2,889 steps on 2 CPU cores) is 0.65 nats above the oracle on these 16 fixed
 # tasks (0.35-0.70 over other seeds; benchmarks/RESULTS.md has the full figures). The bound fails a
 # model that regressed: 20 training steps leave a gap above 1.1 nats. Tighten it as training improves.
 MAX_NLL_GAP = 0.75
