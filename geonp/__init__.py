@@ -1,7 +1,12 @@
-"""geonp: neural processes for gridded climate and epidemiology data."""
+"""geonp: neural processes for gridded climate and epidemiology data.
 
-from geonp.errors import GeonpError
+``import geonp`` registers the ``.np`` accessor on ``xr.DataArray`` and ``xr.Dataset``.
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["GeonpError", "__version__"]
+from geonp.errors import GeonpError  # noqa: E402
+from geonp.estimator import NeuralProcess, NotFittedError, load  # noqa: E402
+from geonp import accessor as _accessor  # noqa: E402,F401  (registers .np)
+
+__all__ = ["GeonpError", "NeuralProcess", "NotFittedError", "load", "__version__"]

@@ -7,10 +7,11 @@ A likelihood is a small frozen object with pure methods, so that a model is
   output dimension;
 * ``log_prob(raw, y, **extra)``: per-point log density ``[B, N]``;
 * ``predict(raw)``: a dict of arrays (``mean``, ``std``, ...) for users;
-* ``quantile(raw, q)``: predictive quantiles.
+* ``quantile(raw, q)``: predictive quantiles;
+* ``sample(raw, key, n)``: draws from each point's predictive marginal.
 
 Only the Gaussian exists now; binomial, Bernoulli, Poisson and categorical
-heads implement the same four members (``extra`` carries trials or exposure).
+heads implement the same members (``extra`` carries trials or exposure).
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ class Normal:
     def quantile(self, raw, q):
         mean, std = self.mean_std(raw)
         return mean + std * ndtri(jnp.asarray(q, raw.dtype))
+
+    def sample(self, raw, key, num_samples: int):
+        """``[S, B, N, Dy]`` draws from each point's predictive marginal (independent across points)."""
+        mean, std = self.mean_std(raw)
+        return mean + std * jax.random.normal(key, (num_samples,) + mean.shape, mean.dtype)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "min_std": self.min_std}

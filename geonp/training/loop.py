@@ -31,6 +31,8 @@ class TrainConfig:
 
     ``time_budget`` (seconds) stops the run early, keeping the schedule of ``steps``.
     ``checkpoint_dir`` enables saving every ``checkpoint_every`` steps and resuming.
+    ``patience`` stops after that many validations without a better validation NLL
+    and returns the best parameters seen.
     """
 
     steps: int = 1000
@@ -45,6 +47,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     checkpoint_dir: str | None = None
     time_budget: float | None = None
+    patience: int | None = None  # early stopping: validations without improvement before stopping
     progress: bool = True
 
     def __post_init__(self):
@@ -52,6 +55,8 @@ class TrainConfig:
             raise ConfigError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}.")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ConfigError(f"learning_rate must be a positive number, got {self.learning_rate}.")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience must be >= 1 validations (or None), got {self.patience}.")
 
 
 @dataclasses.dataclass
@@ -60,6 +65,8 @@ class TrainResult:
     step: int
     history: list  # dicts: step, train_nll, val_nll (when validated), seconds
     seconds: float
+    best_val_nll: float | None = None
+    stopped_early: bool = False
 
 
 def negative_log_likelihood(model: nn.Module, config: BSATNPConfig, params, batch: Batch):
@@ -74,8 +81,12 @@ def init_params(config: BSATNPConfig, batch: Batch, seed: int = 0):
     return BSATNP(config).init(jax.random.PRNGKey(seed), *batch.model_inputs())
 
 
-def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig(), params=None) -> TrainResult:
-    """Meta-train a BSA-TNP on tasks from ``sampler`` (anything with ``sample(key, batch_size)``)."""
+def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig(), params=None,
+          validation_sampler=None) -> TrainResult:
+    """Meta-train a BSA-TNP on tasks from ``sampler`` (anything with ``sample(key, batch_size)``).
+
+    Validation batches come from ``validation_sampler`` (default: ``sampler`` with another seed).
+    """
     tc = train_config
     model = BSATNP(config)
     optimizer = make_optimizer(tc.steps, tc.learning_rate, tc.warmup_steps, tc.weight_decay, tc.clip_norm)
@@ -99,7 +110,8 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
         return {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}, loss
 
     eval_loss = jax.jit(loss_fn)
-    validation = [sample(jax.random.fold_in(jax.random.PRNGKey(tc.seed + 10_000), i))
+    val_source = validation_sampler or sampler
+    validation = [val_source.sample(jax.random.fold_in(jax.random.PRNGKey(tc.seed + 10_000), i), tc.batch_size)[0]
                   for i in range(tc.validation_batches)]
 
     def validate(params):
@@ -109,6 +121,7 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
     bar = tqdm(total=tc.steps, initial=start_step, disable=not tc.progress, desc="training", unit="step",
                mininterval=1.0)
     step, running = start_step, []
+    best_val, best_params, since_best, stopped_early = math.inf, None, 0, False
     while step < tc.steps:
         batch = sample(jax.random.fold_in(seed_key, step))
         state, loss = train_step(state, batch)
@@ -128,13 +141,22 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
             record = {"step": step, "train_nll": train_nll, "seconds": time.perf_counter() - started}
             if step % tc.validate_every == 0 or last or out_of_time:
                 record["val_nll"] = validate(state["params"])
+                if record["val_nll"] < best_val:
+                    best_val, since_best = record["val_nll"], 0
+                    if tc.patience is not None:
+                        best_params = jax.tree_util.tree_map(np.asarray, state["params"])
+                else:
+                    since_best += 1
+                    stopped_early = tc.patience is not None and since_best >= tc.patience
                 bar.set_postfix(loss=f"{train_nll:.3f}", val=f"{record['val_nll']:.3f}", refresh=False)
             else:
                 bar.set_postfix(loss=f"{train_nll:.3f}", refresh=False)
             history.append(record)
         if ckpt_dir is not None and (step % tc.checkpoint_every == 0 or last or out_of_time):
             checkpoints.save_training_state(ckpt_dir, state, step)
-        if out_of_time:
+        if out_of_time or stopped_early:
             break
     bar.close()
-    return TrainResult(state["params"], step, history, time.perf_counter() - started)
+    final = best_params if best_params is not None else state["params"]
+    return TrainResult(final, step, history, time.perf_counter() - started,
+                       best_val if math.isfinite(best_val) else None, stopped_early)

@@ -1,0 +1,499 @@
+"""``geonp.NeuralProcess``: a scikit-learn style estimator over xarray and pandas data.
+
+    model = geonp.NeuralProcess(pretrained="gp2d-normal", steps=300).fit(ds, var="t2m")
+    pred = model.predict(ds["t2m"], target=4)          # xr.Dataset: mean, std on a 4x finer grid
+    model.save("t2m-model"); model = geonp.load("t2m-model")
+
+Constructor arguments are hyperparameters only; ``fit`` learns the feature
+normalisation (space and time length units, value and covariate scaling) and
+meta-trains on random neighbourhoods of the data; attributes ending in ``_``
+exist after fitting. Coordinates reach the model only through the attention
+bias, so the model is translation invariant and any domain size works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import dask.array as dsa
+import jax
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from geonp.errors import CheckpointError, ConfigError, GeonpError, MetadataMismatchError
+from geonp.features import tables as tables_lib
+from geonp.features.grids import refined_grid
+from geonp.features.scaling import FeatureScaling, fit_scaling
+from geonp.nn import likelihoods
+from geonp.nn.models import BSATNPConfig, default_groups
+from geonp.outputs import prediction_dataset
+from geonp.progress import TILE_PREFIX, TileProgress
+from geonp.tiling import ContextSet, TilePredictor, auto_halo
+
+ARCHITECTURES = {"bsa-tnp": {"attention": "scan"}}
+LAZY_ABOVE_POINTS = 4_000_000  # targets larger than this stay lazy unless lazy=False
+
+
+class NotFittedError(GeonpError, RuntimeError):
+    """The estimator was used before ``fit`` (or ``load``)."""
+
+
+def _resolve_pretrained(spec):
+    from geonp.pretrained import available, load_model, pretrained
+
+    if spec is None:
+        return None
+    if isinstance(spec, str) and spec in available():
+        return pretrained(spec)
+    if Path(spec).is_dir():
+        return load_model(spec)
+    raise CheckpointError(f"pretrained={spec!r} is neither a bundled model ({available()}) nor a directory "
+                          "written by save().")
+
+
+class NeuralProcess:
+    """A BSA-TNP neural process for spatial (and spatio-temporal) fields.
+
+    Args:
+        arch: model family; ``"bsa-tnp"`` (biased scan attention TNP).
+        likelihood: ``"normal"`` for real-valued fields.
+        pretrained: name of a bundled model (``geonp.pretrained.available()``) or a saved
+            directory to start from; ``fit(..., steps=0)`` then only calibrates the normalisation.
+        temporal: add a time group to the bias (time becomes a coordinate, not separate tasks).
+        num_blocks, width, num_heads, head_dim, ff_dim: network sizes (ignored with ``pretrained``).
+        window_points: observed points per training task (the neighbourhood a task covers); also
+            sets the length unit of space (a window spans one training task's extent).
+        context_fraction, max_context, num_target: how a window is split into context and targets.
+        steps, batch_size, learning_rate, time_budget, patience, validation_fraction, seed, progress:
+            training options (``time_budget`` in seconds; ``patience`` in validations for early stopping).
+    """
+
+    def __init__(self, arch: str = "bsa-tnp", likelihood: str = "normal", pretrained: str | None = None,
+                 temporal: bool = False, num_blocks: int = 6, width: int = 64, num_heads: int = 4,
+                 head_dim: int = 32, ff_dim: int = 256, window_points: int = 512,
+                 context_fraction: tuple[float, float] = (0.1, 0.9), max_context: int = 512,
+                 num_target: int = 256, steps: int = 500, batch_size: int = 8, learning_rate: float = 5e-4,
+                 time_budget: float | None = None, patience: int | None = None,
+                 validation_fraction: float = 0.1, seed: int = 0, progress: bool = True):
+        self.arch = arch
+        self.likelihood = likelihood
+        self.pretrained = pretrained
+        self.temporal = temporal
+        self.num_blocks = num_blocks
+        self.width = width
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.ff_dim = ff_dim
+        self.window_points = window_points
+        self.context_fraction = context_fraction
+        self.max_context = max_context
+        self.num_target = num_target
+        self.steps = steps
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.time_budget = time_budget
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+        self.progress = progress
+
+    # ------------------------------------------------------------------ scikit-learn contract
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> NeuralProcess:
+        unknown = set(params) - set(self._param_names())
+        if unknown:
+            raise ConfigError(f"unknown NeuralProcess parameter(s) {sorted(unknown)}; valid: {self._param_names()}.")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if defaults.get(k) != v]
+        return f"NeuralProcess({', '.join(changed)})"
+
+    @property
+    def is_fitted(self) -> bool:
+        return getattr(self, "scaling_", None) is not None and getattr(self, "params_", None) is not None
+
+    def _check_fitted(self):
+        if not self.is_fitted:
+            raise NotFittedError(
+                "this NeuralProcess is not fitted yet: call fit(data, var=...) first (fit(data, steps=0) only "
+                "calibrates the normalisation of a pretrained model), or load a saved one with geonp.load(path)."
+            )
+
+    # ------------------------------------------------------------------ fitting
+
+    def _new_config(self, x_dim: int) -> BSATNPConfig:
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"unknown arch {self.arch!r}; available: {sorted(ARCHITECTURES)}.")
+        return BSATNPConfig(x_dim=x_dim, y_dim=1, groups=default_groups(temporal=self.temporal),
+                            num_blocks=self.num_blocks, width=self.width, num_heads=self.num_heads,
+                            head_dim=self.head_dim, ff_dim=self.ff_dim, likelihood=self.likelihood,
+                            **ARCHITECTURES[self.arch])
+
+    def _start(self, x_dim: int):
+        """(config, params or None, scaling or None) to start fitting from."""
+        loaded = _resolve_pretrained(self.pretrained)
+        if loaded is None:
+            return self._new_config(x_dim), None, None
+        config, params, meta = loaded
+        if config.x_dim != x_dim:
+            raise ConfigError(
+                f"the pretrained model takes {config.x_dim} covariate(s) but {x_dim} were given; start from "
+                "scratch (pretrained=None) to use other covariates."
+            )
+        has_time = any(g.name == "time" for g in config.groups)
+        if has_time != bool(self.temporal):
+            raise ConfigError(f"pretrained model {'has' if has_time else 'has no'} time group but temporal="
+                              f"{self.temporal}; set temporal={has_time}.")
+        if likelihoods.get_likelihood(self.likelihood).to_dict() != config.likelihood.to_dict() and \
+                likelihoods.get_likelihood(self.likelihood).name != config.likelihood.name:
+            raise ConfigError(f"the pretrained model has a {config.likelihood.name!r} likelihood, not "
+                              f"{self.likelihood!r}.")
+        scaling = meta.get("scaling")
+        return config, params, FeatureScaling.from_dict(scaling) if scaling else None
+
+    def fit(self, data, var: str | None = None, covariates: Sequence[str] = (), *, spatial_dims=None,
+            time_dim=None, crs=None, **params) -> NeuralProcess:
+        """Learn the normalisation of ``data`` and meta-train on random neighbourhoods of it.
+
+        Args:
+            data: a gridded DataArray/Dataset, a Dataset with a point (site) dimension, or a DataFrame
+                with latitude/longitude (or x/y) columns. NaN values are unobserved.
+            var: the variable to model (Datasets and DataFrames).
+            covariates: variables that enter the tokens (elevation, ...); they must be given at
+                prediction targets too.
+            spatial_dims, time_dim, crs: overrides for coordinate detection.
+            **params: any constructor parameter, e.g. ``steps=200`` (``set_params`` first).
+        """
+        self.set_params(**params)
+        if isinstance(var, list | tuple):
+            if len(var) != 1:
+                raise ConfigError(f"var={var!r}: one variable per model; fit one model per variable.")
+            var = var[0]
+        table = tables_lib.to_table(data, var, covariates, spatial_dims, time_dim, crs, temporal=self.temporal)
+        observed = tables_lib.require_observations(table, "the training data")
+        config, params0, scaling0 = self._start(len(covariates))
+
+        emb = table.embedding_km()[observed]
+        hours = table.hours[observed] if table.hours is not None else None
+        name = str(table.template.name)
+        scaling = fit_scaling(
+            table.layout.kind, emb, table.values[observed], [name], table.covariates[observed], list(covariates),
+            window_points=self.window_points, hours=hours, crs=table.layout.crs,
+            value_attrs=[dict(table.template.attrs)], seed=self.seed,
+        )
+        if scaling0 is not None and self.steps == 0:
+            # a fitted model re-used without training keeps its own length units
+            scaling = dataclasses.replace(scaling, space_unit=scaling0.space_unit, time_unit=scaling0.time_unit)
+
+        history, steps_done = [], 0
+        if self.steps > 0:
+            params0, history, steps_done = self._train(config, params0, table, observed, scaling)
+        elif params0 is None:
+            raise ConfigError("steps=0 only calibrates a pretrained model; pass pretrained='gp2d-normal' (or a "
+                              "saved model) or steps > 0 to train.")
+
+        self.config_ = config
+        self.params_ = jax.tree_util.tree_map(np.asarray, params0)
+        self.scaling_ = scaling
+        self.var_ = name
+        self.covariates_ = tuple(str(c) for c in covariates)
+        self.layout_ = dataclasses.asdict(table.layout)
+        self.history_ = history
+        self.steps_trained_ = steps_done
+        self.n_observations_ = int(observed.sum())
+        return self
+
+    def _sampler_arrays(self, table, observed, scaling, tasks):
+        emb, space, time, cov, val = [], [], [], [], []
+        for t in tasks:
+            m = observed[t]
+            e = tables_lib.euclidean_embedding(table.layout.kind, table.x[t, m], table.y[t, m]) / scaling.space_unit
+            tf = scaling.time_features(table.hours[t, m]) if self.temporal else None
+            emb.append(np.concatenate([e, tf], -1) if tf is not None else e)
+            space.append(scaling.space_features(table.x[t, m], table.y[t, m]))
+            time.append(tf)
+            cov.append(scaling.scale_covariates(table.covariates[t, m]).astype(np.float32))
+            val.append(scaling.scale_values(table.values[t, m]).astype(np.float32))
+        return emb, space, time, cov, val
+
+    def _train(self, config, params, table, observed, scaling):
+        from geonp.tasks.patches import PatchSampler
+        from geonp.training.loop import TrainConfig, train
+
+        rng = np.random.default_rng(self.seed)
+        tasks = np.flatnonzero(observed.sum(axis=1) >= 2)
+        if tasks.size == 0:
+            raise tables_lib.DataError("no task (time step, member ...) has two observed points to train on.")
+        n_val = int(round(self.validation_fraction * tasks.size)) if tasks.size >= 5 else 0
+        shuffled = rng.permutation(tasks)
+        val_tasks, train_tasks = shuffled[:n_val], shuffled[n_val:]
+        options = dict(window_points=self.window_points, context_fraction=tuple(self.context_fraction),
+                       max_context=self.max_context, num_target=self.num_target,
+                       geographic=scaling.kind == "geographic")
+        sampler = PatchSampler(*self._sampler_arrays(table, observed, scaling, train_tasks), **options)
+        val_sampler = PatchSampler(*self._sampler_arrays(table, observed, scaling, val_tasks), **options) \
+            if n_val else None
+        tc = TrainConfig(
+            steps=self.steps, batch_size=self.batch_size, learning_rate=self.learning_rate,
+            warmup_steps=min(100, max(1, self.steps // 10)), seed=self.seed,
+            validate_every=max(10, 10 * math.ceil(self.steps / 100)), validation_batches=2,
+            time_budget=self.time_budget, patience=self.patience, progress=self.progress,
+        )
+        result = train(self._data_config(config, scaling), sampler, tc, params=params, validation_sampler=val_sampler)
+        return result.params, result.history, result.step
+
+    @staticmethod
+    def _data_config(config: BSATNPConfig, scaling: FeatureScaling) -> BSATNPConfig:
+        """The model config with the space group's metric for this data (same parameters)."""
+        groups = tuple(scaling.space_group(g) if g.name == "space" else g for g in config.groups)
+        return dataclasses.replace(config, groups=groups)
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict(self, context, target=None, *, quantiles: Sequence[float] | None = None, samples: int = 0,
+                halo: float | str | None = None, tile: int = 128, time_tile: int = 24, lazy: bool | None = None,
+                seed: int = 0, spatial_dims=None, time_dim=None, progress: bool | None = None) -> xr.Dataset:
+        """Condition on the observed values of ``context`` and predict at ``target``.
+
+        Args:
+            context: data like ``fit``'s (a DataArray, or a Dataset holding ``var`` and the covariates).
+            target: ``None`` (every cell of the context grid; adds ``filled``), an integer factor
+                (a grid that many times finer), a DataArray/Dataset whose coordinates are the targets
+                (with the covariates as variables when the model has any), or a DataFrame of points.
+            quantiles: probabilities, e.g. ``[0.05, 0.5, 0.95]``; adds a ``quantiles`` variable.
+            samples: draws from each point's predictive marginal; adds ``samples``.
+            halo: how far around each tile the context is used, in km (geographic) or CRS units;
+                ``None`` chooses it from the learned bias; ``"all"`` uses all context (exact, slower).
+            tile: target tile size in grid cells per side (points for point targets).
+            time_tile: time steps per tile for temporal models.
+            lazy: return dask-backed variables (compute on write); default: lazy when the context or
+                target is dask-backed or the target has more than 4M points.
+        """
+        self._check_fitted()
+        quantiles = tuple(float(q) for q in (quantiles or ()))
+        bad = [q for q in quantiles if not 0 < q < 1]
+        if bad:
+            raise ConfigError(f"quantiles must be probabilities strictly between 0 and 1; got {bad}.")
+        if int(samples) < 0 or tile < 1 or time_tile < 1:
+            raise ConfigError(f"samples must be >= 0 and tile, time_tile >= 1; got {samples}, {tile}, {time_tile}.")
+        s = self.scaling_
+        ctx = tables_lib.to_table(context, self._context_var(context), self.covariates_, spatial_dims, time_dim,
+                                  s.crs, temporal=self.temporal)
+        if ctx.layout.kind != s.kind:
+            raise MetadataMismatchError(
+                f"the model was fitted on {s.kind} coordinates but this data is {ctx.layout.kind} "
+                f"({ctx.layout.spatial}); use data in the same kind of coordinates, or pass spatial_dims/crs."
+            )
+        observed = tables_lib.require_observations(ctx, "the context")
+        tgt = self._target_table(context, ctx, target, spatial_dims, time_dim)
+        task_map = self._task_map(ctx, tgt)
+        predictor = TilePredictor(
+            config=self._data_config(self.config_, s), params=self.params_, scaling=s,
+            context=self._context_set(ctx, observed), task_shape=tuple(tgt.template.sizes[d] for d in tgt.task_dims),
+            task_map=task_map, halo=self._halo_distance(halo), time_halo=self._time_halo(halo),
+            quantiles=quantiles, num_samples=int(samples), seed=seed, temporal=self.temporal,
+        )
+        channels = self._channel_array(predictor, tgt, tile, time_tile)
+        if lazy is None:
+            lazy = _is_dask(context) or _is_dask(target) or tgt.x.size > LAZY_ABOVE_POINTS
+        if not lazy:
+            n_tiles = int(np.prod(channels.data.numblocks))
+            show = self.progress if progress is None else progress
+            with TileProgress(n_tiles, enabled=show and n_tiles > 1):
+                channels = channels.compute(scheduler="threads")
+
+        source_attrs = dict(context.attrs) if isinstance(context, xr.Dataset) else {}
+        provenance = {
+            "model": f"{self.arch} ({self.config_.likelihood.name})", "version": _version(),
+            "context_points": int(observed.sum()), "halo": "all" if predictor.halo is None else predictor.halo,
+            "halo_units": "km" if s.kind == "geographic" else "crs units",
+            "steps_trained": int(getattr(self, "steps_trained_", 0)),
+        }
+        value_attrs = {**(s.value_attrs[0] if s.value_attrs else {}), **dict(ctx.template.attrs)}
+        value_attrs.setdefault("name", self.var_)
+        out = prediction_dataset(channels, value_attrs, quantiles, int(samples), source_attrs, provenance)
+        out = out.transpose(*[d for d in tgt.original_dims if d in out.dims], ...)
+        if target is None:
+            observed_values = ctx.template.transpose(*tgt.original_dims)
+            out["filled"] = observed_values.where(observed_values.notnull(), out["mean"]).assign_attrs(
+                {**out["mean"].attrs, "long_name": f"observations, gaps filled with the predictive mean of "
+                                                  f"{value_attrs.get('long_name', self.var_)}"})
+        return out
+
+    def _context_var(self, context):
+        return None if isinstance(context, xr.DataArray) else self.var_
+
+    def _target_table(self, context, ctx, target, spatial_dims, time_dim):
+        kw = dict(temporal=self.temporal, need_values=False, time_reference=ctx.time_reference)
+        if target is None:
+            if self.covariates_:
+                ds, _ = tables_lib.as_dataset(context, self._context_var(context))
+                return tables_lib.to_table(ds, self._context_var(context), self.covariates_, layout=ctx.layout,
+                                           need_values=True, temporal=self.temporal,
+                                           time_reference=ctx.time_reference)
+            table = dataclasses.replace(ctx, values=None)
+            return table
+        if isinstance(target, int | float | np.integer | np.floating) and not isinstance(target, bool):
+            if self.covariates_:
+                raise MetadataMismatchError(
+                    f"the model uses covariates {list(self.covariates_)}, which a resolution factor cannot "
+                    "provide; pass target=<a Dataset on the fine grid holding those variables>."
+                )
+            ds, _ = tables_lib.as_dataset(context, self._context_var(context))
+            target = refined_grid(ds, ctx.layout, target)
+        if isinstance(target, pd.DataFrame):
+            target = tables_lib.dataframe_to_dataset(target)
+        if isinstance(target, xr.DataArray):
+            target = target.to_dataset(name=str(target.name) if target.name is not None else "_target")
+        if not isinstance(target, xr.Dataset):
+            raise ConfigError(f"target must be None, a resolution factor, a DataArray/Dataset or a DataFrame; got "
+                              f"{type(target).__name__}.")
+        # broadcast the target over the context's task dims it lacks (each time step, member ...)
+        missing = {d: ctx.template[d].values for d in ctx.task_dims if d not in target.dims and d in ctx.template.coords}
+        if missing:
+            target = target.expand_dims(missing)
+        return tables_lib.to_table(target, None, self.covariates_, spatial_dims, time_dim, self.scaling_.crs,
+                                   task_dims=ctx.task_dims, **kw)
+
+    @staticmethod
+    def _task_map(ctx, tgt) -> np.ndarray:
+        if tuple(tgt.task_dims) != tuple(ctx.task_dims):
+            raise MetadataMismatchError(
+                f"the target's task dimensions {list(tgt.task_dims)} do not match the context's "
+                f"{list(ctx.task_dims)}; select them (e.g. .isel(time=0)) or give the target the same dims."
+            )
+        lookup = {label: i for i, label in enumerate(ctx.task_labels)}
+        labels = tgt.task_labels
+        missing = [lab for lab in labels if lab not in lookup]
+        if missing:
+            raise MetadataMismatchError(
+                f"{len(missing)} target task(s) (e.g. {dict(zip(tgt.task_dims, missing[0], strict=True))}) have no "
+                "context with the same coordinates; select matching steps."
+            )
+        return np.array([lookup[lab] for lab in labels], np.int64)
+
+    def _context_set(self, ctx, observed) -> ContextSet:
+        s = self.scaling_
+        parts = {k: [] for k in ("embedding", "space", "time", "hours", "covariates", "values")}
+        for t in range(ctx.num_tasks):
+            m = observed[t]
+            parts["embedding"].append(tables_lib.euclidean_embedding(s.kind, ctx.x[t, m], ctx.y[t, m]))
+            parts["space"].append(s.space_features(ctx.x[t, m], ctx.y[t, m]))
+            parts["hours"].append(ctx.hours[t, m] if ctx.hours is not None else None)
+            parts["time"].append(s.time_features(ctx.hours[t, m]) if self.temporal else None)
+            parts["covariates"].append(s.scale_covariates(ctx.covariates[t, m]))
+            parts["values"].append(s.scale_values(ctx.values[t, m]))
+        return ContextSet(**parts)
+
+    def _halo_distance(self, halo):
+        if isinstance(halo, str):
+            if halo != "all":
+                raise ConfigError(f"halo={halo!r}: pass a distance, None (automatic) or 'all'.")
+            return None
+        if halo is None:
+            return auto_halo(self.params_, "space") * self.scaling_.space_unit
+        if not halo > 0:
+            raise ConfigError(f"halo must be a positive distance, got {halo}.")
+        return float(halo)
+
+    def _time_halo(self, halo):
+        if not self.temporal or isinstance(halo, str):
+            return None
+        return auto_halo(self.params_, "time") * self.scaling_.time_unit
+
+    def _channel_array(self, predictor: TilePredictor, tgt, tile: int, time_tile: int) -> xr.DataArray:
+        t = tgt.template
+        shape = tuple(t.shape)
+        n_task = len(tgt.task_dims)
+        point_chunks = []
+        for d in tgt.point_dims:
+            if d == tgt.layout.time and self.temporal:
+                point_chunks.append(time_tile)
+            else:
+                point_chunks.append(tile if len(tgt.point_dims) > 1 else tile * tile)
+        chunks = (1,) * n_task + tuple(point_chunks)
+        inputs = [tgt.x, tgt.y] + ([tgt.hours] if self.temporal else [])
+        inputs += [tgt.covariates[..., j] for j in range(tgt.covariates.shape[-1])]
+        arrays = [dsa.from_array(np.asarray(a).reshape(shape), chunks=chunks) for a in inputs]
+        n_ch = predictor.num_channels
+        from dask.base import tokenize
+
+        name = f"{TILE_PREFIX}-{tokenize(predictor.config.to_dict(), *[a.name for a in arrays], id(predictor))}"
+        data = dsa.map_blocks(predictor, *arrays, new_axis=len(shape), chunks=arrays[0].chunks + ((n_ch,),),
+                              dtype=np.float32, meta=np.empty((0,) * (len(shape) + 1), np.float32), name=name)
+        coords = {k: v for k, v in t.coords.items()}
+        return xr.DataArray(data, dims=tuple(t.dims) + ("channel",), coords=coords)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path) -> Path:
+        """Write the fitted model (weights, config, normalisation) to the directory ``path`` atomically."""
+        from geonp.pretrained import save_model
+
+        self._check_fitted()
+        metadata = {
+            "kind": "geonp.NeuralProcess", "estimator": _jsonable(self.get_params()),
+            "scaling": self.scaling_.to_dict(), "var": self.var_, "covariates": list(self.covariates_),
+            "layout": self.layout_, "steps": int(self.steps_trained_), "n_observations": self.n_observations_,
+            "history": self.history_[-50:],
+        }
+        return save_model(path, self.config_, self.params_, metadata)
+
+
+def load(path) -> NeuralProcess:
+    """Load a model written by :meth:`NeuralProcess.save` (safetensors + JSON; never pickle)."""
+    from geonp.pretrained import load_model
+
+    config, params, meta = load_model(path)
+    if meta.get("kind") != "geonp.NeuralProcess" or "scaling" not in meta:
+        raise CheckpointError(
+            f"{path} holds model weights without a fitted normalisation (not written by NeuralProcess.save). Use "
+            f"geonp.NeuralProcess(pretrained={str(path)!r}).fit(data, steps=0) to calibrate it on your data."
+        )
+    estimator_params = dict(meta.get("estimator", {}))
+    valid = set(NeuralProcess._param_names())
+    model = NeuralProcess(**{k: v for k, v in estimator_params.items() if k in valid})
+    model.config_ = config
+    model.params_ = jax.tree_util.tree_map(np.asarray, params)
+    model.scaling_ = FeatureScaling.from_dict(meta["scaling"])
+    model.var_ = meta["var"]
+    model.covariates_ = tuple(meta.get("covariates", ()))
+    model.layout_ = meta.get("layout", {})
+    model.history_ = meta.get("history", [])
+    model.steps_trained_ = int(meta.get("steps", 0))
+    model.n_observations_ = int(meta.get("n_observations", 0))
+    return model
+
+
+def _jsonable(params: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def _is_dask(obj) -> bool:
+    if isinstance(obj, xr.DataArray):
+        return obj.chunks is not None
+    if isinstance(obj, xr.Dataset):
+        return bool(obj.chunks)
+    return False
+
+
+def _version() -> str:
+    from geonp import __version__
+
+    return __version__

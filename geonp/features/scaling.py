@@ -1,0 +1,213 @@
+"""The feature normalisation that is fitted with a model and saved with it.
+
+A neural process works in its own units: distances in "model units" (the GP
+tasks of the bundled model live on [-2, 2]^2), time in model units, values
+standardised. ``FeatureScaling`` holds the conversion from the user's units:
+
+    space  (geographic)  great-circle distance [km]      / space_unit   -> model units
+    space  (projected)   Euclidean distance [CRS units]  / space_unit   -> model units
+    time                 hours since reference          / time_unit    -> model units
+    values               (y - value_mean) / value_std
+    covariates           (x - covariate_mean) / covariate_std
+
+It is plain data (JSON-friendly), so ``load`` + ``predict`` on new data
+reproduces a fitted model exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from geonp.errors import ConfigError, MetadataMismatchError
+from geonp.nn.bias import EARTH_RADIUS_KM, CoordinateGroup
+
+# The bundled GP model saw tasks on a 4 x 4 box; a neighbourhood of this many
+# model units in radius (the disc of the same area) is what one training task covers.
+TASK_RADIUS = math.sqrt(16.0 / math.pi)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureScaling:
+    """How a dataset's coordinates, values and covariates map to a model's inputs."""
+
+    kind: str  # "geographic" (lon/lat degrees) or "projected" (x/y in CRS units)
+    space_unit: float  # km (geographic) or CRS units (projected) per model unit
+    value_names: tuple[str, ...]
+    value_mean: tuple[float, ...]
+    value_std: tuple[float, ...]
+    covariate_names: tuple[str, ...] = ()
+    covariate_mean: tuple[float, ...] = ()
+    covariate_std: tuple[float, ...] = ()
+    time_unit: float | None = None  # hours per model unit; None: the model has no time group
+    crs: str | None = None
+    value_attrs: tuple[dict, ...] = ()  # attrs of each value variable (units, long_name ...), for outputs
+
+    def __post_init__(self):
+        if self.kind not in ("geographic", "projected"):
+            raise ConfigError(f"FeatureScaling.kind must be 'geographic' or 'projected', got {self.kind!r}.")
+        if not (self.space_unit > 0 and math.isfinite(self.space_unit)):
+            raise ConfigError(f"space_unit must be a positive length, got {self.space_unit}.")
+        if self.time_unit is not None and not (self.time_unit > 0 and math.isfinite(self.time_unit)):
+            raise ConfigError(f"time_unit must be a positive number of hours, got {self.time_unit}.")
+        if not (len(self.value_names) == len(self.value_mean) == len(self.value_std)):
+            raise ConfigError("value_names, value_mean and value_std must have the same length.")
+        if not (len(self.covariate_names) == len(self.covariate_mean) == len(self.covariate_std)):
+            raise ConfigError("covariate_names, covariate_mean and covariate_std must have the same length.")
+        for name, std in zip(self.value_names + self.covariate_names, self.value_std + self.covariate_std,
+                             strict=True):
+            if not (std > 0 and math.isfinite(std)):
+                raise ConfigError(f"scale of {name!r} must be positive and finite, got {std}.")
+
+    # ------------------------------------------------------------------ groups
+
+    def space_group(self, template: CoordinateGroup) -> CoordinateGroup:
+        """The model's space group with this data's metric: great-circle on lon/lat, or Euclidean.
+
+        The bias depends on distances only, so the same parameters serve both
+        metrics; only the distance computation and its unit change.
+        """
+        if self.kind == "geographic":
+            return dataclasses.replace(template, metric="great_circle", dim=2,
+                                       radius=EARTH_RADIUS_KM / self.space_unit)
+        return dataclasses.replace(template, metric="euclidean", dim=2, radius=1.0)
+
+    def space_features(self, lon_or_x, lat_or_y) -> np.ndarray:
+        """``[N, 2]`` raw space features: lon/lat degrees (geographic) or x, y in model units."""
+        a, b = np.asarray(lon_or_x, np.float64), np.asarray(lat_or_y, np.float64)
+        if self.kind == "geographic":
+            return np.stack([a, b], axis=-1)
+        return np.stack([a, b], axis=-1) / self.space_unit
+
+    def time_features(self, hours) -> np.ndarray:
+        """``[N, 1]`` time in model units (hours / time_unit)."""
+        if self.time_unit is None:
+            raise ConfigError("this model has no time coordinate group; time is handled as separate tasks.")
+        return (np.asarray(hours, np.float64) / self.time_unit)[..., None]
+
+    # ------------------------------------------------------------------ values
+
+    def scale_values(self, values) -> np.ndarray:
+        """``[..., Dy]`` values in user units -> standardised."""
+        return (np.asarray(values, np.float64) - np.asarray(self.value_mean)) / np.asarray(self.value_std)
+
+    def unscale_mean(self, mean) -> np.ndarray:
+        return np.asarray(mean, np.float64) * np.asarray(self.value_std) + np.asarray(self.value_mean)
+
+    def unscale_std(self, std) -> np.ndarray:
+        return np.asarray(std, np.float64) * np.asarray(self.value_std)
+
+    def scale_covariates(self, covariates) -> np.ndarray:
+        """``[..., Dx]`` covariates in user units -> standardised (``Dx = 0`` gives an empty last axis)."""
+        x = np.asarray(covariates, np.float64)
+        if x.shape[-1] != len(self.covariate_names):
+            raise MetadataMismatchError(
+                f"got {x.shape[-1]} covariate column(s) but the model was fitted with "
+                f"{list(self.covariate_names)}."
+            )
+        if not self.covariate_names:
+            return x
+        return (x - np.asarray(self.covariate_mean)) / np.asarray(self.covariate_std)
+
+    # ------------------------------------------------------------------ serialisation
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for key, value in d.items():
+            if isinstance(value, tuple):
+                d[key] = list(value)
+        d["value_attrs"] = [_jsonable_attrs(a) for a in self.value_attrs]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> FeatureScaling:
+        d = dict(d)
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown FeatureScaling fields {sorted(unknown)}; was this model saved by a "
+                              "newer geonp? Upgrade geonp.")
+        for f in dataclasses.fields(cls):
+            if isinstance(d.get(f.name), list):
+                d[f.name] = tuple(d[f.name])
+        d["value_attrs"] = tuple(dict(a) for a in d.get("value_attrs", ()))
+        return cls(**d)
+
+
+def _jsonable_attrs(attrs: Mapping) -> dict:
+    """Keep the attrs JSON can hold (strings and numbers): units, long_name, standard_name ..."""
+    out = {}
+    for key, value in attrs.items():
+        if isinstance(value, str | int | float | bool):
+            out[str(key)] = value
+        elif isinstance(value, np.generic):
+            out[str(key)] = value.item()
+    return out
+
+
+def robust_scale(values: np.ndarray, name: str) -> tuple[float, float]:
+    """Mean and standard deviation of the finite values, with a clear error when there are none."""
+    finite = np.asarray(values, np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        raise ConfigError(f"{name!r} has no finite value to fit its normalisation on; check the data.")
+    std = float(finite.std())
+    if not std > 0:
+        std = max(abs(float(finite.mean())), 1.0)  # a constant field: any positive scale works
+    return float(finite.mean()), std
+
+
+def neighbourhood_radius(unit_points: np.ndarray, k: int, rng: np.random.Generator, samples: int = 256) -> float:
+    """Median distance from a point to its k-th nearest neighbour (same units as the points).
+
+    ``unit_points`` are Euclidean coordinates (unit vectors times a radius for
+    the sphere). This is how large a window of k points is in this data.
+    """
+    from scipy.spatial import cKDTree
+
+    n = unit_points.shape[0]
+    if n < 2:
+        raise ConfigError("at least two observed points are needed to fit the length scale of space.")
+    k = int(min(max(k, 1), n - 1))
+    centres = unit_points[rng.choice(n, size=min(samples, n), replace=False)]
+    dist, _ = cKDTree(unit_points).query(centres, k=[k + 1])
+    radius = float(np.median(dist))
+    if not radius > 0:
+        raise ConfigError("the observed points all sit at the same location; space has no scale to fit.")
+    return radius
+
+
+def fit_space_unit(points_km_or_units: np.ndarray, window_points: int, seed: int = 0) -> float:
+    """Length of one model unit such that a window of ``window_points`` points spans one training task."""
+    rng = np.random.default_rng(seed)
+    return neighbourhood_radius(points_km_or_units, window_points, rng) / TASK_RADIUS
+
+
+def fit_scaling(kind: str, euclidean_points: np.ndarray, values: np.ndarray, value_names: Sequence[str],
+                covariates: np.ndarray | None = None, covariate_names: Sequence[str] = (),
+                window_points: int = 1024, hours: np.ndarray | None = None, time_unit: float | None = None,
+                crs: str | None = None, value_attrs: Sequence[Mapping] = (), seed: int = 0) -> FeatureScaling:
+    """Fit a :class:`FeatureScaling` to observed points.
+
+    ``euclidean_points [N, 2 or 3]``: projected x/y, or unit vectors times the
+    Earth's radius in km (so nearby distances are km). ``values [N, Dy]``.
+    """
+    values = np.asarray(values, np.float64).reshape(len(values), -1)
+    stats = [robust_scale(values[:, j], n) for j, n in enumerate(value_names)]
+    cov_stats = []
+    if covariate_names:
+        covariates = np.asarray(covariates, np.float64).reshape(len(covariates), -1)
+        cov_stats = [robust_scale(covariates[:, j], n) for j, n in enumerate(covariate_names)]
+    if hours is not None and time_unit is None:
+        steps = np.diff(np.unique(np.asarray(hours, np.float64)))
+        time_unit = float(np.median(steps)) if steps.size else 1.0
+    return FeatureScaling(
+        kind=kind, space_unit=fit_space_unit(euclidean_points, window_points, seed),
+        value_names=tuple(value_names), value_mean=tuple(s[0] for s in stats),
+        value_std=tuple(s[1] for s in stats), covariate_names=tuple(covariate_names),
+        covariate_mean=tuple(s[0] for s in cov_stats), covariate_std=tuple(s[1] for s in cov_stats),
+        time_unit=time_unit if hours is not None else None, crs=crs,
+        value_attrs=tuple(dict(a) for a in value_attrs),
+    )

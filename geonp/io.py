@@ -1,0 +1,120 @@
+"""Writing predictions tile by tile: bounded memory, resumable, atomic.
+
+``to_zarr(pred, path)`` writes into ``<path>.partial`` one region (a block of
+dask chunks) at a time and records each finished region in a small manifest.
+If the process dies, calling it again with the same prediction resumes at the
+first unfinished region. Only when every region is written is the store
+renamed to ``path``, so a store at ``path`` is always complete.
+
+``to_netcdf(pred, path)`` goes through the same resumable zarr store, then
+writes ``<path>.partial`` and renames it: a ``.nc`` file at ``path`` is
+always complete too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from geonp.errors import GeonpError
+
+MANIFEST = "geonp-progress.json"
+
+
+class OutputExistsError(GeonpError, FileExistsError):
+    """The output path exists already and ``overwrite`` was not given."""
+
+
+def _fingerprint(pred: xr.Dataset) -> str:
+    """Identifies a prediction (same graph, same data), so a resume never mixes two predictions."""
+    from dask.base import tokenize
+
+    return tokenize(pred)
+
+
+def _regions(pred: xr.Dataset):
+    """Dicts ``{dim: slice}``, one per block of chunks (all chunked dims)."""
+    chunks = pred.chunks  # {dim: (sizes ...)}
+    dims = [d for d, sizes in chunks.items() if len(sizes) > 1]
+    edges = {d: np.concatenate([[0], np.cumsum(chunks[d])]) for d in dims}
+    for index in itertools.product(*(range(len(chunks[d])) for d in dims)):
+        yield {d: slice(int(edges[d][i]), int(edges[d][i + 1])) for d, i in zip(dims, index, strict=True)}
+
+
+def _write_manifest(store: Path, manifest: dict):
+    tmp = store / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest))
+    os.replace(tmp, store / MANIFEST)  # atomic: the manifest is never half written
+
+
+def _key(region: dict) -> str:
+    return ",".join(f"{d}={s.start}:{s.stop}" for d, s in sorted(region.items()))
+
+
+def to_zarr(pred: xr.Dataset, path, overwrite: bool = False, progress: bool = True) -> Path:
+    """Write ``pred`` (lazy or not) to a zarr store at ``path``, resumably and atomically."""
+    final = Path(path)
+    partial = final.with_name(final.name + ".partial")
+    if final.exists():
+        if not overwrite:
+            raise OutputExistsError(f"{final} exists; pass overwrite=True to replace it, or choose another path.")
+        shutil.rmtree(final) if final.is_dir() else final.unlink()
+    pred = pred.unify_chunks() if pred.chunks else pred.chunk()
+    token = _fingerprint(pred)
+    manifest = None
+    if (partial / MANIFEST).is_file():
+        manifest = json.loads((partial / MANIFEST).read_text())
+        if manifest.get("token") != token:
+            manifest = None  # another prediction was interrupted here: start over
+    if manifest is None:
+        if partial.exists():
+            shutil.rmtree(partial)
+        pred.to_zarr(partial, mode="w", compute=False, consolidated=False)
+        manifest = {"token": token, "done": []}
+        _write_manifest(partial, manifest)
+
+    done = set(manifest["done"])
+    regions = list(_regions(pred))
+    todo = [r for r in regions if _key(r) not in done]
+    with tqdm(total=len(regions), initial=len(regions) - len(todo), desc=f"writing {final.name}", unit="tile",
+              disable=not progress, mininterval=1.0) as bar:
+        for region in todo:
+            part = pred.isel(region)
+            keep = [v for v in part.variables if set(part[v].dims) & set(region)]
+            part = part[[v for v in keep if v in part.data_vars]].compute()
+            part = part.drop_vars([c for c in part.coords if not set(part[c].dims) & set(region)])
+            part.to_zarr(partial, region=region, consolidated=False)
+            manifest["done"].append(_key(region))
+            _write_manifest(partial, manifest)
+            bar.update(1)
+
+    (partial / MANIFEST).unlink()
+    import zarr
+
+    zarr.consolidate_metadata(str(partial))
+    os.replace(partial, final)
+    return final
+
+
+def to_netcdf(pred: xr.Dataset, path, overwrite: bool = False, progress: bool = True) -> Path:
+    """Write ``pred`` to a netCDF file at ``path``: computed resumably via zarr, then renamed into place."""
+    final = Path(path)
+    if final.exists() and not overwrite:
+        raise OutputExistsError(f"{final} exists; pass overwrite=True to replace it, or choose another path.")
+    staging = final.with_name(final.name + ".zarr")
+    if staging.exists() and not (staging.with_name(staging.name + ".partial")).exists():
+        shutil.rmtree(staging)  # a finished staging store from an interrupted conversion
+    to_zarr(pred, staging, overwrite=True, progress=progress)
+    tmp = final.with_name(final.name + ".partial")
+    with xr.open_zarr(staging) as stored:
+        stored.to_netcdf(tmp)
+    os.replace(tmp, final)
+    shutil.rmtree(staging)
+    return final

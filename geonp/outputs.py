@@ -1,0 +1,50 @@
+"""Predictions as a CF-compliant ``xr.Dataset``: mean, std, quantiles, samples, with units and provenance."""
+
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+import xarray as xr
+
+
+def _variable_attrs(source: dict, what: str) -> dict:
+    attrs = {k: source[k] for k in ("units", "standard_name") if k in source}
+    label = source.get("long_name") or source.get("standard_name") or source.get("name", "value")
+    attrs["long_name"] = f"{what} of {label}"
+    return attrs
+
+
+def prediction_dataset(channels: xr.DataArray, value_attrs: dict, quantiles=(), num_samples: int = 0,
+                       attrs: dict | None = None, provenance: dict | None = None) -> xr.Dataset:
+    """Split a ``[..., channel]`` array (mean, std, quantiles..., samples...) into CF variables."""
+    mean = channels.isel(channel=0, drop=True)
+    std = channels.isel(channel=1, drop=True)
+    std_attrs = _variable_attrs(value_attrs, "predictive standard deviation")
+    if "standard_name" in std_attrs:
+        std_attrs["standard_name"] = f"{std_attrs['standard_name']} standard_error"  # CF modifier
+    variables = {
+        "mean": mean.assign_attrs(_variable_attrs(value_attrs, "predictive mean")),
+        "std": std.assign_attrs(std_attrs),
+    }
+    if len(quantiles):
+        q = channels.isel(channel=slice(2, 2 + len(quantiles))).rename(channel="quantile")
+        q = q.assign_coords(quantile=("quantile", np.asarray(quantiles, np.float64),
+                                      {"long_name": "probability of the predictive quantile", "units": "1"}))
+        variables["quantiles"] = q.transpose("quantile", ...).assign_attrs(
+            _variable_attrs(value_attrs, "predictive quantiles"))
+    if num_samples:
+        start = 2 + len(quantiles)
+        s = channels.isel(channel=slice(start, start + num_samples)).rename(channel="sample")
+        s = s.assign_coords(sample=np.arange(num_samples))
+        sample_attrs = _variable_attrs(value_attrs, "samples of the predictive marginal")
+        sample_attrs["comment"] = "independent draws per point (marginals, not spatially coherent fields)"
+        variables["samples"] = s.transpose("sample", ...).assign_attrs(sample_attrs)
+    out = xr.Dataset(variables)
+    out.attrs.update(attrs or {})
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    history = f"{stamp}: predicted by geonp"
+    out.attrs["history"] = f"{out.attrs['history']}\n{history}" if out.attrs.get("history") else history
+    out.attrs["Conventions"] = "CF-1.8"
+    out.attrs.update({f"geonp_{k}": v for k, v in (provenance or {}).items()})
+    return out

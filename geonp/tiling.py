@@ -1,0 +1,208 @@
+"""Tiled prediction: each tile of the target conditions on the context inside a halo around it.
+
+The model's predictions at different test points are independent given the
+context (test points never attend to each other), so a target grid can be cut
+into tiles and each tile predicted on its own. A tile sees the context points
+within ``halo`` of its bounding circle; when the halo covers all the context
+(``halo="all"``) the tiled prediction equals the untiled one.
+
+The halo comes from the learned bias: beyond the distance where every head's
+bias has fallen ``log(1 / tolerance)`` nats below its value at zero distance, a
+context point weighs at most ``tolerance`` times a co-located one before the
+content term. It is capped at the diameter of a training task, beyond which
+the model has never seen context anyway.
+
+Tiles are the chunks of a ``dask.array.map_blocks`` graph, so predictions are
+lazy, stream to zarr/netCDF, and run on any dask scheduler (a
+``dask.distributed`` cluster included): :class:`TilePredictor` is a plain
+picklable object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import numpy as np
+
+from geonp.features.scaling import TASK_RADIUS, FeatureScaling
+from geonp.inference import predict_raw
+from geonp.nn.models import BSATNPConfig
+from geonp.tasks.batch import Batch
+
+MIN_CONTEXT = 16  # a tile with no context in its halo takes this many nearest points instead
+
+
+def bias_tables(params) -> list[dict]:
+    """Every ``distance_bias`` parameter dict in a model (one per attention layer)."""
+    found = []
+
+    def walk(tree):
+        if isinstance(tree, dict):
+            for key, value in tree.items():
+                if key == "distance_bias":
+                    found.append(value)
+                else:
+                    walk(value)
+
+    walk(params)
+    return found
+
+
+def auto_halo(params, group: str, tolerance: float = 1e-4, cap: float = 2 * TASK_RADIUS) -> float:
+    """Halo (model units) after which every head's bias for ``group`` is ``log(1/tolerance)`` below its peak.
+
+    Returns ``cap`` when some head never falls that far within it (a flat or repulsive bias).
+    """
+    d = np.linspace(0.0, cap, 512)
+    drop = math.log(1.0 / tolerance)
+    worst = 0.0
+    for table in bias_tables(params):
+        if group not in table:
+            continue
+        a = np.asarray(table[group]["amplitude"], np.float64)  # [H, F]
+        b = np.asarray(jax.nn.softplus(np.asarray(table[group]["rate_raw"], np.float32)), np.float64)
+        bias = np.einsum("hf,hfd->hd", a, np.exp(-b[:, :, None] * d[None, None, :] ** 2))  # [H, D]
+        for head in bias:
+            fallen = np.flatnonzero(head[0] - head >= drop)
+            worst = max(worst, d[fallen[0]] if fallen.size else cap)
+    return float(worst) if worst > 0 else cap
+
+
+@dataclasses.dataclass
+class ContextSet:
+    """The observed context points of every task, model-ready, with neighbourhood queries.
+
+    Per task: ``embedding [n, 2|3]`` (km on the sphere or CRS units), ``space [n, 2]``
+    and ``time [n, 1]`` model features, ``hours [n]``, ``covariates [n, Dx]`` and
+    ``values [n, 1]`` standardised.
+    """
+
+    embedding: list
+    space: list
+    time: list
+    hours: list
+    covariates: list
+    values: list
+
+    def __post_init__(self):
+        self._trees = {}
+
+    def __getstate__(self):  # k-d trees are rebuilt where the tile runs
+        state = dict(self.__dict__)
+        state["_trees"] = {}
+        return state
+
+    def size(self, task: int) -> int:
+        return len(self.values[task])
+
+    def tree(self, task: int):
+        from scipy.spatial import cKDTree
+
+        if task not in self._trees:
+            self._trees[task] = cKDTree(self.embedding[task])
+        return self._trees[task]
+
+    def select(self, task: int, centre, radius: float | None, hours_range=None, time_halo=None) -> np.ndarray:
+        """Indices of the points within ``radius`` of ``centre`` (and of the time range), sorted."""
+        n = self.size(task)
+        if radius is None or n == 0:
+            index = np.arange(n)
+        else:
+            index = np.asarray(self.tree(task).query_ball_point(centre, radius), dtype=np.int64)
+        if hours_range is not None and time_halo is not None and index.size and self.hours[task] is not None:
+            h = self.hours[task][index]
+            index = index[(h >= hours_range[0] - time_halo) & (h <= hours_range[1] + time_halo)]
+        if index.size == 0 and n:
+            k = min(MIN_CONTEXT, n)
+            _, nearest = self.tree(task).query(centre, k=k)
+            index = np.atleast_1d(nearest)
+        return np.sort(index)
+
+
+@dataclasses.dataclass
+class TilePredictor:
+    """Predicts one dask block of target points; the output gains a trailing channel axis.
+
+    Channels: mean, std, then one per quantile, then one per sample (user units).
+    Blocks span one task each (chunk size 1 along task dims); ``task_map`` maps
+    a target task to its context task.
+    """
+
+    config: BSATNPConfig
+    params: dict
+    scaling: FeatureScaling
+    context: ContextSet
+    task_shape: tuple[int, ...]
+    task_map: np.ndarray
+    halo: float | None  # km / CRS units; None = all context
+    time_halo: float | None  # hours; None = all times
+    quantiles: tuple[float, ...] = ()
+    num_samples: int = 0
+    seed: int = 0
+    temporal: bool = False
+
+    @property
+    def num_channels(self) -> int:
+        return 2 + len(self.quantiles) + self.num_samples
+
+    def __call__(self, x, y, *rest, block_info=None):
+        hours = rest[0] if self.temporal else None
+        covariates = rest[1:] if self.temporal else rest
+        block_shape = x.shape
+        n_task = len(self.task_shape)
+        location = block_info[0]["chunk-location"] if block_info else (0,) * x.ndim
+        target_task = int(np.ravel_multi_index(location[:n_task], self.task_shape)) if n_task else 0
+        task = int(self.task_map[target_task])
+        flat = lambda a: np.asarray(a, np.float64).reshape(-1)  # noqa: E731
+        x, y = flat(x), flat(y)
+        cov = np.stack([flat(c) for c in covariates], -1) if covariates else np.zeros((x.size, 0))
+        hours = flat(hours) if hours is not None else None
+        out = np.full((x.size, self.num_channels), np.nan, np.float32)
+        usable = np.isfinite(x) & np.isfinite(y) & np.isfinite(cov).all(-1)
+        if hours is not None:
+            usable &= np.isfinite(hours)
+        if usable.any() and self.context.size(task):
+            out[usable] = self._predict(task, x[usable], y[usable], cov[usable],
+                                        hours[usable] if hours is not None else None, location)
+        return out.reshape(block_shape + (self.num_channels,))
+
+    def _predict(self, task, x, y, cov, hours, location) -> np.ndarray:
+        from geonp.features.tables import euclidean_embedding
+
+        s = self.scaling
+        emb = euclidean_embedding(s.kind, x, y)
+        centre = emb.mean(axis=0)
+        reach = float(np.sqrt(((emb - centre) ** 2).sum(-1)).max())
+        radius = None if self.halo is None else reach + self.halo
+        hours_range = (hours.min(), hours.max()) if hours is not None else None
+        idx = self.context.select(task, centre, radius, hours_range, self.time_halo)
+        c = self.context
+        tgt_space = s.space_features(x, y)
+        # projected features relative to the tile (translation invariance; keeps float32 exact)
+        origin = 0.0 if s.kind == "geographic" else tgt_space.mean(axis=0)
+        meta_ctx = {"space": c.space[task][idx][None] - origin}
+        meta_tgt = {"space": tgt_space[None] - origin}
+        if self.temporal:
+            meta_ctx["time"] = c.time[task][idx][None]
+            meta_tgt["time"] = s.time_features(hours)[None]
+        n = x.size
+        batch = Batch(
+            x_ctx=c.covariates[task][idx][None], y_ctx=c.values[task][idx][None], meta_ctx=meta_ctx,
+            mask_ctx=np.ones((1, idx.size), bool), x_tgt=s.scale_covariates(cov)[None],
+            y_tgt=np.zeros((1, n, 1)), meta_tgt=meta_tgt, mask_tgt=np.ones((1, n), bool),
+        )
+        raw = predict_raw(self.config, self.params, batch)  # [1, N, outputs]
+        head = self.config.likelihood
+        summary = head.predict(raw)
+        channels = [s.unscale_mean(np.asarray(summary["mean"][0])), s.unscale_std(np.asarray(summary["std"][0]))]
+        for q in self.quantiles:
+            channels.append(s.unscale_mean(np.asarray(head.quantile(raw, q)[0])))
+        if self.num_samples:
+            key = jax.random.PRNGKey(self.seed)
+            for i in location:
+                key = jax.random.fold_in(key, int(i))
+            draws = np.asarray(head.sample(raw, key, self.num_samples))[:, 0]  # [S, N, 1]
+            channels.extend(s.unscale_mean(d) for d in draws)
+        return np.concatenate(channels, axis=-1).astype(np.float32)
