@@ -468,7 +468,8 @@ def load(path) -> NeuralProcess:
         )
     estimator_params = dict(meta.get("estimator", {}))
     valid = set(NeuralProcess._param_names())
-    model = NeuralProcess(**{k: v for k, v in estimator_params.items() if k in valid})
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in estimator_params.items() if k in valid}
+    model = NeuralProcess(**kwargs)
     model.config_ = config
     model.params_ = jax.tree_util.tree_map(np.asarray, params)
     model.scaling_ = FeatureScaling.from_dict(meta["scaling"])

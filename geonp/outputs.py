@@ -10,6 +10,8 @@ import xarray as xr
 
 def _variable_attrs(source: dict, what: str) -> dict:
     attrs = {k: source[k] for k in ("units", "standard_name") if k in source}
+    if str(attrs.get("standard_name", "")).lower() in ("", "unknown"):
+        attrs.pop("standard_name", None)  # GRIB writes 'unknown'; CF wants a real name or none
     label = source.get("long_name") or source.get("standard_name") or source.get("name", "value")
     attrs["long_name"] = f"{what} of {label}"
     return attrs
