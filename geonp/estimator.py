@@ -316,7 +316,7 @@ class NeuralProcess:
             n_tiles = int(np.prod(channels.data.numblocks))
             show = self.progress if progress is None else progress
             with TileProgress(n_tiles, enabled=show and n_tiles > 1):
-                channels = channels.compute(scheduler="threads")
+                channels = channels.compute()  # a dask.distributed Client, if one is active
 
         source_attrs = dict(context.attrs) if isinstance(context, xr.Dataset) else {}
         provenance = {

@@ -1,7 +1,9 @@
 """Writing predictions tile by tile: bounded memory, resumable, atomic.
 
 ``to_zarr(pred, path)`` writes into ``<path>.partial`` one region (a block of
-dask chunks) at a time and records each finished region in a small manifest.
+dask chunks) at a time and records each finished region in a small manifest
+(``<path>.partial.progress.json``). Stores are zarr format 2 with consolidated
+metadata, which every zarr reader understands.
 If the process dies, calling it again with the same prediction resumes at the
 first unfinished region. Only when every region is written is the store
 renamed to ``path``, so a store at ``path`` is always complete.
@@ -25,7 +27,7 @@ from tqdm.auto import tqdm
 
 from geonp.errors import GeonpError
 
-MANIFEST = "geonp-progress.json"
+MANIFEST_SUFFIX = ".progress.json"  # beside the partial store: <path>.partial.progress.json
 
 
 class OutputExistsError(GeonpError, FileExistsError):
@@ -48,10 +50,14 @@ def _regions(pred: xr.Dataset):
         yield {d: slice(int(edges[d][i]), int(edges[d][i + 1])) for d, i in zip(dims, index, strict=True)}
 
 
-def _write_manifest(store: Path, manifest: dict):
-    tmp = store / (MANIFEST + ".tmp")
+def manifest_path(partial: Path) -> Path:
+    return partial.with_name(partial.name + MANIFEST_SUFFIX)
+
+
+def _write_manifest(partial: Path, manifest: dict):
+    tmp = partial.with_name(partial.name + MANIFEST_SUFFIX + ".tmp")
     tmp.write_text(json.dumps(manifest))
-    os.replace(tmp, store / MANIFEST)  # atomic: the manifest is never half written
+    os.replace(tmp, manifest_path(partial))  # atomic: the manifest is never half written
 
 
 def _key(region: dict) -> str:
@@ -69,14 +75,14 @@ def to_zarr(pred: xr.Dataset, path, overwrite: bool = False, progress: bool = Tr
     pred = pred.unify_chunks() if pred.chunks else pred.chunk()
     token = _fingerprint(pred)
     manifest = None
-    if (partial / MANIFEST).is_file():
-        manifest = json.loads((partial / MANIFEST).read_text())
+    if manifest_path(partial).is_file() and partial.is_dir():
+        manifest = json.loads(manifest_path(partial).read_text())
         if manifest.get("token") != token:
             manifest = None  # another prediction was interrupted here: start over
     if manifest is None:
         if partial.exists():
             shutil.rmtree(partial)
-        pred.to_zarr(partial, mode="w", compute=False, consolidated=False)
+        pred.to_zarr(partial, mode="w", compute=False, consolidated=False, zarr_format=2)
         manifest = {"token": token, "done": []}
         _write_manifest(partial, manifest)
 
@@ -95,11 +101,11 @@ def to_zarr(pred: xr.Dataset, path, overwrite: bool = False, progress: bool = Tr
             _write_manifest(partial, manifest)
             bar.update(1)
 
-    (partial / MANIFEST).unlink()
     import zarr
 
     zarr.consolidate_metadata(str(partial))
     os.replace(partial, final)
+    manifest_path(partial).unlink()
     return final
 
 
