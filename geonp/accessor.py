@@ -56,15 +56,17 @@ class _NPAccessor:
             raise ConfigError(f"context={context!r}: expected 'auto' or 'all'.")
         if context == "all":
             kwargs["halo"] = "all"
-        var = kwargs.pop("var", None)
+        var, crs = kwargs.pop("var", None), kwargs.pop("crs", None)
         predict_args = set(inspect.signature(NeuralProcess.predict).parameters) - {"self", "context", "target"}
         unknown = set(kwargs) - predict_args
         if unknown:
             raise ConfigError(f"unknown argument(s) {sorted(unknown)} for .np.predict; valid: "
-                              f"{sorted(predict_args | {'var', 'model', 'context'})}.")
+                              f"{sorted(predict_args | {'var', 'crs', 'model', 'context'})}.")
+        if crs is not None and model is not None:
+            raise ConfigError("crs= only applies when model=None; a fitted model keeps the CRS it was fitted with.")
         if model is None:
             model = NeuralProcess(pretrained=DEFAULT_MODEL, steps=0).fit(
-                self._obj, var=var, spatial_dims=kwargs.get("spatial_dims"), time_dim=kwargs.get("time_dim"))
+                self._obj, var=var, spatial_dims=kwargs.get("spatial_dims"), time_dim=kwargs.get("time_dim"), crs=crs)
         elif isinstance(model, str) or hasattr(model, "__fspath__"):
             from geonp.estimator import load
 

@@ -160,9 +160,11 @@ def check_coordinates(obj, layout: CoordinateLayout) -> None:
         if coord.ndim == 1 and name in obj.dims and coord.size > 1:
             if np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.datetime64):
                 steps = np.diff(values)
-                if layout.kind == "geographic" and name == layout.x:
-                    steps = (steps + 180.0) % 360.0 - 180.0  # a grid may cross the date line: 179, -180, -179
                 zero = np.zeros((), steps.dtype)
+                monotonic = (steps > zero).all() or (steps < zero).all()
+                if not monotonic and layout.kind == "geographic" and name == layout.x:
+                    # a grid may cross the date line (179, -180, -179): monotonic once steps wrap
+                    steps = (steps + 180.0) % 360.0 - 180.0
                 if (steps == zero).any():
                     raise CoordinateError(
                         f"coordinate {name!r} has duplicated values; each grid line must be unique. "

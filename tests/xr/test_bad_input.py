@@ -1,0 +1,117 @@
+"""Bad input gets a typed GeonpError that says how to fix it; random layouts give the same answer."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import geonp
+from geonp.errors import ConfigError, GeonpError, MetadataMismatchError
+from geonp.features.coordinates import CoordinateError
+from geonp.features.tables import DataError
+
+from .conftest import smooth_field, with_gaps
+
+
+def test_non_monotonic_and_duplicate_coordinates(gappy, calibrated):
+    shuffled = gappy.isel(lat=[0, 2, 1] + list(range(3, gappy.sizes["lat"])))
+    with pytest.raises(CoordinateError, match="sortby"):
+        shuffled.np.predict(model=calibrated)
+    doubled = gappy.isel(lon=[0, 0] + list(range(1, gappy.sizes["lon"])))
+    with pytest.raises(CoordinateError, match="drop_duplicates"):
+        doubled.np.predict(model=calibrated)
+
+
+def test_unrecognised_dims_and_override(gappy, calibrated):
+    anon = xr.DataArray(gappy.values, dims=("t", "a", "b"), coords={"a": gappy.lat.values, "b": gappy.lon.values})
+    with pytest.raises(CoordinateError, match="spatial_dims"):
+        anon.np.predict(model=calibrated)
+    pred = anon.np.predict(spatial_dims=("a", "b"), crs="EPSG:3857")  # projected, zero-shot default model
+    assert pred["mean"].dims == ("t", "a", "b")
+
+
+def test_all_nan_and_nan_coordinates(gappy, calibrated):
+    with pytest.raises(DataError, match="no observed value"):
+        (gappy * np.nan).np.predict(model=calibrated)
+    bad = gappy.assign_coords(lat=gappy.lat.where(gappy.lat != gappy.lat[3]))
+    with pytest.raises(CoordinateError, match="NaN"):
+        bad.np.predict(model=calibrated)
+
+
+def test_wrong_dtype_and_wrong_kind(gappy, calibrated):
+    text = xr.DataArray(np.full((3, 4), "x", object), dims=("lat", "lon"),
+                        coords={"lat": np.arange(3.0), "lon": np.arange(4.0)}, name="t2m")
+    with pytest.raises(DataError, match="expected numbers"):
+        calibrated.predict(text)
+    projected = gappy.rename(lat="y", lon="x").assign_coords(x=np.arange(28.0) * 1e3, y=np.arange(24.0) * 1e3)
+    for name in ("x", "y"):
+        projected[name].attrs = {"units": "m"}
+    with pytest.raises(MetadataMismatchError, match="geographic"):
+        calibrated.predict(projected)
+
+
+def test_bad_options(gappy, calibrated):
+    with pytest.raises(ConfigError, match="quantiles"):
+        calibrated.predict(gappy, quantiles=[0.5, 1.5])
+    with pytest.raises(ConfigError, match="whole number"):
+        calibrated.predict(gappy, target=1.5)
+    with pytest.raises(ConfigError, match="context="):
+        gappy.np.predict(model=calibrated, context="some")
+    with pytest.raises(ConfigError, match="arch"):
+        geonp.NeuralProcess(arch="nope", steps=1).fit(gappy)
+    with pytest.raises(ConfigError, match="steps=0"):
+        geonp.NeuralProcess(steps=0).fit(gappy)
+
+
+@st.composite
+def layouts(draw):
+    order = draw(st.permutations(["time", "lat", "lon"]))
+    return order, draw(st.booleans()), draw(st.booleans())
+
+
+BASE = with_gaps(smooth_field(np.arange(40.0, 43.0, 0.25), np.arange(-2.0, 2.0, 0.25), times=2), 0.5, seed=4)
+
+
+@pytest.fixture(scope="module")
+def base_pred():
+    model = geonp.NeuralProcess(pretrained="gp2d-normal", steps=0).fit(BASE)
+    return model, model.predict(BASE)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layouts())
+def test_any_layout_gives_the_same_prediction(base_pred, layout):
+    model, expected = base_pred
+    order, descending, east_360 = layout
+    da = BASE.transpose(*order)
+    if descending:
+        da = da.isel(lat=slice(None, None, -1))
+    if east_360:
+        da = da.assign_coords(lon=da.lon % 360).sortby("lon")
+    pred = model.predict(da)
+    assert pred["mean"].dims == da.dims
+    got = pred["mean"].assign_coords(lon=((pred.lon + 180) % 360) - 180).sortby(["lat", "lon"])
+    np.testing.assert_allclose(got.transpose("time", "lat", "lon").values, expected["mean"].values, atol=2e-4)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["nan", "dup", "shuffle", "lat91", "nodata", "strings"]), st.integers(0, 10))
+def test_corrupted_inputs_always_raise_geonp_errors(base_pred, corruption, where):
+    model, _ = base_pred
+    da = BASE.copy(deep=True)
+    i = where % da.sizes["lat"]
+    if corruption == "nan":
+        da = da.assign_coords(lat=da.lat.where(np.arange(da.sizes["lat"]) != i))
+    elif corruption == "dup":
+        da = da.isel(lat=[i] + list(range(da.sizes["lat"])))
+    elif corruption == "shuffle":
+        da = da.isel(lon=np.roll(np.arange(da.sizes["lon"]), 1 + where % 3))
+    elif corruption == "lat91":
+        da = da.assign_coords(lat=da.lat + 60.0)
+    elif corruption == "nodata":
+        da = da.where(da.lat < -1000)
+    else:
+        da = da.astype(str)
+    with pytest.raises(GeonpError):
+        model.predict(da)
