@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -303,6 +304,11 @@ class NeuralProcess:
         observed = tables_lib.require_observations(ctx, "the context")
         tgt = self._target_table(context, ctx, target, spatial_dims, time_dim)
         task_map = self._task_map(ctx, tgt)
+        empty = sorted(set(np.flatnonzero(observed.sum(axis=1) == 0).tolist()) & set(task_map.tolist()))
+        if empty:
+            labels = [dict(zip(ctx.task_dims, ctx.task_labels[i], strict=True)) for i in empty[:3]]
+            warnings.warn(f"{len(empty)} task(s) have no observation (e.g. {labels}); their predictions are NaN. "
+                          "Drop those steps or add observations.", UserWarning, stacklevel=2)
         predictor = TilePredictor(
             config=self._data_config(self.config_, s), params=self.params_, scaling=s,
             context=self._context_set(ctx, observed), task_shape=tuple(tgt.template.sizes[d] for d in tgt.task_dims),

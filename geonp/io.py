@@ -44,7 +44,7 @@ def _fingerprint(pred: xr.Dataset) -> str:
 def _regions(pred: xr.Dataset):
     """Dicts ``{dim: slice}``, one per block of chunks (all chunked dims)."""
     chunks = pred.chunks  # {dim: (sizes ...)}
-    dims = [d for d, sizes in chunks.items() if len(sizes) > 1]
+    dims = list(chunks)  # single-chunk dims give full slices, so every variable is written
     edges = {d: np.concatenate([[0], np.cumsum(chunks[d])]) for d in dims}
     for index in itertools.product(*(range(len(chunks[d])) for d in dims)):
         yield {d: slice(int(edges[d][i]), int(edges[d][i + 1])) for d, i in zip(dims, index, strict=True)}

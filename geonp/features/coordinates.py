@@ -95,6 +95,17 @@ def find_coordinates(obj, spatial_dims: tuple[str, str] | None = None, time_dim:
         crs: projected coordinates' CRS (anything pyproj understands); implies ``kind="projected"``.
     """
     names = list(obj.coords)
+    if crs is not None:
+        parsed = parse_crs(crs)
+        if parsed.is_geographic:  # e.g. EPSG:4326: longitude/latitude in degrees after all
+            crs = None
+            if spatial_dims is not None:
+                y, x = spatial_dims
+                time_found = time_dim if time_dim is not None else _find_time(obj, names)
+                check = find_coordinates(obj, spatial_dims, time_found)
+                return CoordinateLayout("geographic", y, x, check.time, None)
+        else:
+            crs = parsed.to_string()
     if spatial_dims is not None:
         if len(spatial_dims) != 2:
             raise CoordinateError(f"spatial_dims must be (y, x), got {spatial_dims!r}.")
@@ -123,14 +134,29 @@ def find_coordinates(obj, spatial_dims: tuple[str, str] | None = None, time_dim:
                     "Pass spatial_dims=('y_name', 'x_name'), or rename: obj.rename({'a': 'lat', 'b': 'lon'})."
                 )
     if time_dim is None:
-        time_dim = _by_cf(obj, "T") or _by_cf(obj, "time") or _first(TIME_NAMES, names)
-        if time_dim is not None and not _is_time_like(obj[time_dim]):
-            time_dim = None
+        time_dim = _find_time(obj, names)
     elif time_dim not in obj.coords:
         raise CoordinateError(f"time_dim={time_dim!r} is not a coordinate; coordinates are {names}.")
     if kind == "projected" and crs is None:
         crs = _crs_of(obj)
     return CoordinateLayout(kind, y, x, time_dim, crs)
+
+
+def _find_time(obj, names):
+    time_dim = _by_cf(obj, "T") or _by_cf(obj, "time") or _first(TIME_NAMES, names)
+    return time_dim if time_dim is not None and _is_time_like(obj[time_dim]) else None
+
+
+def parse_crs(crs):
+    """A ``pyproj.CRS`` from anything pyproj understands, or a :class:`CoordinateError` saying so."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        return CRS.from_user_input(crs)
+    except CRSError as err:
+        raise CoordinateError(f"crs={crs!r} is not a coordinate reference system pyproj understands ({err}). "
+                              "Pass an EPSG code like 'EPSG:32633', a PROJ string or WKT.") from None
 
 
 def _looks_like_latitude(coord) -> bool:

@@ -105,3 +105,17 @@ def test_real_era5_files(path):
         layout = find_coordinates(ds)
         check_coordinates(ds, layout)
     assert (layout.kind, layout.y, layout.x, layout.time) == ("geographic", "latitude", "longitude", "time")
+
+
+def test_crs_is_parsed_by_pyproj():
+    import numpy as np
+    import pytest
+    import xarray as xr
+
+    from geonp.features.coordinates import CoordinateError, find_coordinates
+
+    da = xr.DataArray(np.zeros((3, 4)), dims=("a", "b"), coords={"a": np.arange(3.0), "b": np.arange(4.0)})
+    assert find_coordinates(da, ("a", "b"), crs="EPSG:32633").crs.startswith("EPSG:32633")
+    assert find_coordinates(da, ("a", "b"), crs="EPSG:4326").kind == "geographic"
+    with pytest.raises(CoordinateError, match="pyproj"):
+        find_coordinates(da, ("a", "b"), crs="not-a-crs")

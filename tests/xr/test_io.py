@@ -67,3 +67,11 @@ def test_netcdf_is_written_atomically_and_resumes(lazy_pred, tmp_path, monkeypat
         xr.testing.assert_allclose(stored[["mean", "std"]], lazy_pred[["mean", "std"]].compute())
         assert stored["std"].attrs["standard_name"] == "air_temperature standard_error"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pred.nc"]
+
+
+def test_in_memory_prediction_is_written_too(gappy, calibrated, tmp_path):
+    pred = gappy.isel(time=0).np.predict(model=calibrated)
+    path = gio.to_zarr(pred, tmp_path / "eager.zarr", progress=False)
+    xr.testing.assert_allclose(xr.open_zarr(path)[["mean", "std", "filled"]].load(), pred[["mean", "std", "filled"]])
+    assert float(xr.open_zarr(path)["time"].values.astype("datetime64[ns]").astype(np.int64)) == \
+        float(pred["time"].values.astype(np.int64))
