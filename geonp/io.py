@@ -21,6 +21,7 @@ import os
 import shutil
 from pathlib import Path
 
+import dask
 import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
@@ -64,8 +65,21 @@ def _key(region: dict) -> str:
     return ",".join(f"{d}={s.start}:{s.stop}" for d, s in sorted(region.items()))
 
 
-def to_zarr(pred: xr.Dataset, path, overwrite: bool = False, progress: bool = True) -> Path:
-    """Write ``pred`` (lazy or not) to a zarr store at ``path``, resumably and atomically."""
+def _region_part(pred: xr.Dataset, region: dict) -> xr.Dataset:
+    """The variables of ``pred`` that lie along the region's dims, cut to it (still lazy)."""
+    part = pred.isel(region)
+    part = part[[v for v in part.data_vars if set(part[v].dims) & set(region)]]
+    return part.drop_vars([c for c in part.coords if not set(part[c].dims) & set(region)])
+
+
+def to_zarr(pred: xr.Dataset, path, overwrite: bool = False, progress: bool = True,
+            parallel: int | None = None) -> Path:
+    """Write ``pred`` (lazy or not) to a zarr store at ``path``, resumably and atomically.
+
+    ``parallel`` regions are computed at a time (default: the number of CPU cores), then
+    written and recorded one by one, so memory stays bounded by a few tiles.
+    """
+    parallel = max(1, int(parallel or os.cpu_count() or 1))
     final = Path(path)
     partial = final.with_name(final.name + ".partial")
     if final.exists():
@@ -91,15 +105,14 @@ def to_zarr(pred: xr.Dataset, path, overwrite: bool = False, progress: bool = Tr
     todo = [r for r in regions if _key(r) not in done]
     with tqdm(total=len(regions), initial=len(regions) - len(todo), desc=f"writing {final.name}", unit="tile",
               disable=not progress, mininterval=1.0) as bar:
-        for region in todo:
-            part = pred.isel(region)
-            keep = [v for v in part.variables if set(part[v].dims) & set(region)]
-            part = part[[v for v in keep if v in part.data_vars]].compute()
-            part = part.drop_vars([c for c in part.coords if not set(part[c].dims) & set(region)])
-            part.to_zarr(partial, region=region, consolidated=False)
-            manifest["done"].append(_key(region))
-            _write_manifest(partial, manifest)
-            bar.update(1)
+        for start in range(0, len(todo), parallel):
+            batch = todo[start:start + parallel]
+            parts = dask.compute(*[_region_part(pred, region) for region in batch])  # tiles run concurrently
+            for region, part in zip(batch, parts, strict=True):
+                part.to_zarr(partial, region=region, consolidated=False)
+                manifest["done"].append(_key(region))
+                _write_manifest(partial, manifest)
+                bar.update(1)
 
     import zarr
 
