@@ -5,8 +5,8 @@
 
 __version__ = "0.1.0"
 
+from geonp import accessor as _accessor  # noqa: E402,F401  (registers .np)
 from geonp.errors import GeonpError  # noqa: E402
 from geonp.estimator import NeuralProcess, NotFittedError, load  # noqa: E402
-from geonp import accessor as _accessor  # noqa: E402,F401  (registers .np)
 
 __all__ = ["GeonpError", "NeuralProcess", "NotFittedError", "load", "__version__"]

@@ -371,7 +371,8 @@ class NeuralProcess:
             raise ConfigError(f"target must be None, a resolution factor, a DataArray/Dataset or a DataFrame; got "
                               f"{type(target).__name__}.")
         # broadcast the target over the context's task dims it lacks (each time step, member ...)
-        missing = {d: ctx.template[d].values for d in ctx.task_dims if d not in target.dims and d in ctx.template.coords}
+        missing = {d: ctx.template[d].values for d in ctx.task_dims
+                   if d not in target.dims and d in ctx.template.coords}
         if missing:
             target = target.expand_dims(missing)
         return tables_lib.to_table(target, None, self.covariates_, spatial_dims, time_dim, self.scaling_.crs,

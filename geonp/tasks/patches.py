@@ -70,17 +70,14 @@ class PatchSampler:
         rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).astype(np.uint64))
         nc_max, nt_max = self.max_context, self.num_target
         dx, dy = self.covariates[0].shape[-1], self.values[0].shape[-1]
-        out = {
-            "x_ctx": np.zeros((batch_size, nc_max, dx), np.float32), "y_ctx": np.zeros((batch_size, nc_max, dy), np.float32),
-            "mask_ctx": np.zeros((batch_size, nc_max), bool),
-            "x_tgt": np.zeros((batch_size, nt_max, dx), np.float32), "y_tgt": np.zeros((batch_size, nt_max, dy), np.float32),
-            "mask_tgt": np.zeros((batch_size, nt_max), bool),
-        }
-        meta = {"space": (2, np.zeros)}
-        if self._temporal:
-            meta["time"] = (1, np.zeros)
-        meta_ctx = {g: np.zeros((batch_size, nc_max, d), np.float32) for g, (d, _) in meta.items()}
-        meta_tgt = {g: np.zeros((batch_size, nt_max, d), np.float32) for g, (d, _) in meta.items()}
+        groups = {"space": 2, "time": 1} if self._temporal else {"space": 2}
+
+        def empty(n):  # one side (context or targets) of the batch, padded to n points
+            return {"x": np.zeros((batch_size, n, dx), np.float32), "y": np.zeros((batch_size, n, dy), np.float32),
+                    "mask": np.zeros((batch_size, n), bool),
+                    "meta": {g: np.zeros((batch_size, n, d), np.float32) for g, d in groups.items()}}
+
+        sides = {"ctx": empty(nc_max), "tgt": empty(nt_max)}
         for b in range(batch_size):
             t = int(rng.choice(len(self._weights), p=self._weights))
             n = len(self.values[t])
@@ -89,18 +86,16 @@ class PatchSampler:
             _, window = self._tree(t).query(centre, k=k)
             window = rng.permutation(np.atleast_1d(window))
             n_ctx = int(np.clip(round(rng.uniform(*self.context_fraction) * k), 1, min(nc_max, k - 1)))
-            ctx, tgt = window[:n_ctx], window[n_ctx:][:nt_max]
+            # projected features are relative to the window (the model is translation invariant,
+            # and small numbers keep float32 exact: UTM northings are ~1e6)
             origin = 0.0 if self.geographic else self.space[t][window[0]]
-            for name, (rows, side, mask) in {"ctx": (ctx, "ctx", "mask_ctx"), "tgt": (tgt, "tgt", "mask_tgt")}.items():
-                m = len(rows)
-                out[f"x_{side}"][b, :m] = self.covariates[t][rows]
-                out[f"y_{side}"][b, :m] = self.values[t][rows]
-                out[mask][b, :m] = True
-                target_meta = meta_ctx if name == "ctx" else meta_tgt
-                # projected features are relative to the window centre: the model is translation
-                # invariant, and small numbers keep float32 exact (UTM northings are ~1e6)
-                target_meta["space"][b, :m] = self.space[t][rows] - origin
+            for side, rows in (("ctx", window[:n_ctx]), ("tgt", window[n_ctx:][:nt_max])):
+                m, arrays = len(rows), sides[side]
+                arrays["x"][b, :m] = self.covariates[t][rows]
+                arrays["y"][b, :m] = self.values[t][rows]
+                arrays["mask"][b, :m] = True
+                arrays["meta"]["space"][b, :m] = self.space[t][rows] - origin
                 if self._temporal:
-                    target_meta["time"][b, :m] = self.time[t][rows]
-        return Batch(out["x_ctx"], out["y_ctx"], meta_ctx, out["mask_ctx"], out["x_tgt"], out["y_tgt"],
-                     meta_tgt, out["mask_tgt"]), None
+                    arrays["meta"]["time"][b, :m] = self.time[t][rows]
+        c, g = sides["ctx"], sides["tgt"]
+        return Batch(c["x"], c["y"], c["meta"], c["mask"], g["x"], g["y"], g["meta"], g["mask"]), None

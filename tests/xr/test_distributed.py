@@ -8,8 +8,8 @@ distributed = pytest.importorskip("distributed")
 
 def test_local_cluster_matches_threaded(gappy, calibrated, tmp_path):
     expected = gappy.np.predict(model=calibrated, tile=12)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
         lazy = gappy.np.predict(model=calibrated, tile=12, lazy=True)
         remote = lazy.compute()
         assert all(client.run(lambda: "geonp.tiling" in __import__("sys").modules).values())  # ran on workers

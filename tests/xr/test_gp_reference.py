@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 from scipy.linalg import cho_factor, cho_solve
 
-import geonp
+import geonp  # noqa: F401  (registers .np)
 from geonp.tasks import kernels
 
 LENGTHSCALE_KM, NOISE = 6.0, 0.1
