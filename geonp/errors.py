@@ -36,6 +36,16 @@ class CheckpointError(GeonpError, OSError):
     """A checkpoint is missing, corrupted, or was written by an incompatible version."""
 
 
+def reject_unknown_fields(cls, d, what: str) -> None:
+    """Raise :class:`ConfigError` when a saved dict has fields the dataclass ``cls`` does not know."""
+    import dataclasses
+
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ConfigError(f"unknown {what} fields {sorted(unknown)}; was this written by a newer geonp? "
+                          "Upgrade geonp (or remove those fields).")
+
+
 def describe_shape(array) -> str:
     """Return ``'[2, 3]'`` for an array, for use in error messages."""
     return "[" + ", ".join(str(s) for s in getattr(array, "shape", ())) + "]"

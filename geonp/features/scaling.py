@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from geonp.errors import ConfigError, MetadataMismatchError
+from geonp.errors import ConfigError, MetadataMismatchError, reject_unknown_fields
 from geonp.nn.bias import EARTH_RADIUS_KM, CoordinateGroup
 
 # The bundled GP model saw tasks on a 4 x 4 box; a neighbourhood of this many
@@ -125,10 +125,7 @@ class FeatureScaling:
     @classmethod
     def from_dict(cls, d: Mapping) -> FeatureScaling:
         d = dict(d)
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown FeatureScaling fields {sorted(unknown)}; was this model saved by a "
-                              "newer geonp? Upgrade geonp.")
+        reject_unknown_fields(cls, d, "FeatureScaling")
         for f in dataclasses.fields(cls):
             if isinstance(d.get(f.name), list):
                 d[f.name] = tuple(d[f.name])

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import flax.linen as nn
 import jax.numpy as jnp
 
-from geonp.errors import ConfigError
+from geonp.errors import ConfigError, reject_unknown_fields
 from geonp.nn import bias as bias_lib
 from geonp.nn import likelihoods
 from geonp.nn.blocks import KernelRegressionBlock
@@ -75,10 +75,7 @@ class BSATNPConfig:
     @classmethod
     def from_dict(cls, d: Mapping) -> BSATNPConfig:
         d = dict(d)
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown BSATNPConfig fields {sorted(unknown)}; was this config written "
-                              "by a newer geonp? Upgrade geonp or remove those fields.")
+        reject_unknown_fields(cls, d, "BSATNPConfig")
         d["groups"] = tuple(bias_lib.CoordinateGroup.from_dict(g) for g in d.get("groups", ()))
         return cls(**d)
 
