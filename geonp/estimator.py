@@ -161,8 +161,7 @@ class NeuralProcess:
         if has_time != bool(self.temporal):
             raise ConfigError(f"pretrained model {'has' if has_time else 'has no'} time group but temporal="
                               f"{self.temporal}; set temporal={has_time}.")
-        if likelihoods.get_likelihood(self.likelihood).to_dict() != config.likelihood.to_dict() and \
-                likelihoods.get_likelihood(self.likelihood).name != config.likelihood.name:
+        if likelihoods.get_likelihood(self.likelihood).name != config.likelihood.name:
             raise ConfigError(f"the pretrained model has a {config.likelihood.name!r} likelihood, not "
                               f"{self.likelihood!r}.")
         scaling = meta.get("scaling")
@@ -199,7 +198,8 @@ class NeuralProcess:
             value_attrs=[dict(table.template.attrs)], seed=self.seed,
         )
         if scaling0 is not None and self.steps == 0:
-            # a fitted model re-used without training keeps its own length units
+            # a fitted model re-used without training keeps the length units it learned in;
+            # values and covariates are re-standardised on this data
             scaling = dataclasses.replace(scaling, space_unit=scaling0.space_unit, time_unit=scaling0.time_unit)
 
         history, steps_done = [], 0
@@ -220,21 +220,37 @@ class NeuralProcess:
         self.n_observations_ = int(observed.sum())
         return self
 
-    def _sampler_arrays(self, table, observed, scaling, tasks):
-        emb, space, time, cov, val = [], [], [], [], []
+    def _observed_by_task(self, table, observed, scaling, tasks) -> dict:
+        """Per task, the observed points as model inputs: lists of ``[n, ...]`` arrays.
+
+        ``embedding`` is Euclidean in km (geographic) or CRS units, for neighbourhood queries;
+        ``space``/``time`` are the bias features; covariates and values are standardised.
+        """
+        parts = {k: [] for k in ("embedding", "space", "time", "hours", "covariates", "values")}
         for t in tasks:
             m = observed[t]
-            e = tables_lib.euclidean_embedding(table.layout.kind, table.x[t, m], table.y[t, m]) / scaling.space_unit
-            tf = scaling.time_features(table.hours[t, m]) if self.temporal else None
-            emb.append(np.concatenate([e, tf], -1) if tf is not None else e)
-            space.append(scaling.space_features(table.x[t, m], table.y[t, m]))
-            time.append(tf)
-            cov.append(scaling.scale_covariates(table.covariates[t, m]).astype(np.float32))
-            val.append(scaling.scale_values(table.values[t, m]).astype(np.float32))
-        return emb, space, time, cov, val
+            x, y = table.x[t, m], table.y[t, m]
+            parts["embedding"].append(tables_lib.euclidean_embedding(scaling.kind, x, y))
+            parts["space"].append(scaling.space_features(x, y))
+            parts["hours"].append(table.hours[t, m] if table.hours is not None else None)
+            parts["time"].append(scaling.time_features(table.hours[t, m]) if self.temporal else None)
+            parts["covariates"].append(scaling.scale_covariates(table.covariates[t, m]))
+            parts["values"].append(scaling.scale_values(table.values[t, m]))
+        return parts
+
+    def _patch_sampler(self, table, observed, scaling, tasks):
+        from geonp.tasks.patches import PatchSampler
+
+        parts = self._observed_by_task(table, observed, scaling, tasks)
+        # windows are nearest neighbours in model units, across space and (temporal models) time
+        embedding = [e / scaling.space_unit if t is None else np.concatenate([e / scaling.space_unit, t], -1)
+                     for e, t in zip(parts["embedding"], parts["time"], strict=True)]
+        return PatchSampler(embedding, parts["space"], parts["time"], parts["covariates"], parts["values"],
+                            window_points=self.window_points, context_fraction=tuple(self.context_fraction),
+                            max_context=self.max_context, num_target=self.num_target,
+                            geographic=scaling.kind == "geographic")
 
     def _train(self, config, params, table, observed, scaling):
-        from geonp.tasks.patches import PatchSampler
         from geonp.training.loop import TrainConfig, train
 
         rng = np.random.default_rng(self.seed)
@@ -244,12 +260,8 @@ class NeuralProcess:
         n_val = int(round(self.validation_fraction * tasks.size)) if tasks.size >= 5 else 0
         shuffled = rng.permutation(tasks)
         val_tasks, train_tasks = shuffled[:n_val], shuffled[n_val:]
-        options = dict(window_points=self.window_points, context_fraction=tuple(self.context_fraction),
-                       max_context=self.max_context, num_target=self.num_target,
-                       geographic=scaling.kind == "geographic")
-        sampler = PatchSampler(*self._sampler_arrays(table, observed, scaling, train_tasks), **options)
-        val_sampler = PatchSampler(*self._sampler_arrays(table, observed, scaling, val_tasks), **options) \
-            if n_val else None
+        sampler = self._patch_sampler(table, observed, scaling, train_tasks)
+        val_sampler = self._patch_sampler(table, observed, scaling, val_tasks) if n_val else None
         tc = TrainConfig(
             steps=self.steps, batch_size=self.batch_size, learning_rate=self.learning_rate,
             warmup_steps=min(100, max(1, self.steps // 10)), seed=self.seed,
@@ -311,7 +323,8 @@ class NeuralProcess:
                           "Drop those steps or add observations.", UserWarning, stacklevel=2)
         predictor = TilePredictor(
             config=self._data_config(self.config_, s), params=self.params_, scaling=s,
-            context=self._context_set(ctx, observed), task_shape=tuple(tgt.template.sizes[d] for d in tgt.task_dims),
+            context=ContextSet(**self._observed_by_task(ctx, observed, s, range(ctx.num_tasks))),
+            task_shape=tuple(tgt.template.sizes[d] for d in tgt.task_dims),
             task_map=task_map, halo=self._halo_distance(halo), time_halo=self._time_halo(halo),
             quantiles=quantiles, num_samples=int(samples), seed=seed, temporal=self.temporal,
         )
@@ -395,18 +408,6 @@ class NeuralProcess:
             )
         return np.array([lookup[lab] for lab in labels], np.int64)
 
-    def _context_set(self, ctx, observed) -> ContextSet:
-        s = self.scaling_
-        parts = {k: [] for k in ("embedding", "space", "time", "hours", "covariates", "values")}
-        for t in range(ctx.num_tasks):
-            m = observed[t]
-            parts["embedding"].append(tables_lib.euclidean_embedding(s.kind, ctx.x[t, m], ctx.y[t, m]))
-            parts["space"].append(s.space_features(ctx.x[t, m], ctx.y[t, m]))
-            parts["hours"].append(ctx.hours[t, m] if ctx.hours is not None else None)
-            parts["time"].append(s.time_features(ctx.hours[t, m]) if self.temporal else None)
-            parts["covariates"].append(s.scale_covariates(ctx.covariates[t, m]))
-            parts["values"].append(s.scale_values(ctx.values[t, m]))
-        return ContextSet(**parts)
 
     def _halo_distance(self, halo):
         if isinstance(halo, str):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import geonp
+import geonp  # noqa: F401  (registers .np)
 
 from .conftest import TINY
 
