@@ -189,11 +189,11 @@ class NeuralProcess:
         observed = tables_lib.require_observations(table, "the training data")
         config, params0, scaling0 = self._start(len(covariates))
 
-        emb = table.embedding_km()[observed]
         hours = table.hours[observed] if table.hours is not None else None
         name = str(table.template.name)
         scaling = fit_scaling(
-            table.layout.kind, emb, table.values[observed], [name], table.covariates[observed], list(covariates),
+            table.layout.kind, _snapshots(table, observed, self.seed), table.values[observed], [name],
+            table.covariates[observed], list(covariates),
             window_points=self.window_points, hours=hours, crs=table.layout.crs,
             value_attrs=[dict(table.template.attrs)], seed=self.seed,
         )
@@ -248,7 +248,7 @@ class NeuralProcess:
         return PatchSampler(embedding, parts["space"], parts["time"], parts["covariates"], parts["values"],
                             window_points=self.window_points, context_fraction=tuple(self.context_fraction),
                             max_context=self.max_context, num_target=self.num_target,
-                            geographic=scaling.kind == "geographic")
+                            geographic=scaling.kind == "geographic", center=scaling.center == "task")
 
     def _train(self, config, params, table, observed, scaling):
         from geonp.training.loop import TrainConfig, train
@@ -488,6 +488,23 @@ def load(path) -> NeuralProcess:
     model.steps_trained_ = int(meta.get("steps", 0))
     model.n_observations_ = int(meta.get("n_observations", 0))
     return model
+
+
+def _snapshots(table, observed, seed: int, limit: int = 16) -> list:
+    """Observed points (Euclidean embedding) of up to ``limit`` single fields: one task, one time."""
+    rng = np.random.default_rng(seed)
+    tasks = np.flatnonzero(observed.sum(axis=1) >= 2)
+    out = []
+    for t in rng.permutation(tasks)[:limit]:
+        m = observed[t]
+        points = tables_lib.euclidean_embedding(table.layout.kind, table.x[t, m], table.y[t, m])
+        if table.hours is None:
+            out.append(points)
+            continue
+        hours = table.hours[t, m]  # a temporal task holds many time steps: split them
+        for h in rng.permutation(np.unique(hours))[:limit]:
+            out.append(points[hours == h])
+    return out
 
 
 def _jsonable(params: dict) -> dict:

@@ -192,21 +192,25 @@ class TilePredictor:
             meta_ctx["time"] = c.time[task][idx][None]
             meta_tgt["time"] = s.time_features(hours)[None]
         n = x.size
+        y_ctx = c.values[task][idx]
+        # centring: the model sees values relative to this tile's context mean (see FeatureScaling.center)
+        offset = y_ctx.mean(axis=0) if s.center == "task" else np.zeros(y_ctx.shape[-1])
         batch = Batch(
-            x_ctx=c.covariates[task][idx][None], y_ctx=c.values[task][idx][None], meta_ctx=meta_ctx,
+            x_ctx=c.covariates[task][idx][None], y_ctx=(y_ctx - offset)[None], meta_ctx=meta_ctx,
             mask_ctx=np.ones((1, idx.size), bool), x_tgt=s.scale_covariates(cov)[None],
             y_tgt=np.zeros((1, n, 1)), meta_tgt=meta_tgt, mask_tgt=np.ones((1, n), bool),
         )
         raw = predict_raw(self.config, self.params, batch)  # [1, N, outputs]
         head = self.config.likelihood
         summary = head.predict(raw)
-        channels = [s.unscale_mean(np.asarray(summary["mean"][0])), s.unscale_std(np.asarray(summary["std"][0]))]
+        channels = [s.unscale_mean(np.asarray(summary["mean"][0]) + offset),
+                    s.unscale_std(np.asarray(summary["std"][0]))]
         for q in self.quantiles:
-            channels.append(s.unscale_mean(np.asarray(head.quantile(raw, q)[0])))
+            channels.append(s.unscale_mean(np.asarray(head.quantile(raw, q)[0]) + offset))
         if self.num_samples:
             key = jax.random.PRNGKey(self.seed)
             for i in location:
                 key = jax.random.fold_in(key, int(i))
             draws = np.asarray(head.sample(raw, key, self.num_samples))[:, 0]  # [S, N, 1]
-            channels.extend(s.unscale_mean(d) for d in draws)
+            channels.extend(s.unscale_mean(d + offset) for d in draws)
         return np.concatenate(channels, axis=-1).astype(np.float32)

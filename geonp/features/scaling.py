@@ -7,7 +7,9 @@ standardised. ``FeatureScaling`` holds the conversion from the user's units:
     space  (geographic)  great-circle distance [km]      / space_unit   -> model units
     space  (projected)   Euclidean distance [CRS units]  / space_unit   -> model units
     time                 hours since reference          / time_unit    -> model units
-    values               (y - value_mean) / value_std
+    values               (y - value_mean) / value_std, then (center="task") minus the mean
+                         of the task's context: a GP-like model knows spatial structure, not
+                         the level of the field (an hour of ERA5 can sit 2 std from the mean)
     covariates           (x - covariate_mean) / covariate_std
 
 It is plain data (JSON-friendly), so ``load`` + ``predict`` on new data
@@ -45,10 +47,13 @@ class FeatureScaling:
     time_unit: float | None = None  # hours per model unit; None: the model has no time group
     crs: str | None = None
     value_attrs: tuple[dict, ...] = ()  # attrs of each value variable (units, long_name ...), for outputs
+    center: str = "task"  # "task": values relative to each task's (tile's) context mean; "global": not
 
     def __post_init__(self):
         if self.kind not in ("geographic", "projected"):
             raise ConfigError(f"FeatureScaling.kind must be 'geographic' or 'projected', got {self.kind!r}.")
+        if self.center not in ("task", "global"):
+            raise ConfigError(f"FeatureScaling.center must be 'task' or 'global', got {self.center!r}.")
         if not (self.space_unit > 0 and math.isfinite(self.space_unit)):
             raise ConfigError(f"space_unit must be a positive length, got {self.space_unit}.")
         if self.time_unit is not None and not (self.time_unit > 0 and math.isfinite(self.time_unit)):
@@ -176,20 +181,32 @@ def neighbourhood_radius(unit_points: np.ndarray, k: int, rng: np.random.Generat
     return radius
 
 
-def fit_space_unit(points_km_or_units: np.ndarray, window_points: int, seed: int = 0) -> float:
-    """Length of one model unit such that a window of ``window_points`` points spans one training task."""
+def fit_space_unit(snapshots: Sequence[np.ndarray], window_points: int, seed: int = 0) -> float:
+    """Length of one model unit such that a window of ``window_points`` points spans one training task.
+
+    ``snapshots`` are the observed points of single fields (one time step, one
+    member ...), ``[n, d]`` each: pooling time steps would stack every grid cell
+    on itself and make space look far denser than any one field is.
+    """
     rng = np.random.default_rng(seed)
-    return neighbourhood_radius(points_km_or_units, window_points, rng) / TASK_RADIUS
+    usable = [p for p in snapshots if len(p) >= 2]
+    if not usable:
+        raise ConfigError("at least two observed points in one field (time step, member ...) are needed to fit "
+                          "the length scale of space.")
+    chosen = rng.choice(len(usable), size=min(16, len(usable)), replace=False)
+    radii = [neighbourhood_radius(usable[i], window_points, rng, samples=64) for i in chosen]
+    return float(np.median(radii)) / TASK_RADIUS
 
 
-def fit_scaling(kind: str, euclidean_points: np.ndarray, values: np.ndarray, value_names: Sequence[str],
+def fit_scaling(kind: str, snapshots: Sequence[np.ndarray], values: np.ndarray, value_names: Sequence[str],
                 covariates: np.ndarray | None = None, covariate_names: Sequence[str] = (),
                 window_points: int = 1024, hours: np.ndarray | None = None, time_unit: float | None = None,
                 crs: str | None = None, value_attrs: Sequence[Mapping] = (), seed: int = 0) -> FeatureScaling:
     """Fit a :class:`FeatureScaling` to observed points.
 
-    ``euclidean_points [N, 2 or 3]``: projected x/y, or unit vectors times the
-    Earth's radius in km (so nearby distances are km). ``values [N, Dy]``.
+    ``snapshots``: per field (time step, member ...), its observed points ``[n, 2 or 3]``
+    as projected x/y or unit vectors times the Earth's radius in km (so nearby
+    distances are km). ``values [N, Dy]`` and ``covariates [N, Dx]``: all observed points.
     """
     values = np.asarray(values, np.float64).reshape(len(values), -1)
     stats = [robust_scale(values[:, j], n) for j, n in enumerate(value_names)]
@@ -201,7 +218,7 @@ def fit_scaling(kind: str, euclidean_points: np.ndarray, values: np.ndarray, val
         steps = np.diff(np.unique(np.asarray(hours, np.float64)))
         time_unit = float(np.median(steps)) if steps.size else 1.0
     return FeatureScaling(
-        kind=kind, space_unit=fit_space_unit(euclidean_points, window_points, seed),
+        kind=kind, space_unit=fit_space_unit(snapshots, window_points, seed),
         value_names=tuple(value_names), value_mean=tuple(s[0] for s in stats),
         value_std=tuple(s[1] for s in stats), covariate_names=tuple(covariate_names),
         covariate_mean=tuple(s[0] for s in cov_stats), covariate_std=tuple(s[1] for s in cov_stats),

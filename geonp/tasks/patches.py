@@ -11,6 +11,7 @@ the window are the targets (held-out observations, so the loss is honest).
     window       = the window_points nearest observed points (model-unit distance)
     n_context    = round(U(context_fraction) * |window|), at most max_context
     targets      = up to num_target of the rest of the window
+    values      -= mean of the context values (``center``), as at prediction time
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class PatchSampler:
     max_context: int = 512
     num_target: int = 256
     geographic: bool = False  # space features are lon/lat degrees (not shifted)
+    center: bool = True  # subtract each task's context mean from its values (FeatureScaling.center="task")
 
     def __post_init__(self):
         lo, hi = self.context_fraction
@@ -97,5 +99,9 @@ class PatchSampler:
                 arrays["meta"]["space"][b, :m] = self.space[t][rows] - origin
                 if self._temporal:
                     arrays["meta"]["time"][b, :m] = self.time[t][rows]
+            if self.center:  # values relative to the task's context mean, as at prediction
+                offset = sides["ctx"]["y"][b, :n_ctx].mean(axis=0)
+                sides["ctx"]["y"][b, :n_ctx] -= offset
+                sides["tgt"]["y"][b, : min(nt_max, k - n_ctx)] -= offset
         c, g = sides["ctx"], sides["tgt"]
         return Batch(c["x"], c["y"], c["meta"], c["mask"], g["x"], g["y"], g["meta"], g["mask"]), None

@@ -108,3 +108,9 @@ def test_covariates_are_fitted_scaled_and_required_at_targets(gappy):
         model.predict(ds, target=2)
     with pytest.raises(MetadataMismatchError, match="elevation"):
         model.predict(ds, target=fine.to_dataset(name="height"))
+
+
+def test_space_unit_comes_from_single_fields_not_stacked_time_steps(field):
+    one = geonp.NeuralProcess(pretrained="gp2d-normal", steps=0).fit(field.isel(time=0)).scaling_.space_unit
+    many = geonp.NeuralProcess(pretrained="gp2d-normal", steps=0).fit(field).scaling_.space_unit
+    assert many == pytest.approx(one, rel=0.1)
