@@ -181,6 +181,12 @@ class NeuralProcess:
             **params: any constructor parameter, e.g. ``steps=200`` (``set_params`` first).
         """
         self.set_params(**params)
+        if likelihoods.get_likelihood(self.likelihood).name != "normal":
+            raise ConfigError(
+                f"likelihood={self.likelihood!r}: the estimator handles real-valued fields (likelihood='normal') "
+                "so far; count data (trials/successes, exposure) through NeuralProcess is not wired yet. The "
+                "heads themselves are in geonp.nn.likelihoods for the engine API."
+            )
         if isinstance(var, list | tuple):
             if len(var) != 1:
                 raise ConfigError(f"var={var!r}: one variable per model; fit one model per variable.")

@@ -10,8 +10,11 @@ A likelihood is a small frozen object with pure methods, so that a model is
 * ``quantile(raw, q)``: predictive quantiles;
 * ``sample(raw, key, n)``: draws from each point's predictive marginal.
 
-Only the Gaussian exists now; binomial, Bernoulli, Poisson and categorical
-heads implement the same members (``extra`` carries trials or exposure).
+Heads: Gaussian; binomial and Bernoulli (logit-normal prevalence), Poisson
+(log-normal rate with exposure), categorical (states). The count heads put a
+latent Gaussian on the link scale and integrate it out by Gauss-Hermite
+quadrature, so their predictive carries uncertainty about the prevalence or
+rate itself (``extra`` carries ``trials`` or ``exposure``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import ndtri
+import numpy as np
+from jax.scipy.special import gammaln, logsumexp, ndtr, ndtri
 
 from geonp.errors import ConfigError
 
@@ -66,12 +70,167 @@ class Normal:
         return {"name": self.name, "min_std": self.min_std}
 
 
-LIKELIHOODS = {"normal": Normal}
+def _gauss_hermite(order: int):
+    """Nodes and weights for E[f(z)], z ~ N(0, 1): sum_i w_i f(z_i) (probabilists' Hermite rule)."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(order)
+    return jnp.asarray(nodes, jnp.float32), jnp.asarray(weights / weights.sum(), jnp.float32)
 
 
-def get_likelihood(spec) -> Normal:
+def _latent_normal(raw, min_scale):
+    """raw ``[B, N, 2 * Dy]`` -> location, scale ``[B, N, Dy]`` of a latent Gaussian on the link scale."""
+    loc, scale_raw = jnp.split(raw, 2, axis=-1)
+    return loc, min_scale + jax.nn.softplus(scale_raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class Binomial:
+    """Successes out of trials with a logit-normal prevalence: p = sigmoid(loc + scale * z), z ~ N(0, 1).
+
+    The network predicts the latent (loc, scale) per point, so the predictive
+    says how sure it is about the prevalence itself, not only about the counts:
+
+        log p(k | n) = log E_z[Binom(k | n, p(z))]      (Gauss-Hermite, ``order`` nodes)
+        mean, std    = E[p], sd[p]                       (same rule)
+        quantile(q)  = sigmoid(loc + scale * Phi^-1(q))  (exact: sigmoid is monotone)
+        exceedance t = P(p > t) = Phi((loc - logit t) / scale)
+
+    ``log_prob(raw, y, trials=n)``; without ``trials`` every point is one trial (Bernoulli).
+    """
+
+    min_scale: float = 1e-3
+    order: int = 40
+    name: str = "binomial"
+    num_outputs: int = 2
+
+    def log_prob(self, raw, y, trials=None, **extra):
+        loc, scale = _latent_normal(raw, self.min_scale)
+        n = jnp.ones_like(y) if trials is None else jnp.asarray(trials, y.dtype).reshape(y.shape)
+        z, w = _gauss_hermite(self.order)
+        eta = loc[..., None] + scale[..., None] * z  # [B, N, Dy, Q] logits
+        log_comb = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
+        log_lik = y[..., None] * jax.nn.log_sigmoid(eta) + (n - y)[..., None] * jax.nn.log_sigmoid(-eta)
+        marginal = logsumexp(log_lik + jnp.log(w), axis=-1) + log_comb  # [B, N, Dy]
+        return jnp.sum(marginal, axis=-1)
+
+    def predict(self, raw) -> dict:
+        loc, scale = _latent_normal(raw, self.min_scale)
+        z, w = _gauss_hermite(self.order)
+        p = jax.nn.sigmoid(loc[..., None] + scale[..., None] * z)
+        mean = jnp.sum(w * p, axis=-1)
+        var = jnp.sum(w * (p - mean[..., None]) ** 2, axis=-1)
+        return {"mean": mean, "std": jnp.sqrt(jnp.maximum(var, 0.0))}
+
+    def quantile(self, raw, q):
+        loc, scale = _latent_normal(raw, self.min_scale)
+        return jax.nn.sigmoid(loc + scale * ndtri(jnp.asarray(q, raw.dtype)))
+
+    def exceedance(self, raw, threshold):
+        """P(prevalence > threshold) per point, ``[B, N, Dy]``."""
+        loc, scale = _latent_normal(raw, self.min_scale)
+        t = jnp.asarray(threshold, raw.dtype)
+        return ndtr((loc - (jnp.log(t) - jnp.log1p(-t))) / scale)
+
+    def sample(self, raw, key, num_samples: int):
+        loc, scale = _latent_normal(raw, self.min_scale)
+        return jax.nn.sigmoid(loc + scale * jax.random.normal(key, (num_samples,) + loc.shape, loc.dtype))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "min_scale": self.min_scale, "order": self.order}
+
+
+@dataclasses.dataclass(frozen=True)
+class Bernoulli(Binomial):
+    """Presence/absence (0/1) per point: a :class:`Binomial` with one trial everywhere."""
+
+    name: str = "bernoulli"
+
+    def log_prob(self, raw, y, **extra):
+        return super().log_prob(raw, y, trials=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Poisson:
+    """Counts with exposure and a log-normal rate: rate = exp(loc + scale * z), count ~ Poisson(exposure * rate).
+
+        log p(k | E) = log E_z[Poisson(k | E * rate(z))]   (Gauss-Hermite)
+        mean, std    = of the rate (closed form, log-normal)
+        quantile(q)  = exp(loc + scale * Phi^-1(q))
+
+    ``log_prob(raw, y, exposure=E)``; exposure defaults to 1.
+    """
+
+    min_scale: float = 1e-3
+    order: int = 40
+    name: str = "poisson"
+    num_outputs: int = 2
+
+    def log_prob(self, raw, y, exposure=None, **extra):
+        loc, scale = _latent_normal(raw, self.min_scale)
+        e = jnp.ones_like(y) if exposure is None else jnp.asarray(exposure, y.dtype).reshape(y.shape)
+        z, w = _gauss_hermite(self.order)
+        log_rate = jnp.log(e)[..., None] + loc[..., None] + scale[..., None] * z  # [B, N, Dy, Q]
+        log_lik = y[..., None] * log_rate - jnp.exp(log_rate)
+        marginal = logsumexp(log_lik + jnp.log(w), axis=-1) - gammaln(y + 1)
+        return jnp.sum(marginal, axis=-1)
+
+    def predict(self, raw) -> dict:
+        loc, scale = _latent_normal(raw, self.min_scale)
+        mean = jnp.exp(loc + 0.5 * scale**2)
+        return {"mean": mean, "std": mean * jnp.sqrt(jnp.expm1(scale**2))}
+
+    def quantile(self, raw, q):
+        loc, scale = _latent_normal(raw, self.min_scale)
+        return jnp.exp(loc + scale * ndtri(jnp.asarray(q, raw.dtype)))
+
+    def sample(self, raw, key, num_samples: int):
+        loc, scale = _latent_normal(raw, self.min_scale)
+        return jnp.exp(loc + scale * jax.random.normal(key, (num_samples,) + loc.shape, loc.dtype))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "min_scale": self.min_scale, "order": self.order}
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical:
+    """One of ``num_classes`` states per point (e.g. S/I/R): raw = logits, y = class index (``[B, N, 1]``).
+
+    ``predict`` gives ``probs [B, N, K]``; there is no mean or quantile of a category.
+    """
+
+    num_classes: int = 3
+    name: str = "categorical"
+
+    def __post_init__(self):
+        if self.num_classes < 2:
+            raise ConfigError(f"a categorical likelihood needs at least 2 classes, got {self.num_classes}.")
+
+    @property
+    def num_outputs(self) -> int:
+        return self.num_classes
+
+    def log_prob(self, raw, y, **extra):
+        log_probs = jax.nn.log_softmax(raw[..., : self.num_classes], axis=-1)  # [B, N, K]
+        index = jnp.asarray(y[..., 0], jnp.int32)
+        return jnp.take_along_axis(log_probs, index[..., None], axis=-1)[..., 0]
+
+    def predict(self, raw) -> dict:
+        return {"probs": jax.nn.softmax(raw[..., : self.num_classes], axis=-1)}
+
+    def sample(self, raw, key, num_samples: int):
+        logits = raw[..., : self.num_classes]
+        return jax.random.categorical(key, logits, axis=-1, shape=(num_samples,) + logits.shape[:-1])[..., None]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "num_classes": self.num_classes}
+
+
+LIKELIHOODS = {"normal": Normal, "binomial": Binomial, "bernoulli": Bernoulli, "poisson": Poisson,
+               "categorical": Categorical}
+
+
+def get_likelihood(spec):
     """A likelihood from its name (``"normal"``), a dict from :meth:`to_dict`, or an instance."""
-    if isinstance(spec, Normal):
+    if isinstance(spec, tuple(LIKELIHOODS.values())):
         return spec
     if isinstance(spec, str):
         spec = {"name": spec}
@@ -80,5 +239,5 @@ def get_likelihood(spec) -> Normal:
         return LIKELIHOODS[spec["name"]](**options)
     raise ConfigError(
         f"unknown likelihood {spec!r}; available: {sorted(LIKELIHOODS)}. "
-        "Pass likelihood='normal' for real-valued fields."
+        "Pass 'normal' for real-valued fields, 'binomial' for survey counts, 'poisson' for counts."
     )
