@@ -83,10 +83,6 @@ class PointTable:
             ok &= np.isfinite(self.covariates).all(axis=-1)
         return ok
 
-    def embedding_km(self) -> np.ndarray:
-        """``[T, P, 3 or 2]`` Euclidean embedding: unit vectors x Earth radius (km), or projected x/y."""
-        return euclidean_embedding(self.layout.kind, self.x, self.y)
-
 
 def euclidean_embedding(kind: str, x, y) -> np.ndarray:
     """Points in a Euclidean space where nearby distances are true distances (km on the sphere)."""
@@ -256,14 +252,3 @@ def require_observations(table: PointTable, what: str = "the data") -> np.ndarra
         raise DataError(f"{what} has no observed value: every value of {names} (or a covariate) is NaN. A "
                         "neural process needs observations to condition on; check the selection or the fill value.")
     return observed
-
-
-def unflatten(table: PointTable, array: np.ndarray, extra_dims: Sequence[str] = (),
-              extra_coords: dict | None = None) -> xr.DataArray:
-    """``[T, P, *extra]`` back onto the template's dims/coords (original dim order), with extra dims last."""
-    t = table.template
-    sizes = [t.sizes[d] for d in t.dims]
-    data = np.asarray(array).reshape(sizes + list(np.shape(array)[2:]))
-    out = xr.DataArray(data, dims=tuple(t.dims) + tuple(extra_dims),
-                       coords={**{n: c for n, c in t.coords.items()}, **(extra_coords or {})})
-    return out
