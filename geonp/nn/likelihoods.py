@@ -76,14 +76,49 @@ def _gauss_hermite(order: int):
     return jnp.asarray(nodes, jnp.float32), jnp.asarray(weights / weights.sum(), jnp.float32)
 
 
-def _latent_normal(raw, min_scale):
-    """raw ``[B, N, 2 * Dy]`` -> location, scale ``[B, N, Dy]`` of a latent Gaussian on the link scale."""
-    loc, scale_raw = jnp.split(raw, 2, axis=-1)
-    return loc, min_scale + jax.nn.softplus(scale_raw)
+@dataclasses.dataclass(frozen=True)
+class _LatentGaussian:
+    """A count head with a Gaussian latent on the link scale: eta = loc + scale * z, z ~ N(0, 1).
+
+    raw ``[B, N, 2 * Dy]`` -> (loc, scale = min_scale + softplus); subclasses give
+    the inverse link and the log-likelihood of the counts given eta; the latent
+    is integrated out by Gauss-Hermite quadrature with ``order`` nodes.
+    """
+
+    min_scale: float = 1e-3
+    order: int = 40
+    num_outputs: int = 2
+
+    def latent(self, raw):
+        """location, scale ``[B, N, Dy]`` of the latent Gaussian."""
+        loc, scale_raw = jnp.split(raw, 2, axis=-1)
+        return loc, self.min_scale + jax.nn.softplus(scale_raw)
+
+    def nodes(self, raw):
+        """eta at the quadrature nodes ``[B, N, Dy, Q]`` and the log weights ``[Q]``."""
+        loc, scale = self.latent(raw)
+        z, w = _gauss_hermite(self.order)
+        return loc[..., None] + scale[..., None] * z, jnp.log(w)
+
+    def marginal_log_prob(self, raw, conditional_log_lik):
+        """log E_z[p(y | eta(z))] summed over output dims ``[B, N]``; the callback maps eta to log p."""
+        eta, log_w = self.nodes(raw)
+        return jnp.sum(logsumexp(conditional_log_lik(eta) + log_w, axis=-1), axis=-1)
+
+    def quantile(self, raw, q):
+        loc, scale = self.latent(raw)
+        return self.inverse_link(loc + scale * ndtri(jnp.asarray(q, raw.dtype)))  # exact: the link is monotone
+
+    def sample(self, raw, key, num_samples: int):
+        loc, scale = self.latent(raw)
+        return self.inverse_link(loc + scale * jax.random.normal(key, (num_samples,) + loc.shape, loc.dtype))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "min_scale": self.min_scale, "order": self.order}
 
 
 @dataclasses.dataclass(frozen=True)
-class Binomial:
+class Binomial(_LatentGaussian):
     """Successes out of trials with a logit-normal prevalence: p = sigmoid(loc + scale * z), z ~ N(0, 1).
 
     The network predicts the latent (loc, scale) per point, so the predictive
@@ -97,45 +132,28 @@ class Binomial:
     ``log_prob(raw, y, trials=n)``; without ``trials`` every point is one trial (Bernoulli).
     """
 
-    min_scale: float = 1e-3
-    order: int = 40
     name: str = "binomial"
-    num_outputs: int = 2
+
+    inverse_link = staticmethod(jax.nn.sigmoid)
 
     def log_prob(self, raw, y, trials=None, **extra):
-        loc, scale = _latent_normal(raw, self.min_scale)
         n = jnp.ones_like(y) if trials is None else jnp.asarray(trials, y.dtype).reshape(y.shape)
-        z, w = _gauss_hermite(self.order)
-        eta = loc[..., None] + scale[..., None] * z  # [B, N, Dy, Q] logits
-        log_comb = gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)
-        log_lik = y[..., None] * jax.nn.log_sigmoid(eta) + (n - y)[..., None] * jax.nn.log_sigmoid(-eta)
-        marginal = logsumexp(log_lik + jnp.log(w), axis=-1) + log_comb  # [B, N, Dy]
-        return jnp.sum(marginal, axis=-1)
+        log_comb = (gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1))[..., None]
+        return self.marginal_log_prob(raw, lambda eta: log_comb + y[..., None] * jax.nn.log_sigmoid(eta)
+                                      + (n - y)[..., None] * jax.nn.log_sigmoid(-eta))
 
     def predict(self, raw) -> dict:
-        loc, scale = _latent_normal(raw, self.min_scale)
-        z, w = _gauss_hermite(self.order)
-        p = jax.nn.sigmoid(loc[..., None] + scale[..., None] * z)
+        eta, log_w = self.nodes(raw)
+        w, p = jnp.exp(log_w), jax.nn.sigmoid(eta)
         mean = jnp.sum(w * p, axis=-1)
         var = jnp.sum(w * (p - mean[..., None]) ** 2, axis=-1)
         return {"mean": mean, "std": jnp.sqrt(jnp.maximum(var, 0.0))}
 
-    def quantile(self, raw, q):
-        loc, scale = _latent_normal(raw, self.min_scale)
-        return jax.nn.sigmoid(loc + scale * ndtri(jnp.asarray(q, raw.dtype)))
-
     def exceedance(self, raw, threshold):
         """P(prevalence > threshold) per point, ``[B, N, Dy]``."""
-        loc, scale = _latent_normal(raw, self.min_scale)
+        loc, scale = self.latent(raw)
         t = jnp.asarray(threshold, raw.dtype)
         return ndtr((loc - (jnp.log(t) - jnp.log1p(-t))) / scale)
-
-    def sample(self, raw, key, num_samples: int):
-        loc, scale = _latent_normal(raw, self.min_scale)
-        return jax.nn.sigmoid(loc + scale * jax.random.normal(key, (num_samples,) + loc.shape, loc.dtype))
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "min_scale": self.min_scale, "order": self.order}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +167,7 @@ class Bernoulli(Binomial):
 
 
 @dataclasses.dataclass(frozen=True)
-class Poisson:
+class Poisson(_LatentGaussian):
     """Counts with exposure and a log-normal rate: rate = exp(loc + scale * z), count ~ Poisson(exposure * rate).
 
         log p(k | E) = log E_z[Poisson(k | E * rate(z))]   (Gauss-Hermite)
@@ -159,35 +177,20 @@ class Poisson:
     ``log_prob(raw, y, exposure=E)``; exposure defaults to 1.
     """
 
-    min_scale: float = 1e-3
-    order: int = 40
     name: str = "poisson"
-    num_outputs: int = 2
+
+    inverse_link = staticmethod(jnp.exp)
 
     def log_prob(self, raw, y, exposure=None, **extra):
-        loc, scale = _latent_normal(raw, self.min_scale)
         e = jnp.ones_like(y) if exposure is None else jnp.asarray(exposure, y.dtype).reshape(y.shape)
-        z, w = _gauss_hermite(self.order)
-        log_rate = jnp.log(e)[..., None] + loc[..., None] + scale[..., None] * z  # [B, N, Dy, Q]
-        log_lik = y[..., None] * log_rate - jnp.exp(log_rate)
-        marginal = logsumexp(log_lik + jnp.log(w), axis=-1) - gammaln(y + 1)
-        return jnp.sum(marginal, axis=-1)
+        log_e, log_fact = jnp.log(e)[..., None], gammaln(y + 1)[..., None]
+        return self.marginal_log_prob(
+            raw, lambda eta: y[..., None] * (log_e + eta) - jnp.exp(log_e + eta) - log_fact)
 
     def predict(self, raw) -> dict:
-        loc, scale = _latent_normal(raw, self.min_scale)
+        loc, scale = self.latent(raw)
         mean = jnp.exp(loc + 0.5 * scale**2)
         return {"mean": mean, "std": mean * jnp.sqrt(jnp.expm1(scale**2))}
-
-    def quantile(self, raw, q):
-        loc, scale = _latent_normal(raw, self.min_scale)
-        return jnp.exp(loc + scale * ndtri(jnp.asarray(q, raw.dtype)))
-
-    def sample(self, raw, key, num_samples: int):
-        loc, scale = _latent_normal(raw, self.min_scale)
-        return jnp.exp(loc + scale * jax.random.normal(key, (num_samples,) + loc.shape, loc.dtype))
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "min_scale": self.min_scale, "order": self.order}
 
 
 @dataclasses.dataclass(frozen=True)
