@@ -366,14 +366,8 @@ class NeuralProcess:
 
     def _target_table(self, context, ctx, target, spatial_dims, time_dim):
         kw = dict(temporal=self.temporal, need_values=False, time_reference=ctx.time_reference)
-        if target is None:
-            if self.covariates_:
-                ds, _ = tables_lib.as_dataset(context, self._context_var(context))
-                return tables_lib.to_table(ds, self._context_var(context), self.covariates_, layout=ctx.layout,
-                                           need_values=True, temporal=self.temporal,
-                                           time_reference=ctx.time_reference)
-            table = dataclasses.replace(ctx, values=None)
-            return table
+        if target is None:  # the context's own points, covariates included
+            return dataclasses.replace(ctx, values=None)
         if isinstance(target, int | float | np.integer | np.floating) and not isinstance(target, bool):
             if self.covariates_:
                 raise MetadataMismatchError(
