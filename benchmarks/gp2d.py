@@ -21,7 +21,7 @@ from pathlib import Path
 
 from geonp.evaluation import evaluate_gp
 from geonp.nn.models import BSATNPConfig
-from geonp.pretrained import load_model, pretrained, save_model
+from geonp.model_store import load_model, pretrained, save_model
 from geonp.tasks.gp import GPTaskSampler
 from geonp.training.loop import TrainConfig, train
 

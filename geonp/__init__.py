@@ -7,6 +7,14 @@ __version__ = "0.1.0"
 
 from geonp import accessor as _accessor  # noqa: E402,F401  (registers .np)
 from geonp.errors import GeonpError  # noqa: E402
-from geonp.estimator import NeuralProcess, NotFittedError, load  # noqa: E402
+from geonp.estimator import NeuralProcess, NotFittedError, load, pretrained  # noqa: E402
 
-__all__ = ["GeonpError", "NeuralProcess", "NotFittedError", "load", "__version__"]
+
+def plot(ds, variables=("mean", "std"), **kwargs):
+    """Maps of a prediction (mean and uncertainty side by side); see :func:`geonp.maps.plot`."""
+    from geonp.maps import plot as _plot
+
+    return _plot(ds, variables, **kwargs)
+
+
+__all__ = ["GeonpError", "NeuralProcess", "NotFittedError", "load", "plot", "pretrained", "__version__"]

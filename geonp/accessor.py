@@ -46,8 +46,9 @@ class _NPAccessor:
         Args:
             target: ``None`` (fill this grid), a resolution factor (``4``), a DataArray/Dataset
                 (its coordinates are the prediction grid) or a DataFrame of points.
-            model: a fitted ``NeuralProcess``, a path written by ``save``, or ``None``: the bundled
-                ``gp2d-normal`` model, calibrated on this data without training (a GP-like prior).
+            model: a fitted ``NeuralProcess``, a path written by ``save``, the name of a bundled model
+                (``"prevalence-binomial"``, ...) or ``None``: the bundled ``gp2d-normal`` model. A bundled
+                model without its own normalisation is calibrated on this data without training.
             context: ``"auto"`` (each tile uses the context within a halo) or ``"all"`` (exact
                 attention over every context point).
             **kwargs: ``predict`` options: ``quantiles``, ``samples``, ``halo``, ``tile``, ``lazy`` ...
@@ -57,16 +58,27 @@ class _NPAccessor:
         if context == "all":
             kwargs["halo"] = "all"
         var, crs = kwargs.pop("var", None), kwargs.pop("crs", None)
+        calibration = {k: kwargs.pop(k) for k in ("trials", "exposure", "covariates") if k in kwargs}
         predict_args = set(inspect.signature(NeuralProcess.predict).parameters) - {"self", "context", "target"}
         unknown = set(kwargs) - predict_args
         if unknown:
             raise ConfigError(f"unknown argument(s) {sorted(unknown)} for .np.predict; valid: "
-                              f"{sorted(predict_args | {'var', 'crs', 'model', 'context'})}.")
-        if crs is not None and model is not None:
-            raise ConfigError("crs= only applies when model=None; a fitted model keeps the CRS it was fitted with.")
-        if model is None:
-            model = NeuralProcess(pretrained=DEFAULT_MODEL, steps=0).fit(
-                self._obj, var=var, spatial_dims=kwargs.get("spatial_dims"), time_dim=kwargs.get("time_dim"), crs=crs)
+                              f"{sorted(predict_args | {'var', 'crs', 'model', 'context', 'trials', 'exposure'})}.")
+        from geonp.model_store import available
+
+        if model is None or (isinstance(model, str) and model in available()):
+            from geonp.estimator import pretrained
+
+            model = pretrained(model or DEFAULT_MODEL)
+            if not model.is_fitted:
+                model.fit(self._obj, var=var, spatial_dims=kwargs.get("spatial_dims"),
+                          time_dim=kwargs.get("time_dim"), crs=crs, **calibration)
+            elif crs is not None or calibration:
+                raise ConfigError("this bundled model ships its own normalisation; crs=, trials=, exposure= and "
+                                  "covariates= apply only to models calibrated on your data.")
+        elif crs is not None or calibration:
+            raise ConfigError("crs=, trials=, exposure= and covariates= only apply when calibrating a bundled model "
+                              "(model=None or a bundled name); a fitted model keeps what it was fitted with.")
         elif isinstance(model, str) or hasattr(model, "__fspath__"):
             from geonp.estimator import load
 
@@ -75,6 +87,12 @@ class _NPAccessor:
             raise ConfigError(f"model must be a geonp.NeuralProcess, a saved model path or None; got "
                               f"{type(model).__name__}.")
         return model.predict(self._obj, target, **kwargs)
+
+    def plot(self, variables=("mean", "std"), **kwargs):
+        """Maps of this prediction, mean and uncertainty side by side (see :func:`geonp.maps.plot`)."""
+        from geonp.maps import plot
+
+        return plot(self._obj, variables, **kwargs)
 
     def to_zarr(self, path, overwrite: bool = False, progress: bool = True):
         """Write this (prediction) Dataset tile by tile; resumable and atomic (see :mod:`geonp.io`)."""

@@ -15,8 +15,8 @@ import json
 import time
 
 from geonp.evaluation import evaluate_gp
+from geonp.model_store import available, pretrained
 from geonp.nn.models import BSATNPConfig
-from geonp.pretrained import available, pretrained
 from geonp.tasks.gp import GPTaskSampler
 from geonp.training.loop import TrainConfig, train
 

@@ -27,6 +27,7 @@ import pandas as pd
 import xarray as xr
 
 from geonp.errors import CheckpointError, ConfigError, GeonpError, MetadataMismatchError
+from geonp.features import counts as counts_lib
 from geonp.features import tables as tables_lib
 from geonp.features.grids import refined_grid
 from geonp.features.scaling import FeatureScaling, fit_scaling
@@ -45,7 +46,7 @@ class NotFittedError(GeonpError, RuntimeError):
 
 
 def _resolve_pretrained(spec):
-    from geonp.pretrained import available, load_model, pretrained
+    from geonp.model_store import available, load_model, pretrained
 
     if spec is None:
         return None
@@ -62,8 +63,11 @@ class NeuralProcess:
 
     Args:
         arch: model family; ``"bsa-tnp"`` (biased scan attention TNP).
-        likelihood: ``"normal"`` for real-valued fields.
-        pretrained: name of a bundled model (``geonp.pretrained.available()``) or a saved
+        likelihood: ``"normal"`` for real-valued fields; ``"binomial"`` for positives out of examined
+            (``fit(..., trials="n_tested")``), ``"bernoulli"`` for 0/1, ``"poisson"`` for counts
+            (``fit(..., exposure="population")``), ``"categorical"`` (or ``{"name": "categorical",
+            "num_classes": K}``) for states coded 0..K-1.
+        pretrained: name of a bundled model (``geonp.model_store.available()``) or a saved
             directory to start from; ``fit(..., steps=0)`` then only calibrates the normalisation.
         temporal: add a time group to the bias (time becomes a coordinate, not separate tasks).
         num_blocks, width, num_heads, head_dim, ff_dim: network sizes (ignored with ``pretrained``).
@@ -161,14 +165,14 @@ class NeuralProcess:
         if has_time != bool(self.temporal):
             raise ConfigError(f"pretrained model {'has' if has_time else 'has no'} time group but temporal="
                               f"{self.temporal}; set temporal={has_time}.")
-        if likelihoods.get_likelihood(self.likelihood).name != config.likelihood.name:
+        if likelihoods.get_likelihood(self.likelihood) != config.likelihood:
             raise ConfigError(f"the pretrained model has a {config.likelihood.name!r} likelihood, not "
-                              f"{self.likelihood!r}.")
+                              f"{self.likelihood!r}; geonp.pretrained(name) sets it for you.")
         scaling = meta.get("scaling")
         return config, params, FeatureScaling.from_dict(scaling) if scaling else None
 
-    def fit(self, data, var: str | None = None, covariates: Sequence[str] = (), *, spatial_dims=None,
-            time_dim=None, crs=None, **params) -> NeuralProcess:
+    def fit(self, data, var: str | None = None, covariates: Sequence[str] = (), *, trials: str | None = None,
+            exposure: str | None = None, spatial_dims=None, time_dim=None, crs=None, **params) -> NeuralProcess:
         """Learn the normalisation of ``data`` and meta-train on random neighbourhoods of it.
 
         Args:
@@ -177,31 +181,32 @@ class NeuralProcess:
             var: the variable to model (Datasets and DataFrames).
             covariates: variables that enter the tokens (elevation, ...); they must be given at
                 prediction targets too.
+            trials: (binomial) the variable holding the number examined; ``var`` holds the positives.
+            exposure: (poisson, optional) the variable holding the exposure (population, person-years).
             spatial_dims, time_dim, crs: overrides for coordinate detection.
             **params: any constructor parameter, e.g. ``steps=200`` (``set_params`` first).
         """
         self.set_params(**params)
-        if likelihoods.get_likelihood(self.likelihood).name != "normal":
-            raise ConfigError(
-                f"likelihood={self.likelihood!r}: the estimator handles real-valued fields (likelihood='normal') "
-                "so far; count data (trials/successes, exposure) through NeuralProcess is not wired yet. The "
-                "heads themselves are in geonp.nn.likelihoods for the engine API."
-            )
+        head = likelihoods.get_likelihood(self.likelihood)
         if isinstance(var, list | tuple):
             if len(var) != 1:
                 raise ConfigError(f"var={var!r}: one variable per model; fit one model per variable.")
             var = var[0]
-        table = tables_lib.to_table(data, var, covariates, spatial_dims, time_dim, crs, temporal=self.temporal)
+        count_var = _count_variable(head, trials, exposure)
+        columns = [var, count_var] if count_var else var
+        table = tables_lib.to_table(data, columns, covariates, spatial_dims, time_dim, crs, temporal=self.temporal)
+        name = str(table.template.name)
+        self._check_observations(table, head, [name] + ([count_var] if count_var else []), "the training data")
         observed = tables_lib.require_observations(table, "the training data")
         config, params0, scaling0 = self._start(len(covariates))
 
         hours = table.hours[observed] if table.hours is not None else None
-        name = str(table.template.name)
         scaling = fit_scaling(
-            table.layout.kind, _snapshots(table, observed, self.seed), table.values[observed], [name],
+            table.layout.kind, _snapshots(table, observed, self.seed), table.values[observed][:, :1], [name],
             table.covariates[observed], list(covariates),
             window_points=self.window_points, hours=hours, crs=table.layout.crs,
-            value_attrs=[dict(table.template.attrs)], seed=self.seed,
+            value_attrs=[_value_attrs(head, table.template, count_var)], seed=self.seed,
+            standardise=head.standardise,
         )
         if scaling0 is not None and self.steps == 0:
             # a fitted model re-used without training keeps the length units it learned in;
@@ -219,12 +224,26 @@ class NeuralProcess:
         self.params_ = jax.tree_util.tree_map(np.asarray, params0)
         self.scaling_ = scaling
         self.var_ = name
+        self.count_var_ = count_var
         self.covariates_ = tuple(str(c) for c in covariates)
         self.layout_ = dataclasses.asdict(table.layout)
         self.history_ = history
         self.steps_trained_ = steps_done
         self.n_observations_ = int(observed.sum())
         return self
+
+    @staticmethod
+    def _check_observations(table, head, names, what):
+        """Clear errors for illegal counts or coordinate-less survey rows; a warning for what is left out."""
+        counts_lib.check_point_coordinates(table)
+        if not head.standardise:
+            counts_lib.check_counts(table, head, names)
+        if len(table.point_dims) == 1 and table.layout.x not in table.template.dims:  # survey points
+            excluded = counts_lib.excluded_points(table, names)
+            if excluded:
+                reasons = ", ".join(f"{n} ({why})" for why, n in excluded.items())
+                warnings.warn(f"{what}: left out {reasons}; they carry no usable observation.", UserWarning,
+                              stacklevel=3)
 
     def _observed_by_task(self, table, observed, scaling, tasks) -> dict:
         """Per task, the observed points as model inputs: lists of ``[n, ...]`` arrays.
@@ -286,7 +305,7 @@ class NeuralProcess:
     # ------------------------------------------------------------------ prediction
 
     def predict(self, context, target=None, *, quantiles: Sequence[float] | None = None, samples: int = 0,
-                halo: float | str | None = None, tile: int = 128, time_tile: int = 24, lazy: bool | None = None,
+                exceedance: Sequence[float] | None = None, halo: float | str | None = None, tile: int = 128, time_tile: int = 24, lazy: bool | None = None,
                 seed: int = 0, spatial_dims=None, time_dim=None, progress: bool | None = None) -> xr.Dataset:
         """Condition on the observed values of ``context`` and predict at ``target``.
 
@@ -297,6 +316,8 @@ class NeuralProcess:
                 (with the covariates as variables when the model has any), or a DataFrame of points.
             quantiles: probabilities, e.g. ``[0.05, 0.5, 0.95]``; adds a ``quantiles`` variable.
             samples: draws from each point's predictive marginal; adds ``samples``.
+            exceedance: thresholds t (binomial: prevalence, poisson: rate); adds ``exceedance``
+                = P(value > t) per point along a ``threshold`` dimension.
             halo: how far around each tile the context is used, in km (geographic) or CRS units;
                 ``None`` chooses it from the learned bias; ``"all"`` uses all context (exact, slower).
             tile: target tile size in grid cells per side (points for point targets).
@@ -311,9 +332,15 @@ class NeuralProcess:
             raise ConfigError(f"quantiles must be probabilities strictly between 0 and 1; got {bad}.")
         if int(samples) < 0 or tile < 1 or time_tile < 1:
             raise ConfigError(f"samples must be >= 0 and tile, time_tile >= 1; got {samples}, {tile}, {time_tile}.")
+        head = self.config_.likelihood
+        thresholds = self._thresholds(head, exceedance)
+        if quantiles and not hasattr(head, "quantile"):
+            raise ConfigError(f"a {head.name} model predicts class probabilities; it has no quantiles.")
         s = self.scaling_
         ctx = tables_lib.to_table(context, self._context_var(context), self.covariates_, spatial_dims, time_dim,
                                   s.crs, temporal=self.temporal)
+        self._check_observations(ctx, head, [self.var_] + ([self.count_var_] if self.count_var_ else []),
+                                 "the context")
         if ctx.layout.kind != s.kind:
             raise MetadataMismatchError(
                 f"the model was fitted on {s.kind} coordinates but this data is {ctx.layout.kind} "
@@ -332,7 +359,7 @@ class NeuralProcess:
             context=ContextSet(**self._observed_by_task(ctx, observed, s, range(ctx.num_tasks))),
             task_shape=tuple(tgt.template.sizes[d] for d in tgt.task_dims),
             task_map=task_map, halo=self._halo_distance(halo), time_halo=self._time_halo(halo),
-            quantiles=quantiles, num_samples=int(samples), seed=seed, temporal=self.temporal,
+            quantiles=quantiles, num_samples=int(samples), seed=seed, temporal=self.temporal, thresholds=thresholds,
         )
         channels = self._channel_array(predictor, tgt, tile, time_tile)
         if lazy is None:
@@ -350,11 +377,14 @@ class NeuralProcess:
             "halo_units": "km" if s.kind == "geographic" else "crs units",
             "steps_trained": int(getattr(self, "steps_trained_", 0)),
         }
-        value_attrs = {**(s.value_attrs[0] if s.value_attrs else {}), **dict(ctx.template.attrs)}
+        value_attrs = dict(s.value_attrs[0] if s.value_attrs else {})
+        if head.standardise:
+            value_attrs.update(ctx.template.attrs)
         value_attrs.setdefault("name", self.var_)
-        out = prediction_dataset(channels, value_attrs, quantiles, int(samples), source_attrs, provenance)
+        out = prediction_dataset(channels, value_attrs, quantiles, int(samples), source_attrs, provenance,
+                                 thresholds=thresholds, classes=_class_labels(head, value_attrs))
         out = out.transpose(*[d for d in tgt.original_dims if d in out.dims], ...)
-        if target is None:
+        if target is None and head.name == "normal":
             observed_values = ctx.template.transpose(*tgt.original_dims)
             out["filled"] = observed_values.where(observed_values.notnull(), out["mean"]).assign_attrs(
                 {**out["mean"].attrs, "long_name": f"observations, gaps filled with the predictive mean of "
@@ -362,7 +392,23 @@ class NeuralProcess:
         return out
 
     def _context_var(self, context):
+        if getattr(self, "count_var_", None):
+            return [self.var_, self.count_var_]
         return None if isinstance(context, xr.DataArray) else self.var_
+
+    @staticmethod
+    def _thresholds(head, exceedance) -> tuple[float, ...]:
+        thresholds = tuple(float(t) for t in (exceedance or ()))
+        if not thresholds:
+            return ()
+        if not hasattr(head, "exceedance"):
+            raise ConfigError(f"exceedance= needs a binomial, bernoulli or poisson model; this one is {head.name}. "
+                              "For a Gaussian field use quantiles= instead.")
+        upper = 1.0 if head.name in ("binomial", "bernoulli") else math.inf
+        bad = [t for t in thresholds if not 0 < t < upper]
+        if bad:
+            raise ConfigError(f"exceedance thresholds must lie in (0, {upper}) for a {head.name} model; got {bad}.")
+        return thresholds
 
     def _target_table(self, context, ctx, target, spatial_dims, time_dim):
         kw = dict(temporal=self.temporal, need_values=False, time_reference=ctx.time_reference)
@@ -452,21 +498,43 @@ class NeuralProcess:
 
     def save(self, path) -> Path:
         """Write the fitted model (weights, config, normalisation) to the directory ``path`` atomically."""
-        from geonp.pretrained import save_model
+        from geonp.model_store import save_model
 
         self._check_fitted()
         metadata = {
             "kind": "geonp.NeuralProcess", "estimator": _jsonable(self.get_params()),
-            "scaling": self.scaling_.to_dict(), "var": self.var_, "covariates": list(self.covariates_),
+            "scaling": self.scaling_.to_dict(), "var": self.var_, "count_var": self.count_var_,
+            "covariates": list(self.covariates_),
             "layout": self.layout_, "steps": int(self.steps_trained_), "n_observations": self.n_observations_,
             "history": self.history_[-50:],
         }
         return save_model(path, self.config_, self.params_, metadata)
 
 
+def pretrained(name: str, **params) -> NeuralProcess:
+    """A model shipped inside the package, by name (offline; ``geonp.model_store.available()`` lists them).
+
+    Models that ship their normalisation (trained on real data or on lattices in cell units) come back
+    fitted; the others (``gp2d-normal``, ``prevalence-binomial``) come back ready to calibrate on your
+    data without training: ``geonp.pretrained("prevalence-binomial").fit(ds, "positive", trials="examined",
+    steps=0)``, or to fine-tune with ``steps > 0``.
+    """
+    from geonp.model_store import PRETRAINED_DIR, available
+    from geonp.model_store import pretrained as load_bundled
+
+    if name not in available():
+        raise CheckpointError(f"no pretrained model named {name!r}; available: {available()}.")
+    config, _, meta = load_bundled(name)
+    if meta.get("kind") == "geonp.NeuralProcess":
+        return load(PRETRAINED_DIR / name).set_params(**params)
+    params = {"likelihood": config.likelihood.to_dict(), "steps": 0, **params}
+    params.setdefault("temporal", any(g.name == "time" for g in config.groups))
+    return NeuralProcess(pretrained=name, **params)
+
+
 def load(path) -> NeuralProcess:
     """Load a model written by :meth:`NeuralProcess.save` (safetensors + JSON; never pickle)."""
-    from geonp.pretrained import load_model
+    from geonp.model_store import load_model
 
     config, params, meta = load_model(path)
     if meta.get("kind") != "geonp.NeuralProcess" or "scaling" not in meta:
@@ -482,6 +550,7 @@ def load(path) -> NeuralProcess:
     model.params_ = jax.tree_util.tree_map(np.asarray, params)
     model.scaling_ = FeatureScaling.from_dict(meta["scaling"])
     model.var_ = meta["var"]
+    model.count_var_ = meta.get("count_var")
     model.covariates_ = tuple(meta.get("covariates", ()))
     model.layout_ = meta.get("layout", {})
     model.history_ = meta.get("history", [])
@@ -505,6 +574,46 @@ def _snapshots(table, observed, seed: int, limit: int = 16) -> list:
         for h in rng.permutation(np.unique(hours))[:limit]:
             out.append(points[hours == h])
     return out
+
+
+def _count_variable(head, trials, exposure) -> str | None:
+    """The second observation column's variable (binomial: trials, poisson: exposure), checked against the head."""
+    if head.name == "binomial":
+        if trials is None:
+            raise ConfigError("a binomial model needs trials='<variable with the number examined>' (var holds the "
+                              "positives); for 0/1 data use likelihood='bernoulli'.")
+        if exposure is not None:
+            raise ConfigError("exposure= belongs to a poisson model; a binomial one takes trials=.")
+        return str(trials)
+    if head.name == "poisson":
+        if trials is not None:
+            raise ConfigError("trials= belongs to a binomial model; a poisson one takes exposure= (optional).")
+        return None if exposure is None else str(exposure)
+    if trials is not None or exposure is not None:
+        raise ConfigError(f"trials=/exposure= are for binomial/poisson models; this one is {head.name!r}.")
+    return None
+
+
+def _value_attrs(head, template, count_var) -> dict:
+    """Attributes of what the model predicts: the variable itself, or a prevalence/rate/state of it."""
+    attrs = {k: v for k, v in template.attrs.items() if isinstance(v, str | int | float)}
+    name = str(template.name)
+    if head.name in ("binomial", "bernoulli"):
+        of = f"{name} / {count_var}" if count_var else name
+        return {"long_name": f"prevalence ({of})", "units": "1", "name": name}
+    if head.name == "poisson":
+        per = f" per unit of {count_var}" if count_var else ""
+        return {"long_name": f"rate of {name}{per}", "units": "1" if not count_var else f"1/({count_var})",
+                "name": name}
+    return attrs
+
+
+def _class_labels(head, value_attrs) -> tuple[str, ...] | None:
+    """Class names of a categorical model: CF ``flag_meanings`` when present, else 0..K-1."""
+    if head.name != "categorical":
+        return None
+    names = str(value_attrs.get("flag_meanings", "")).split()
+    return tuple(names) if len(names) == head.num_classes else tuple(str(i) for i in range(head.num_classes))
 
 
 def _jsonable(params: dict) -> dict:

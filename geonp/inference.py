@@ -73,7 +73,7 @@ def predict_raw(config: BSATNPConfig, params, batch: Batch, validate: bool = Tru
     400 points share one compiled program.
     """
     if validate:
-        validate_batch(batch, config.groups, config.x_dim, config.y_dim)
+        validate_batch(batch, config.groups, config.x_dim, config.y_columns)
         batch = sanitize_batch(batch)
     n_tgt = np.asarray(batch.x_tgt).shape[1]
     batch = pad_batch(batch)

@@ -129,7 +129,8 @@ class ContextSet:
 class TilePredictor:
     """Predicts one dask block of target points; the output gains a trailing channel axis.
 
-    Channels: mean, std, then one per quantile, then one per sample (user units).
+    Channels: mean, std, one per quantile, one per exceedance threshold, then one per
+    sample (user units); a categorical model: one probability per class, then samples.
     Blocks span one task each (chunk size 1 along task dims); ``task_map`` maps
     a target task to its context task.
     """
@@ -146,10 +147,14 @@ class TilePredictor:
     num_samples: int = 0
     seed: int = 0
     temporal: bool = False
+    thresholds: tuple[float, ...] = ()
 
     @property
     def num_channels(self) -> int:
-        return 2 + len(self.quantiles) + self.num_samples
+        head = self.config.likelihood
+        if head.name == "categorical":
+            return head.num_classes + self.num_samples
+        return 2 + len(self.quantiles) + len(self.thresholds) + self.num_samples
 
     def __call__(self, x, y, *rest, block_info=None):
         hours = rest[0] if self.temporal else None
@@ -194,19 +199,24 @@ class TilePredictor:
         n = x.size
         y_ctx = c.values[task][idx]
         # centring: the model sees values relative to this tile's context mean (see FeatureScaling.center)
-        offset = y_ctx.mean(axis=0) if s.center == "task" else np.zeros(y_ctx.shape[-1])
+        offset = y_ctx.mean(axis=0) if s.center == "task" else 0.0
         batch = Batch(
             x_ctx=c.covariates[task][idx][None], y_ctx=(y_ctx - offset)[None], meta_ctx=meta_ctx,
             mask_ctx=np.ones((1, idx.size), bool), x_tgt=s.scale_covariates(cov)[None],
-            y_tgt=np.zeros((1, n, 1)), meta_tgt=meta_tgt, mask_tgt=np.ones((1, n), bool),
+            y_tgt=np.zeros((1, n, self.config.y_columns)), meta_tgt=meta_tgt, mask_tgt=np.ones((1, n), bool),
         )
         raw = predict_raw(self.config, self.params, batch)  # [1, N, outputs]
         head = self.config.likelihood
         summary = head.predict(raw)
-        channels = [s.unscale_mean(np.asarray(summary["mean"][0]) + offset),
-                    s.unscale_std(np.asarray(summary["std"][0]))]
+        if head.name == "categorical":
+            channels = [np.asarray(summary["probs"][0])]  # [N, K]
+        else:
+            channels = [s.unscale_mean(np.asarray(summary["mean"][0]) + offset),
+                        s.unscale_std(np.asarray(summary["std"][0]))]
         for q in self.quantiles:
             channels.append(s.unscale_mean(np.asarray(head.quantile(raw, q)[0]) + offset))
+        for t in self.thresholds:
+            channels.append(np.asarray(head.exceedance(raw, t)[0]))
         if self.num_samples:
             key = jax.random.PRNGKey(self.seed)
             for i in location:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from geonp.evaluation import evaluate_gp
-from geonp.pretrained import available, pretrained
+from geonp.model_store import available, pretrained
 from geonp.tasks.gp import GPTaskSampler
 
 # The bundled model (2,889 steps on 2 CPU cores) is 0.65 nats above the oracle on these 16 fixed

@@ -8,8 +8,8 @@ import pytest
 
 from geonp import checkpoints
 from geonp.errors import CheckpointError
+from geonp.model_store import load_model, params_template, save_model
 from geonp.nn.models import BSATNPConfig
-from geonp.pretrained import load_model, params_template, save_model
 
 SMALL = BSATNPConfig(num_blocks=1, width=16, num_heads=2, head_dim=8, ff_dim=32)
 

@@ -201,15 +201,20 @@ def fit_space_unit(snapshots: Sequence[np.ndarray], window_points: int, seed: in
 def fit_scaling(kind: str, snapshots: Sequence[np.ndarray], values: np.ndarray, value_names: Sequence[str],
                 covariates: np.ndarray | None = None, covariate_names: Sequence[str] = (),
                 window_points: int = 1024, hours: np.ndarray | None = None, time_unit: float | None = None,
-                crs: str | None = None, value_attrs: Sequence[Mapping] = (), seed: int = 0) -> FeatureScaling:
+                crs: str | None = None, value_attrs: Sequence[Mapping] = (), seed: int = 0,
+                standardise: bool = True) -> FeatureScaling:
     """Fit a :class:`FeatureScaling` to observed points.
 
     ``snapshots``: per field (time step, member ...), its observed points ``[n, 2 or 3]``
     as projected x/y or unit vectors times the Earth's radius in km (so nearby
     distances are km). ``values [N, Dy]`` and ``covariates [N, Dx]``: all observed points.
+    ``standardise=False`` (counts, classes): values are used as they are, not centred.
     """
     values = np.asarray(values, np.float64).reshape(len(values), -1)
-    stats = [robust_scale(values[:, j], n) for j, n in enumerate(value_names)]
+    if standardise:
+        stats = [robust_scale(values[:, j], n) for j, n in enumerate(value_names)]
+    else:
+        stats = [(0.0, 1.0)] * len(value_names)
     cov_stats = []
     if covariate_names:
         covariates = np.asarray(covariates, np.float64).reshape(len(covariates), -1)
@@ -223,5 +228,5 @@ def fit_scaling(kind: str, snapshots: Sequence[np.ndarray], values: np.ndarray, 
         value_std=tuple(s[1] for s in stats), covariate_names=tuple(covariate_names),
         covariate_mean=tuple(s[0] for s in cov_stats), covariate_std=tuple(s[1] for s in cov_stats),
         time_unit=time_unit if hours is not None else None, crs=crs,
-        value_attrs=tuple(dict(a) for a in value_attrs),
+        value_attrs=tuple(dict(a) for a in value_attrs), center="task" if standardise else "global",
     )

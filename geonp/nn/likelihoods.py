@@ -5,7 +5,13 @@ A likelihood is a small frozen object with pure methods, so that a model is
 
 * ``num_outputs``: raw outputs per point the network must produce for each
   output dimension;
-* ``log_prob(raw, y, **extra)``: per-point log density ``[B, N]``;
+* ``observation_columns``: columns of ``y`` per output dimension (a binomial
+  observation is ``(successes, trials)``, a Poisson one ``(count, exposure)``);
+* ``encode(y)``: context observations -> the features that enter the tokens
+  (``encoded_columns`` per output; the empirical logit and log trials for a survey);
+* ``standardise``: whether the estimator may shift and scale the values (Gaussian
+  only; counts and classes are used as they are);
+* ``log_prob(raw, y)``: per-point log density ``[B, N]``;
 * ``predict(raw)``: a dict of arrays (``mean``, ``std``, ...) for users;
 * ``quantile(raw, q)``: predictive quantiles;
 * ``sample(raw, key, n)``: draws from each point's predictive marginal.
@@ -14,7 +20,7 @@ Heads: Gaussian; binomial and Bernoulli (logit-normal prevalence), Poisson
 (log-normal rate with exposure), categorical (states). The count heads put a
 latent Gaussian on the link scale and integrate it out by Gauss-Hermite
 quadrature, so their predictive carries uncertainty about the prevalence or
-rate itself (``extra`` carries ``trials`` or ``exposure``).
+rate itself.
 """
 
 from __future__ import annotations
@@ -41,13 +47,19 @@ class Normal:
     min_std: float = 1e-3
     name: str = "normal"
     num_outputs: int = 2
+    observation_columns = 1
+    encoded_columns = 1
+    standardise = True
+
+    def encode(self, y):
+        return y
 
     def mean_std(self, raw):
         """raw ``[B, N, 2 * Dy]`` -> mean, std ``[B, N, Dy]``."""
         mean, std_raw = jnp.split(raw, 2, axis=-1)
         return mean, self.min_std + jax.nn.softplus(std_raw)
 
-    def log_prob(self, raw, y, **extra):
+    def log_prob(self, raw, y):
         """Log density ``[B, N]`` of y ``[B, N, Dy]``, summed over output dimensions."""
         mean, std = self.mean_std(raw)
         z = (y - mean) / std
@@ -88,6 +100,14 @@ class _LatentGaussian:
     min_scale: float = 1e-3
     order: int = 40
     num_outputs: int = 2
+    observation_columns = 2
+    encoded_columns = 2
+    standardise = False
+
+    def columns(self, y):
+        """``[B, N, 2 * Dy]`` observations -> the two columns ``[B, N, Dy]`` each (count, trials/exposure)."""
+        pairs = y.reshape(y.shape[:-1] + (-1, 2))
+        return pairs[..., 0], pairs[..., 1]
 
     def latent(self, raw):
         """location, scale ``[B, N, Dy]`` of the latent Gaussian."""
@@ -109,6 +129,11 @@ class _LatentGaussian:
         loc, scale = self.latent(raw)
         return self.inverse_link(loc + scale * ndtri(jnp.asarray(q, raw.dtype)))  # exact: the link is monotone
 
+    def exceedance(self, raw, threshold):
+        """P(prevalence or rate > threshold) per point ``[B, N, Dy]`` = Phi((loc - link(t)) / scale)."""
+        loc, scale = self.latent(raw)
+        return ndtr((loc - self.link(jnp.asarray(threshold, raw.dtype))) / scale)
+
     def sample(self, raw, key, num_samples: int):
         loc, scale = self.latent(raw)
         return self.inverse_link(loc + scale * jax.random.normal(key, (num_samples,) + loc.shape, loc.dtype))
@@ -129,18 +154,31 @@ class Binomial(_LatentGaussian):
         quantile(q)  = sigmoid(loc + scale * Phi^-1(q))  (exact: sigmoid is monotone)
         exceedance t = P(p > t) = Phi((loc - logit t) / scale)
 
-    ``log_prob(raw, y, trials=n)``; without ``trials`` every point is one trial (Bernoulli).
+    ``y = (successes, trials)`` per point; the tokens see the empirical logit
+    log((k + 1/2) / (n - k + 1/2)) and log(1 + n), so a village of 200 weighs more than one of 5.
     """
 
     name: str = "binomial"
 
     inverse_link = staticmethod(jax.nn.sigmoid)
 
-    def log_prob(self, raw, y, trials=None, **extra):
-        n = jnp.ones_like(y) if trials is None else jnp.asarray(trials, y.dtype).reshape(y.shape)
-        log_comb = (gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1))[..., None]
-        return self.marginal_log_prob(raw, lambda eta: log_comb + y[..., None] * jax.nn.log_sigmoid(eta)
-                                      + (n - y)[..., None] * jax.nn.log_sigmoid(-eta))
+    @staticmethod
+    def link(p):
+        return jnp.log(p) - jnp.log1p(-p)
+
+    def encode(self, y):
+        k, n = self.columns(y)
+        features = jnp.stack([jnp.log((k + 0.5) / (n - k + 0.5)), jnp.log1p(n)], axis=-1)
+        return features.reshape(y.shape)
+
+    def log_prob(self, raw, y):
+        k, n = self.columns(y)
+        return self._log_prob(raw, k, n)
+
+    def _log_prob(self, raw, k, n):
+        log_comb = (gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1))[..., None]
+        return self.marginal_log_prob(raw, lambda eta: log_comb + k[..., None] * jax.nn.log_sigmoid(eta)
+                                      + (n - k)[..., None] * jax.nn.log_sigmoid(-eta))
 
     def predict(self, raw) -> dict:
         eta, log_w = self.nodes(raw)
@@ -149,21 +187,20 @@ class Binomial(_LatentGaussian):
         var = jnp.sum(w * (p - mean[..., None]) ** 2, axis=-1)
         return {"mean": mean, "std": jnp.sqrt(jnp.maximum(var, 0.0))}
 
-    def exceedance(self, raw, threshold):
-        """P(prevalence > threshold) per point, ``[B, N, Dy]``."""
-        loc, scale = self.latent(raw)
-        t = jnp.asarray(threshold, raw.dtype)
-        return ndtr((loc - (jnp.log(t) - jnp.log1p(-t))) / scale)
-
 
 @dataclasses.dataclass(frozen=True)
 class Bernoulli(Binomial):
     """Presence/absence (0/1) per point: a :class:`Binomial` with one trial everywhere."""
 
     name: str = "bernoulli"
+    observation_columns = 1
+    encoded_columns = 1
 
-    def log_prob(self, raw, y, **extra):
-        return super().log_prob(raw, y, trials=None)
+    def encode(self, y):
+        return 2.0 * y - 1.0
+
+    def log_prob(self, raw, y):
+        return self._log_prob(raw, y, jnp.ones_like(y))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,18 +211,23 @@ class Poisson(_LatentGaussian):
         mean, std    = of the rate (closed form, log-normal)
         quantile(q)  = exp(loc + scale * Phi^-1(q))
 
-    ``log_prob(raw, y, exposure=E)``; exposure defaults to 1.
+    ``y = (count, exposure)`` per point (exposure: person-years, population ... in the rate's units).
     """
 
     name: str = "poisson"
 
     inverse_link = staticmethod(jnp.exp)
+    link = staticmethod(jnp.log)
 
-    def log_prob(self, raw, y, exposure=None, **extra):
-        e = jnp.ones_like(y) if exposure is None else jnp.asarray(exposure, y.dtype).reshape(y.shape)
-        log_e, log_fact = jnp.log(e)[..., None], gammaln(y + 1)[..., None]
+    def encode(self, y):
+        k, e = self.columns(y)
+        return jnp.stack([jnp.log((k + 0.5) / e), jnp.log1p(k)], axis=-1).reshape(y.shape)
+
+    def log_prob(self, raw, y):
+        k, e = self.columns(y)
+        log_e, log_fact = jnp.log(e)[..., None], gammaln(k + 1)[..., None]
         return self.marginal_log_prob(
-            raw, lambda eta: y[..., None] * (log_e + eta) - jnp.exp(log_e + eta) - log_fact)
+            raw, lambda eta: k[..., None] * (log_e + eta) - jnp.exp(log_e + eta) - log_fact)
 
     def predict(self, raw) -> dict:
         loc, scale = self.latent(raw)
@@ -202,6 +244,8 @@ class Categorical:
 
     num_classes: int = 3
     name: str = "categorical"
+    observation_columns = 1
+    standardise = False
 
     def __post_init__(self):
         if self.num_classes < 2:
@@ -211,7 +255,15 @@ class Categorical:
     def num_outputs(self) -> int:
         return self.num_classes
 
-    def log_prob(self, raw, y, **extra):
+    @property
+    def encoded_columns(self) -> int:
+        return self.num_classes
+
+    def encode(self, y):
+        """class index ``[B, N, 1]`` -> one-hot ``[B, N, K]``."""
+        return jax.nn.one_hot(jnp.asarray(y[..., 0], jnp.int32), self.num_classes, dtype=jnp.float32)
+
+    def log_prob(self, raw, y):
         log_probs = jax.nn.log_softmax(raw[..., : self.num_classes], axis=-1)  # [B, N, K]
         index = jnp.asarray(y[..., 0], jnp.int32)
         return jnp.take_along_axis(log_probs, index[..., None], axis=-1)[..., 0]

@@ -2,8 +2,11 @@
 
 Tokens (coordinates are *not* in them; they act only through the attention bias):
 
-    context point:  [1, x_covariates, y]
-    test point:     [0, x_covariates, 0]
+    context point:  [1, encode(y), x_covariates]     (encode: the likelihood's, e.g. empirical logit)
+    test point:     [0, 0,         x_covariates]
+
+(observation first, covariates last: a model warm-started from one without
+covariates keeps its embedding rows, see ``geonp.training.warm_start``.)
 
     tokens -> embed -> KRB x L -> head -> likelihood parameters per test point
 """
@@ -34,7 +37,7 @@ class BSATNPConfig:
     """Hyperparameters of a BSA-TNP. Defaults are the reference sizes (about 0.5M parameters)."""
 
     x_dim: int = 0  # covariates per point (elevation, ...), embedded in the tokens
-    y_dim: int = 1  # observed values per point
+    y_dim: int = 1  # output dimensions per point (a binomial observation (k, n) is one output of 2 columns)
     groups: tuple[bias_lib.CoordinateGroup, ...] = default_groups()
     num_blocks: int = 6
     width: int = 64
@@ -65,6 +68,11 @@ class BSATNPConfig:
             raise ConfigError(f"coordinate groups need distinct names and at least one group; got {names}.")
         # accept a name or dict too, so BSATNPConfig(likelihood="normal") works
         object.__setattr__(self, "likelihood", likelihoods.get_likelihood(self.likelihood))
+
+    @property
+    def y_columns(self) -> int:
+        """Columns of an observation ``y``: output dims x the likelihood's columns (2 for (k, n))."""
+        return self.y_dim * self.likelihood.observation_columns
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -97,11 +105,13 @@ class BSATNP(nn.Module):
         meta_ctx_p = bias_lib.prepare_metadata(cfg.groups, meta_ctx)
         meta_tgt_p = bias_lib.prepare_metadata(cfg.groups, meta_tgt)
 
-        mask = mask_ctx.astype(y_ctx.dtype)[..., None]
-        y_ctx = jnp.where(mask > 0, y_ctx, 0.0)  # padded context values never leak in
-        ctx_parts = [jnp.ones_like(y_ctx[..., :1]), x_ctx, y_ctx]  # [B, Nc, 1 + Dx + Dy]
+        real = mask_ctx[..., None]
+        # padded context values never leak in (and a valid dummy keeps log/logit encodings finite)
+        y_enc = jnp.where(real, head.encode(jnp.where(real, y_ctx, 1.0)), 0.0)  # [B, Nc, E * Dy]
+        ctx_parts = [jnp.ones_like(y_enc[..., :1]), y_enc, x_ctx.astype(y_enc.dtype)]  # [B, Nc, 1 + E*Dy + Dx]
         n_tgt = x_tgt.shape[:2]
-        tgt_parts = [jnp.zeros(n_tgt + (1,), y_ctx.dtype), x_tgt, jnp.zeros(n_tgt + (cfg.y_dim,), y_ctx.dtype)]
+        tgt_parts = [jnp.zeros(n_tgt + (1,), y_enc.dtype), jnp.zeros(n_tgt + (y_enc.shape[-1],), y_enc.dtype),
+                     x_tgt.astype(y_enc.dtype)]
         if cfg.embed_coordinates:
             ctx_parts += [meta_ctx[g.name] for g in cfg.groups]
             tgt_parts += [meta_tgt[g.name] for g in cfg.groups]

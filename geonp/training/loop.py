@@ -72,9 +72,11 @@ class TrainResult:
 def negative_log_likelihood(model: nn.Module, config: BSATNPConfig, params, batch: Batch):
     """Mean NLL per real target point (nats)."""
     raw = model.apply(params, *batch.model_inputs())
-    log_p = config.likelihood.log_prob(raw, batch.y_tgt)  # [B, Nt]
-    mask = batch.mask_tgt.astype(log_p.dtype)
-    return -jnp.sum(log_p * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+    real = batch.mask_tgt
+    # padded targets get a valid dummy observation (1 of 1, count 1, class 1) so no log(0) reaches the gradient
+    y = jnp.where(real[..., None], batch.y_tgt, jnp.ones_like(batch.y_tgt))
+    log_p = jnp.where(real, config.likelihood.log_prob(raw, y), 0.0)  # [B, Nt]
+    return -jnp.sum(log_p) / jnp.maximum(jnp.sum(real.astype(log_p.dtype)), 1.0)
 
 
 def init_params(config: BSATNPConfig, batch: Batch, seed: int = 0):

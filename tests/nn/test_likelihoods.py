@@ -50,7 +50,7 @@ def test_binomial_marginal_matches_numerical_integral():
     loc, scale, n, k = np.array([-0.5, 1.2, 0.0]), np.array([0.8, 0.3, 1.5]), np.array([20.0, 7.0, 50.0]), \
         np.array([6.0, 6.0, 0.0])
     head = Binomial()
-    got = np.asarray(head.log_prob(_raw(loc, scale), jnp.asarray(k)[None, :, None], trials=n[None, :, None]))[0]
+    got = np.asarray(head.log_prob(_raw(loc, scale), jnp.asarray(np.stack([k, n], -1))[None]))[0]
     for i in range(3):
         def integrand(z):
             p = 1 / (1 + np.exp(-(loc[i] + scale[i] * z)))
@@ -63,7 +63,7 @@ def test_binomial_probabilities_sum_to_one_and_moments_match_sampling():
     head = Binomial()
     raw = _raw(np.array([0.4]), np.array([0.9]))
     ks = jnp.arange(13.0)[None, :, None]
-    total = np.exp(np.asarray(head.log_prob(jnp.repeat(raw, 13, axis=1), ks, trials=jnp.full((1, 13, 1), 12.0))))
+    total = np.exp(np.asarray(head.log_prob(jnp.repeat(raw, 13, axis=1), jnp.concatenate([ks, jnp.full_like(ks, 12.0)], -1))))
     assert total.sum() == pytest.approx(1.0, abs=1e-4)
     draws = np.asarray(head.sample(raw, __import__("jax").random.PRNGKey(0), 200_000))[:, 0, 0, 0]
     out = head.predict(raw)
@@ -77,7 +77,7 @@ def test_binomial_probabilities_sum_to_one_and_moments_match_sampling():
 def test_bernoulli_is_binomial_with_one_trial():
     raw = _raw(np.array([0.3, -1.0]), np.array([0.5, 0.2]))
     y = jnp.array([[[1.0], [0.0]]])
-    np.testing.assert_allclose(Bernoulli().log_prob(raw, y), Binomial().log_prob(raw, y, trials=jnp.ones_like(y)),
+    np.testing.assert_allclose(Bernoulli().log_prob(raw, y), Binomial().log_prob(raw, jnp.concatenate([y, jnp.ones_like(y)], -1)),
                                rtol=1e-6)
 
 
@@ -86,7 +86,7 @@ def test_poisson_with_exposure_sums_to_one_and_has_lognormal_moments():
     raw = _raw(np.array([0.2]), np.array([0.4]))
     ks = jnp.arange(80.0)[None, :, None]
     exposure = jnp.full((1, 80, 1), 3.0)
-    total = np.exp(np.asarray(head.log_prob(jnp.repeat(raw, 80, axis=1), ks, exposure=exposure)))
+    total = np.exp(np.asarray(head.log_prob(jnp.repeat(raw, 80, axis=1), jnp.concatenate([ks, exposure], -1))))
     assert total.sum() == pytest.approx(1.0, abs=1e-4)
     mean = float(head.predict(raw)["mean"][0, 0, 0])
     assert mean == pytest.approx(np.exp(0.2 + 0.5 * 0.4**2), rel=1e-5)
@@ -109,11 +109,30 @@ def test_categorical_log_prob_and_probabilities():
 def test_count_heads_have_finite_gradients_and_round_trip_by_name():
     import jax
 
-    for head, extra in ((Binomial(), {"trials": jnp.full((1, 2, 1), 30.0)}), (Poisson(), {"exposure": None})):
-        y = jnp.array([[[0.0], [30.0]]])
+    for head in (Binomial(), Poisson()):
+        y = jnp.array([[[0.0, 30.0], [30.0, 1.0 if head.name == "poisson" else 30.0]]])  # (k, n) / (k, exposure)
         raw = _raw(np.array([-6.0, 6.0]), np.array([0.01, 3.0]))  # extreme but legal
-        grad = jax.grad(lambda r: head.log_prob(r, y, **extra).sum())(raw)
+        grad = jax.grad(lambda r: head.log_prob(r, y).sum())(raw)
         assert np.isfinite(np.asarray(grad)).all()
         assert get_likelihood(head.to_dict()) == head
     assert get_likelihood("categorical").num_outputs == 3
     assert isinstance(get_likelihood({"name": "bernoulli"}), Bernoulli)
+
+
+def test_encodings_give_finite_token_features():
+    y = jnp.array([[[0.0, 5.0], [5.0, 5.0], [2.0, 200.0]]])
+    enc = np.asarray(Binomial().encode(y))[0]
+    assert np.isfinite(enc).all()
+    np.testing.assert_allclose(enc[:, 0], np.log(np.array([0.5, 5.5, 2.5]) / np.array([5.5, 0.5, 198.5])), rtol=1e-6)
+    np.testing.assert_allclose(enc[:, 1], np.log1p([5.0, 5.0, 200.0]), rtol=1e-6)
+    onehot = np.asarray(Categorical(num_classes=3).encode(jnp.array([[[2.0], [0.0]]])))
+    np.testing.assert_array_equal(onehot, [[[0, 0, 1], [1, 0, 0]]])
+    assert Binomial().observation_columns == 2 and Bernoulli().observation_columns == 1
+
+
+def test_exceedance_is_the_upper_tail_of_the_quantile_function():
+    raw = _raw(np.array([-0.7]), np.array([0.6]))
+    for head in (Binomial(), Poisson()):
+        for q in (0.1, 0.5, 0.9):
+            t = head.quantile(raw, q)
+            assert float(head.exceedance(raw, t)[0, 0, 0]) == pytest.approx(1 - q, abs=1e-5)

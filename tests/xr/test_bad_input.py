@@ -62,7 +62,7 @@ def test_bad_options(gappy, calibrated):
         geonp.NeuralProcess(arch="nope", steps=1).fit(gappy)
     with pytest.raises(ConfigError, match="steps=0"):
         geonp.NeuralProcess(steps=0).fit(gappy)
-    with pytest.raises(ConfigError, match="not wired yet"):
+    with pytest.raises(ConfigError, match="needs trials="):
         geonp.NeuralProcess(likelihood="binomial", steps=1).fit(gappy)
 
 

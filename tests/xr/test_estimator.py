@@ -62,7 +62,7 @@ def test_save_load_reproduces_predictions(tiny, gappy, tmp_path):
 
 
 def test_load_rejects_raw_weights_and_other_versions(tmp_path, tiny):
-    from geonp.pretrained import PRETRAINED_DIR
+    from geonp.model_store import PRETRAINED_DIR
 
     with pytest.raises(CheckpointError, match="fit\\(data, steps=0\\)"):
         geonp.load(PRETRAINED_DIR / "gp2d-normal")

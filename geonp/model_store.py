@@ -18,7 +18,7 @@ def params_template(config: BSATNPConfig):
     """Shapes and dtypes of a model's parameters, without running it (``jax.eval_shape``)."""
     B, n = 1, 4
     meta = {g.name: jnp.zeros((B, n, g.dim)) for g in config.groups}
-    inputs = (jnp.zeros((B, n, config.x_dim)), jnp.zeros((B, n, config.y_dim)), meta, jnp.ones((B, n), bool),
+    inputs = (jnp.zeros((B, n, config.x_dim)), jnp.ones((B, n, config.y_columns)), meta, jnp.ones((B, n), bool),
               jnp.zeros((B, n, config.x_dim)), meta)
     return jax.eval_shape(BSATNP(config).init, jax.random.PRNGKey(0), *inputs)
 

@@ -1,0 +1,100 @@
+"""Checks of count observations (survey positives out of examined, cases with exposure, states).
+
+Counts are used as they are (no standardisation), so every value must be a
+legal observation of its likelihood; anything else is a clear error naming the
+first offending points. Points left out because something is missing are
+reported, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geonp.features.tables import DataError
+
+
+def _where(table, rows: np.ndarray, limit: int = 5) -> str:
+    """A few offending points as readable labels: the point index (and task, when there are tasks)."""
+    task, point = np.nonzero(rows)
+    labels = []
+    for t, p in zip(task[:limit], point[:limit], strict=True):
+        where = {d: v for d, v in zip(table.task_dims, table.task_labels[t], strict=True)} if table.task_dims else {}
+        index = np.unravel_index(p, [table.template.sizes[d] for d in table.point_dims])
+        where.update({d: int(i) for d, i in zip(table.point_dims, index, strict=True)})
+        labels.append(str(where))
+    more = f" and {int(rows.sum()) - limit} more" if rows.sum() > limit else ""
+    return ", ".join(labels) + more
+
+
+def check_counts(table, likelihood, names) -> None:
+    """Raise :class:`DataError` for observations the likelihood cannot score.
+
+    ``table.values [T, P, C]`` holds the observation columns of ``likelihood``
+    (``names``: the variables they came from, e.g. ``("n_positive", "n_tested")``).
+    """
+    v = table.values
+    finite = np.isfinite(v).all(axis=-1)
+    k = v[..., 0]
+    kind = likelihood.name
+    problems = []
+    if kind in ("binomial", "bernoulli", "poisson"):
+        problems.append((finite & (k < 0), f"negative {names[0]!r}", "counts cannot be negative"))
+        problems.append((finite & (np.abs(k - np.round(k)) > 1e-6), f"non-integer {names[0]!r}",
+                         "counts must be whole numbers; pass counts, not proportions"))
+    if kind == "binomial":
+        n = v[..., 1]
+        problems.append((finite & (n <= 0), f"{names[1]!r} <= 0", "every surveyed point needs at least one trial "
+                                                                  "(examined); drop rows with none"))
+        problems.append((finite & (k > n), f"{names[0]!r} > {names[1]!r}",
+                         "positives cannot exceed the number examined; check for swapped columns"))
+    if kind == "bernoulli":
+        problems.append((finite & ~np.isin(k, (0.0, 1.0)), f"{names[0]!r} not 0/1",
+                         "a Bernoulli variable is presence (1) or absence (0); use likelihood='binomial' with "
+                         "trials= for counts"))
+    if kind == "poisson":
+        problems.append((finite & (v[..., 1] <= 0), f"{names[1]!r} <= 0", "exposure must be positive"))
+    if kind == "categorical":
+        classes = likelihood.num_classes
+        problems.append((finite & ~np.isin(k, np.arange(classes, dtype=np.float64)), f"{names[0]!r} not a class",
+                         f"values must be class indices 0..{classes - 1} (NaN where unobserved); set "
+                         f"likelihood={{'name': 'categorical', 'num_classes': K}} for more classes"))
+    for bad, what, fix in problems:
+        if bad.any():
+            raise DataError(f"{int(bad.sum())} point(s) with {what}: {_where(table, bad)}. {fix}.")
+
+
+def excluded_points(table, names) -> dict:
+    """Why observed-looking points would be left out: ``{reason: count}`` (empty when none).
+
+    A point is left out when one of its values is missing while another is present
+    (e.g. positives without the number examined), when a covariate is missing, or
+    when its coordinates are missing.
+    """
+    v = table.values
+    some = np.isfinite(v).any(axis=-1)
+    reasons = {}
+    partial = some & ~np.isfinite(v).all(axis=-1)
+    if partial.any():
+        reasons[f"one of {list(names)} missing"] = int(partial.sum())
+    if table.covariates.shape[-1]:
+        no_cov = some & ~partial & ~np.isfinite(table.covariates).all(axis=-1)
+        if no_cov.any():
+            reasons["a covariate missing"] = int(no_cov.sum())
+    no_coords = some & ~(np.isfinite(table.x) & np.isfinite(table.y))
+    if no_coords.any():
+        reasons["coordinates missing"] = int(no_coords.sum())
+    return reasons
+
+
+def check_point_coordinates(table) -> None:
+    """Survey points (a point dimension, not a grid) must all have coordinates: a clear error otherwise."""
+    if len(table.point_dims) != 1 or table.layout.x in table.template.dims:
+        return  # a grid: its coordinates are 1-D and checked elsewhere
+    has_value = np.isfinite(table.values).any(axis=-1) if table.values is not None else np.ones_like(table.x, bool)
+    missing = has_value & ~(np.isfinite(table.x) & np.isfinite(table.y))
+    if missing.any():
+        raise DataError(
+            f"{int(missing.sum())} point(s) have observations but no coordinates ({table.layout.x}/"
+            f"{table.layout.y} is NaN): {_where(table, missing)}. Geocode them or drop those rows explicitly "
+            "(e.g. df.dropna(subset=[...]))."
+        )

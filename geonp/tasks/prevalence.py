@@ -1,0 +1,55 @@
+"""Prevalence-survey tasks: a Gaussian-process surface through a logit link, observed by binomial surveys.
+
+Per task (every quantity drawn per task, the GP's own kernel and length scale as in :mod:`geonp.tasks.gp`):
+
+    f(s)            ~ GP(0, k)                      (context values carry a nugget: village-level variation)
+    logit prevalence  eta(s) = mu + sigma * f(s),   mu ~ U(logit_mean), sigma ~ U(logit_scale)
+    examined        n ~ round(exp(U(log trials)))   per surveyed location
+    positives       k ~ Binomial(n, sigmoid(eta))   (context and targets alike)
+
+Observations are ``y = (k, n)``; the model learns the predictive distribution
+of the prevalence surface from sparse surveys of varied sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from geonp.errors import ConfigError
+from geonp.tasks.gp import GPTaskSampler
+
+SURVEY_GP = GPTaskSampler(num_context=(16, 384), num_target=256, noise_std=(0.02, 0.3))
+
+
+@dataclasses.dataclass(frozen=True)
+class BinomialSurveySampler:
+    """``sample(key, batch_size) -> (Batch, GPHyperparameters)`` with ``y = (positives, examined)``."""
+
+    gp: GPTaskSampler = SURVEY_GP
+    logit_mean: tuple[float, float] = (-3.5, 1.0)  # prevalence ~3% .. 73% at the centre of the surface
+    logit_scale: tuple[float, float] = (0.3, 2.0)
+    trials: tuple[float, float] = (5.0, 200.0)  # examined per location, log-uniform
+
+    def __post_init__(self):
+        if not (1 <= self.trials[0] <= self.trials[1]):
+            raise ConfigError(f"trials must be (min, max) with 1 <= min <= max, got {self.trials}.")
+        if not (0 < self.logit_scale[0] <= self.logit_scale[1]):
+            raise ConfigError(f"logit_scale must be positive (min, max), got {self.logit_scale}.")
+
+    def sample(self, key, batch_size: int):
+        k_gp, k_mu, k_sigma, k_n, k_y = jax.random.split(key, 5)
+        batch, hyper = self.gp.sample(k_gp, batch_size)
+        mu = jax.random.uniform(k_mu, (batch_size, 1, 1), minval=self.logit_mean[0], maxval=self.logit_mean[1])
+        sigma = jax.random.uniform(k_sigma, (batch_size, 1, 1), minval=self.logit_scale[0],
+                                   maxval=self.logit_scale[1])
+        observed = []
+        for side, (values, k_side) in enumerate(zip((batch.y_ctx, batch.y_tgt), jax.random.split(k_y), strict=True)):
+            log_n = jax.random.uniform(jax.random.fold_in(k_n, side), values.shape, minval=jnp.log(self.trials[0]),
+                                       maxval=jnp.log(self.trials[1]))
+            n = jnp.round(jnp.exp(log_n))
+            k = jax.random.binomial(k_side, n, jax.nn.sigmoid(mu + sigma * values))
+            observed.append(jnp.concatenate([k, n], axis=-1).astype(jnp.float32))
+        return batch._replace(y_ctx=observed[0], y_tgt=observed[1]), hyper
