@@ -27,7 +27,7 @@ from geonp.errors import ConfigError
 from geonp.model_store import available, load_model, pretrained, save_model
 from geonp.nn.models import BSATNPConfig, default_groups
 from geonp.recipes import resolve
-from geonp.training.loop import TrainConfig, init_params, negative_log_likelihood, train
+from geonp.training.loop import TrainConfig, init_params, train
 from geonp.training.warm_start import transplant
 
 
@@ -58,7 +58,10 @@ def machine() -> str:
 def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: dict | None = None,
         init_from: str | None = None, model: dict | None = None, steps: int = 1000, batch_size: int = 8,
         learning_rate: float = 3e-4, time_budget: float | None = None, seed: int = 0,
-        run_dir: str | None = None, description: str = "", progress: bool = True) -> dict:
+        run_dir: str | None = None, description: str = "", scaling: dict | None = None, var: str = "value",
+        progress: bool = True) -> dict:
+    """``scaling`` (a :class:`FeatureScaling` as a dict) ships the model's normalisation, for tasks with
+    fixed units (a lattice in cell units): ``geonp.pretrained(name)`` then returns a fitted estimator."""
     sampler = make_sampler(tasks, task_options)
     if init_from:
         source = pretrained(init_from) if init_from in available() else load_model(resolve(base, init_from))
@@ -86,18 +89,14 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
         "trained_on": datetime.date.today().isoformat(), "first_val_nll": val[0] if val else None,
         "final_val_nll": val[-1] if val else None,
     }
+    if scaling is not None:
+        from geonp.features.scaling import FeatureScaling
+
+        meta.update(kind="geonp.NeuralProcess", scaling=FeatureScaling.from_dict(scaling).to_dict(), var=var,
+                    estimator={"likelihood": config.likelihood.to_dict(), "steps": 0}, covariates=[])
     save_model(resolve(base, output), config, jax.tree_util.tree_map(np.asarray, result.params), meta)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     (Path(run_dir) / "history.json").write_text(json.dumps(result.history))
     print(json.dumps({k: meta[k] for k in ("steps", "train_seconds", "first_val_nll", "final_val_nll")}))
     return meta
 
-
-def evaluate(config, params, sampler, batches: int = 4, batch_size: int = 8, seed: int = 1) -> float:
-    """Mean NLL per target point on fresh tasks."""
-    from geonp.nn.models import BSATNP
-
-    model = BSATNP(config)
-    losses = [float(negative_log_likelihood(model, config, params, sampler.sample(
-        jax.random.fold_in(jax.random.PRNGKey(seed + 50_000), i), batch_size)[0])) for i in range(batches)]
-    return float(np.mean(losses))

@@ -2,7 +2,8 @@
 
 Per task (every quantity drawn per task, the GP's own kernel and length scale as in :mod:`geonp.tasks.gp`):
 
-    f(s)            ~ GP(0, k)                      (context values carry a nugget: village-level variation)
+    f(s)            ~ GP(0, k) + nugget             (village-level variation, at context and targets alike:
+                                                     a held-out village is a village, not the smooth surface)
     logit prevalence  eta(s) = mu + sigma * f(s),   mu ~ U(logit_mean), sigma ~ U(logit_scale)
     examined        n ~ round(exp(U(log trials)))   per surveyed location
     positives       k ~ Binomial(n, sigmoid(eta))   (context and targets alike)
@@ -40,8 +41,10 @@ class BinomialSurveySampler:
             raise ConfigError(f"logit_scale must be positive (min, max), got {self.logit_scale}.")
 
     def sample(self, key, batch_size: int):
-        k_gp, k_mu, k_sigma, k_n, k_y = jax.random.split(key, 5)
+        k_gp, k_mu, k_sigma, k_n, k_y, k_nug = jax.random.split(key, 6)
         batch, hyper = self.gp.sample(k_gp, batch_size)
+        nugget = hyper.noise_std[:, None, None] * jax.random.normal(k_nug, batch.y_tgt.shape)
+        batch = batch._replace(y_tgt=batch.y_tgt + nugget)  # the GP sampler's targets are noise-free
         mu = jax.random.uniform(k_mu, (batch_size, 1, 1), minval=self.logit_mean[0], maxval=self.logit_mean[1])
         sigma = jax.random.uniform(k_sigma, (batch_size, 1, 1), minval=self.logit_scale[0],
                                    maxval=self.logit_scale[1])

@@ -1,0 +1,55 @@
+"""Scores of count predictions whose latent is logit-normal: log score, CRPS and interval coverage.
+
+Both geonp's binomial head and a kriging baseline on the empirical logit give,
+per held-out location, a Gaussian (loc, scale) on the logit of the prevalence.
+The predictive of the held-out count k of n examined is then
+
+    P(k | n) = E_z[Binom(k | n, sigmoid(loc + scale * z))]      (Gauss-Hermite, as the head)
+
+and every score is of that discrete predictive:
+
+    log score  log P(k | n)
+    CRPS       sum_j (F(j) - 1{k <= j})^2 / n       (prevalence scale: divided by n)
+    coverage   k inside the central 95% interval of P(. | n)
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from geonp.nn.likelihoods import Binomial
+
+
+def count_pmf(loc, scale, trials) -> list[np.ndarray]:
+    """Per location, the predictive pmf over k = 0..n."""
+    head = Binomial()
+    out = []
+    for m, s, n in zip(np.asarray(loc, float), np.asarray(scale, float), np.asarray(trials, int), strict=True):
+        scale_raw = np.log(np.expm1(max(s - head.min_scale, 1e-6)))
+        raw = jnp.asarray(np.tile([m, scale_raw], (n + 1, 1))[None], jnp.float32)
+        ks = np.arange(n + 1, dtype=np.float32)
+        y = jnp.asarray(np.stack([ks, np.full_like(ks, n)], -1)[None])
+        p = np.exp(np.asarray(head.log_prob(raw, y))[0].astype(np.float64))
+        out.append(p / p.sum())
+    return out
+
+
+def count_scores(loc, scale, positives, trials, level: float = 0.95) -> dict:
+    """Mean log score (higher is better), CRPS on the prevalence scale, coverage, n-weighted RMSE."""
+    k = np.asarray(positives, int)
+    n = np.asarray(trials, int)
+    pmfs = count_pmf(loc, scale, n)
+    log_score, crps, covered, mean_prev = [], [], [], []
+    for pmf, ki, ni in zip(pmfs, k, n, strict=True):
+        cdf = np.cumsum(pmf)
+        log_score.append(np.log(max(pmf[ki], 1e-300)))
+        crps.append(np.sum((cdf - (np.arange(ni + 1) >= ki)) ** 2) / ni)
+        lo = int(np.searchsorted(cdf, (1 - level) / 2))
+        hi = int(np.searchsorted(cdf, 1 - (1 - level) / 2))
+        covered.append(lo <= ki <= hi)
+        mean_prev.append(np.sum(pmf * np.arange(ni + 1)) / ni)
+    err = np.asarray(mean_prev) - k / n
+    return {"log_score": float(np.mean(log_score)), "crps": float(np.mean(crps)),
+            "coverage95": float(np.mean(covered)), "rmse_weighted": float(np.sqrt(np.sum(n * err**2) / n.sum())),
+            "n_locations": int(k.size)}
