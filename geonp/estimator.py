@@ -305,8 +305,9 @@ class NeuralProcess:
     # ------------------------------------------------------------------ prediction
 
     def predict(self, context, target=None, *, quantiles: Sequence[float] | None = None, samples: int = 0,
-                exceedance: Sequence[float] | None = None, halo: float | str | None = None, tile: int = 128, time_tile: int = 24, lazy: bool | None = None,
-                seed: int = 0, spatial_dims=None, time_dim=None, progress: bool | None = None) -> xr.Dataset:
+                exceedance: Sequence[float] | None = None, halo: float | str | None = None, tile: int = 128,
+                time_tile: int = 24, lazy: bool | None = None, seed: int = 0, spatial_dims=None, time_dim=None,
+                progress: bool | None = None) -> xr.Dataset:
         """Condition on the observed values of ``context`` and predict at ``target``.
 
         Args:

@@ -51,5 +51,5 @@ def count_scores(loc, scale, positives, trials, level: float = 0.95) -> dict:
         mean_prev.append(np.sum(pmf * np.arange(ni + 1)) / ni)
     err = np.asarray(mean_prev) - k / n
     return {"log_score": float(np.mean(log_score)), "crps": float(np.mean(crps)),
-            "coverage95": float(np.mean(covered)), "rmse_weighted": float(np.sqrt(np.sum(n * err**2) / n.sum())),
+            "coverage_95": float(np.mean(covered)), "rmse_weighted": float(np.sqrt(np.sum(n * err**2) / n.sum())),
             "n_locations": int(k.size)}

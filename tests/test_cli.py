@@ -11,8 +11,9 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == __version__
 
 
-def test_demo_scores_models_against_the_exact_gp(capsys):
-    assert main(["demo", "--train-seconds", "3", "--eval-batches", "1", "--no-progress"]) == 0
+def test_demo_scores_models_against_the_exact_gp(capsys, tmp_path):
+    out_dir = tmp_path / "demo"
+    assert main(["demo", "--train-seconds", "3", "--eval-batches", "1", "--no-progress", "--output", str(out_dir)]) == 0
     out = capsys.readouterr().out
     report = json.loads(out.strip().splitlines()[-1])
     assert "exact GP (oracle)" in out
@@ -21,3 +22,26 @@ def test_demo_scores_models_against_the_exact_gp(capsys):
     # the bundled model ships inside the package and is scored too
     assert report["pretrained"]["nll"] < report["trained_from_scratch"]["nll"]
     assert abs(report["pretrained"]["nll"] - report["pretrained_shifted"]["nll"]) < 1e-3
+    # the gap-filling part wrote a netCDF and a map and beats nearest-neighbour filling
+    assert (out_dir / "prediction.nc").is_file() and (out_dir / "map.png").stat().st_size > 10_000
+    gap = report["gap_fill"]
+    assert gap["geonp"]["rmse"] < gap["nearest"]["rmse"]
+    assert 0.85 < gap["geonp"]["coverage_95"] <= 1.0
+
+
+def test_run_rejects_unknown_recipe_keys_and_missing_files(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("flow: prevalence\nsurveys: nowhere.csv\noutput: out\nfolds_typo: 3\n")
+    assert main(["run", str(recipe)]) == 2
+    assert "folds_typo" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+    assert "not found" in capsys.readouterr().err
+    recipe.write_text("flow: teleport\n")
+    assert main(["run", str(recipe)]) == 2
+    assert "unknown flow" in capsys.readouterr().err
+
+
+def test_models_lists_the_bundled_models(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "gp2d-normal" in out and "prevalence-binomial" in out

@@ -29,8 +29,8 @@ import xarray as xr
 
 from geonp import metrics
 from geonp.errors import ConfigError
-from geonp.model_store import available
 from geonp.features.tables import DataError
+from geonp.model_store import available
 from geonp.recipes import resolve
 
 
@@ -72,7 +72,7 @@ def _scores(mean, std, truth, mask) -> dict:
         out["crps"] = out["mae"]
     else:
         out["crps"] = metrics.crps_gaussian(m, std[mask], y)
-        out["coverage95"] = metrics.coverage(m, std[mask], y, 0.95)
+        out["coverage_95"] = metrics.coverage(m, std[mask], y, 0.95)
     return {k: round(float(v), 4) for k, v in out.items()}
 
 

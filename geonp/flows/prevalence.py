@@ -144,8 +144,8 @@ def run(base: Path, surveys: str, output: str, lon: str = "lon", lat: str = "lat
     pred = np_model.predict(_dataset(frame), target=targets, quantiles=(0.025, 0.975), exceedance=[threshold],
                             progress=False)
     map_seconds = time.perf_counter() - started
-    pred["interval_width"] = (pred["quantiles"].sel(quantile=0.975) - pred["quantiles"].sel(quantile=0.025)).assign_attrs(
-        long_name="width of the 95% interval of prevalence", units="1")
+    width = pred["quantiles"].sel(quantile=0.975) - pred["quantiles"].sel(quantile=0.025)
+    pred["interval_width"] = width.assign_attrs(long_name="width of the 95% interval of prevalence", units="1")
     pred.attrs["title"] = title or f"prevalence of {positives} / {examined}"
     pred.to_netcdf(out_dir / "prevalence.nc")
     geonp.plot(pred, ["mean", "interval_width", "exceedance"], points=(frame.lon.values, frame.lat.values),

@@ -69,7 +69,8 @@ class SIRLatticeSampler:
     num_target: int = 256
 
     def __post_init__(self):
-        if not (1 <= self.num_context[0] <= self.num_context[1]) or self.num_context[1] + self.num_target > self.size**2:
+        fits = self.num_context[1] + self.num_target <= self.size**2
+        if not (1 <= self.num_context[0] <= self.num_context[1]) or not fits:
             raise ConfigError(f"num_context {self.num_context} + num_target {self.num_target} must fit in the "
                               f"{self.size}x{self.size} lattice.")
         if not (0 < self.beta[0] <= self.beta[1] <= 1 and 0 < self.gamma[0] <= self.gamma[1] <= 1):

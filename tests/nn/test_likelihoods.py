@@ -63,7 +63,8 @@ def test_binomial_probabilities_sum_to_one_and_moments_match_sampling():
     head = Binomial()
     raw = _raw(np.array([0.4]), np.array([0.9]))
     ks = jnp.arange(13.0)[None, :, None]
-    total = np.exp(np.asarray(head.log_prob(jnp.repeat(raw, 13, axis=1), jnp.concatenate([ks, jnp.full_like(ks, 12.0)], -1))))
+    observations = jnp.concatenate([ks, jnp.full_like(ks, 12.0)], -1)  # (k, n = 12)
+    total = np.exp(np.asarray(head.log_prob(jnp.repeat(raw, 13, axis=1), observations)))
     assert total.sum() == pytest.approx(1.0, abs=1e-4)
     draws = np.asarray(head.sample(raw, __import__("jax").random.PRNGKey(0), 200_000))[:, 0, 0, 0]
     out = head.predict(raw)
@@ -77,8 +78,8 @@ def test_binomial_probabilities_sum_to_one_and_moments_match_sampling():
 def test_bernoulli_is_binomial_with_one_trial():
     raw = _raw(np.array([0.3, -1.0]), np.array([0.5, 0.2]))
     y = jnp.array([[[1.0], [0.0]]])
-    np.testing.assert_allclose(Bernoulli().log_prob(raw, y), Binomial().log_prob(raw, jnp.concatenate([y, jnp.ones_like(y)], -1)),
-                               rtol=1e-6)
+    one_trial = jnp.concatenate([y, jnp.ones_like(y)], -1)
+    np.testing.assert_allclose(Bernoulli().log_prob(raw, y), Binomial().log_prob(raw, one_trial), rtol=1e-6)
 
 
 def test_poisson_with_exposure_sums_to_one_and_has_lognormal_moments():
