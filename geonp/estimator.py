@@ -157,10 +157,13 @@ class NeuralProcess:
             return self._new_config(x_dim), None, None
         config, params, meta = loaded
         if config.x_dim != x_dim:
-            raise ConfigError(
-                f"the pretrained model takes {config.x_dim} covariate(s) but {x_dim} were given; start from "
-                "scratch (pretrained=None) to use other covariates."
-            )
+            if self.steps == 0:
+                raise ConfigError(
+                    f"the pretrained model takes {config.x_dim} covariate(s) but {x_dim} were given; train (steps > 0) "
+                    "to warm-start it with the new covariates, or start from scratch (pretrained=None)."
+                )
+            config, params = _with_covariates(config, params, x_dim, self.seed)
+            meta = {}  # the old normalisation has other covariates
         has_time = any(g.name == "time" for g in config.groups)
         if has_time != bool(self.temporal):
             raise ConfigError(f"pretrained model {'has' if has_time else 'has no'} time group but temporal="
@@ -575,6 +578,20 @@ def _snapshots(table, observed, seed: int, limit: int = 16) -> list:
         for h in rng.permutation(np.unique(hours))[:limit]:
             out.append(points[hours == h])
     return out
+
+
+def _with_covariates(config: BSATNPConfig, params, x_dim: int, seed: int):
+    """A warm start with ``x_dim`` covariates: every weight carried over, new embedding rows freshly initialised."""
+    import jax.numpy as jnp
+
+    from geonp.nn.models import BSATNP
+    from geonp.training.warm_start import transplant
+
+    config = dataclasses.replace(config, x_dim=x_dim)
+    meta = {g.name: jnp.zeros((1, 4, g.dim)) for g in config.groups}
+    fresh = BSATNP(config).init(jax.random.PRNGKey(seed), jnp.zeros((1, 4, x_dim)), jnp.ones((1, 4, config.y_columns)),
+                                meta, jnp.ones((1, 4), bool), jnp.zeros((1, 4, x_dim)), meta)
+    return config, transplant(params, fresh)[0]
 
 
 def _count_variable(head, trials, exposure) -> str | None:

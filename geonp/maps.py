@@ -22,6 +22,7 @@ import xarray as xr
 from geonp.errors import ConfigError
 from geonp.features.coordinates import find_coordinates
 
+_WARNED: list = []
 CMAPS = {"mean": "viridis", "std": "magma", "exceedance": "RdYlBu_r", "filled": "viridis", "mode": "Set1",
          "probs": "viridis"}
 
@@ -45,6 +46,9 @@ def _add_coastlines(ax) -> bool:
 
     files = coastline_files()
     if not files:
+        if _WARNED:
+            return False
+        _WARNED.append(True)  # once per session, not once per panel
         warnings.warn(
             "no coastline data on disk, so the map has none (geonp never downloads at run time). To add "
             "coastlines, put Natural Earth ne_*_coastline.shp (or GSHHS) shapefiles under "

@@ -6,7 +6,7 @@ resolve against the recipe's own folder, and ``${GEONP_DATA}`` (default: the
 recipe runs the same from any working directory. Unknown keys are errors,
 never silently ignored.
 
-    flow: downscale                   # pretrain | downscale | prevalence | epidemic | predict
+    flow: downscale                   # pretrain | fit | downscale | prevalence | epidemic
     data: ${GEONP_DATA}/era5_t2m_uk
     output: runs/downscale-uk
 """
@@ -26,7 +26,7 @@ FLOWS = {
     "downscale": "geonp.flows.downscale",
     "prevalence": "geonp.flows.prevalence",
     "epidemic": "geonp.flows.epidemic",
-    "predict": "geonp.flows.predict",
+    "fit": "geonp.flows.fit",
 }
 
 

@@ -4,7 +4,7 @@
     fine: ${GEONP_DATA}/era5_t2m_uk/era5_t2m_uk_2019-03_0p25deg.nc     # truth on the fine grid
     coarse: ${GEONP_DATA}/era5_t2m_uk/era5_t2m_uk_2019-03_1deg_coarsened.nc
     var: t2m
-    times: 24                     # evenly spaced time steps scored (kriging runs per step)
+    times: 24                     # evenly spaced time steps scored (or time_steps: [3, 4])
     output: ../runs/downscale-uk-1deg
 
 Without a ``coarse`` file the fine field is block-averaged by ``coarsen`` cells.
@@ -77,7 +77,8 @@ def _scores(mean, std, truth, mask) -> dict:
 
 
 def run(base: Path, fine: str, output: str, var: str, coarse: str | None = None, coarsen: int = 4,
-        covariate: str | None = None, covariate_var: str | None = None, times: int = 24, model: str = "gp2d-normal",
+        covariate: str | None = None, covariate_var: str | None = None, times: int = 24,
+        time_steps: list | None = None, model: str = "gp2d-normal",
         kriging_baseline: bool = True, title: str = "", plot: bool = True) -> dict:
     import geonp
 
@@ -85,7 +86,9 @@ def run(base: Path, fine: str, output: str, var: str, coarse: str | None = None,
     if var not in fine_ds:
         raise ConfigError(f"var={var!r} not in {fine}; it has {list(fine_ds.data_vars)}.")
     truth = fine_ds[var]
-    if "time" in truth.dims:
+    if "time" in truth.dims and time_steps is not None:
+        truth = truth.isel(time=list(time_steps))
+    elif "time" in truth.dims:
         step = max(1, truth.sizes["time"] // max(1, times))
         truth = truth.isel(time=slice(0, step * times, step))
     covariates = []

@@ -1,0 +1,46 @@
+"""The recipes' flows at small sizes on the shared samples (skipped cleanly when they are absent)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from geonp.model_store import available
+from geonp.recipes import data_root, run_recipe
+
+DATA = data_root()
+needs = lambda sub: pytest.mark.skipif(not (DATA / sub).is_dir(), reason=f"shared {sub} not present")  # noqa: E731
+
+
+@needs("disease_prevalence")
+def test_prevalence_flow_cross_validates_against_kriging_and_maps(tmp_path):
+    report = run_recipe("recipes/prevalence-gambia.yaml", {"output": str(tmp_path), "folds": 3, "grid": 24})
+    for method in ("geonp", "kriging"):
+        scores = report["cv"][method]
+        assert scores["n_locations"] == 65 and np.isfinite(scores["log_score"])
+        assert 0.5 < scores["coverage_95"] <= 1.0 and scores["crps"] < 0.2
+    assert report["cv"]["geonp"]["rmse_weighted"] < 0.25
+    assert (tmp_path / "prevalence.nc").is_file() and (tmp_path / "prevalence.png").is_file()
+    assert json.loads((tmp_path / "report.json").read_text())["locations"] == 65
+
+
+@needs("era5_t2m_uk")
+def test_downscale_flow_scores_every_method_on_the_same_cells(tmp_path):
+    report = run_recipe("recipes/downscale-uk-1deg.yaml", {"output": str(tmp_path), "times": 2})
+    methods = report["methods"]
+    assert set(methods) == {"geonp", "bilinear", "bicubic", "kriging"}
+    assert report["cells_scored"] > 2000
+    for scores in methods.values():
+        assert 0 < scores["rmse"] < 3.0  # kelvin
+    assert methods["geonp"]["crps"] < methods["bilinear"]["crps"]
+    assert (tmp_path / "downscaled.nc").is_file()
+
+
+@pytest.mark.skipif("sir-categorical" not in available(), reason="bundled SIR model not present")
+def test_epidemic_flow_beats_nearest_observed_cell(tmp_path):
+    report = run_recipe("recipes/epidemic-1024.yaml", {"output": str(tmp_path), "size": 96, "steps": 30,
+                                                       "seeds": 4, "observed_fraction": 0.2, "plot": False})
+    assert report["hidden_cells"] > 0.7 * 96 * 96
+    assert report["geonp"]["accuracy"] > 0.6
+    assert report["geonp"]["accuracy"] >= report["nearest_observed"]["accuracy"] - 0.02
+    assert np.isfinite(report["geonp"]["log_score"])
