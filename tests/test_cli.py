@@ -45,3 +45,23 @@ def test_models_lists_the_bundled_models(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "gp2d-normal" in out and "prevalence-binomial" in out
+
+
+def test_predict_writes_netcdf_and_map(tmp_path, capsys):
+    import numpy as np
+    import xarray as xr
+
+    from geonp.demo import synthetic_field
+
+    field = synthetic_field(0).isel(latitude=slice(0, 30), longitude=slice(0, 40))
+    observed = field.where(np.random.default_rng(0).random(field.shape) > 0.7)
+    observed.to_netcdf(tmp_path / "obs.nc")
+    out = tmp_path / "pred.nc"
+    args = ["predict", str(tmp_path / "obs.nc"), "-o", str(out), "--quantiles", "0.1", "0.9", "--plot",
+            str(tmp_path / "map.png")]
+    assert main(args) == 0
+    pred = xr.open_dataset(out)
+    assert {"mean", "std", "quantiles", "filled"} <= set(pred.data_vars) and pred["mean"].attrs["units"] == "K"
+    assert (tmp_path / "map.png").is_file()
+    assert main(args) == 2  # exists: refuses to overwrite without --overwrite
+    assert "overwrite" in capsys.readouterr().err
