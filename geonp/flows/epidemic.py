@@ -64,7 +64,7 @@ def scores(truth: np.ndarray, hidden: np.ndarray, probs: np.ndarray | None = Non
 
 
 def run(base: Path, output: str, size: int = 1024, observed_fraction: float = 0.1, beta: float = 0.25,
-        gamma: float = 0.1, steps: int = 200, seeds: int = 40, model: str = "sir-categorical", tile: int = 128,
+        gamma: float = 0.1, steps: int = 120, seeds: int = 30, model: str = "sir-categorical", tile: int = 128,
         seed: int = 0, plot: bool = True) -> dict:
     import geonp
 
