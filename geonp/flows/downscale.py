@@ -65,6 +65,26 @@ def kriging(coarse: xr.DataArray, fine: xr.DataArray):
     return np.asarray(mean).reshape(shape), np.sqrt(np.maximum(np.asarray(var), 1e-12)).reshape(shape)
 
 
+def _interpolate(coarse: xr.DataArray, fine: xr.DataArray, method: str) -> xr.DataArray:
+    """xarray ``interp`` on the grid; with gaps (sea cells) the cubic spline cannot be fitted, so scattered
+    cubic interpolation of the valid cells (Clough-Tocher, scipy ``griddata``) stands in for it."""
+    if method == "linear" or not bool(coarse.isnull().any()):
+        return coarse.interp(latitude=fine.latitude, longitude=fine.longitude, method=method)
+    from scipy.interpolate import griddata
+
+    glon, glat = np.meshgrid(coarse.longitude.values, coarse.latitude.values)
+    flon, flat = np.meshgrid(fine.longitude.values, fine.latitude.values)
+    steps = [coarse.isel(time=i) for i in range(coarse.sizes["time"])] if "time" in coarse.dims else [coarse]
+    out = []
+    for field in steps:
+        v = field.transpose("latitude", "longitude").values
+        ok = np.isfinite(v)
+        out.append(griddata((glon[ok], glat[ok]), v[ok], (flon, flat), method="cubic"))
+    dims = (("time",) if "time" in coarse.dims else ()) + ("latitude", "longitude")
+    data = np.stack(out) if "time" in coarse.dims else out[0]
+    return xr.DataArray(data, dims=dims, coords={d: fine[d] for d in dims})
+
+
 def _scores(mean, std, truth, mask) -> dict:
     m, y = mean[mask], truth[mask]
     out = {"rmse": metrics.rmse(m, y), "mae": metrics.mae(m, y)}
@@ -120,7 +140,7 @@ def run(base: Path, fine: str, output: str, var: str, coarse: str | None = None,
     results = {"geonp": (pred["mean"].values, pred["std"].values, np_seconds)}
     for method in ("linear", "cubic"):
         started = time.perf_counter()
-        interp = coarse_da.interp(latitude=truth.latitude, longitude=truth.longitude, method=method)
+        interp = _interpolate(coarse_da, truth, method)
         results[f"{'bilinear' if method == 'linear' else 'bicubic'}"] = (
             interp.transpose(*truth.dims).values, None, time.perf_counter() - started)
     if kriging_baseline:
