@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from geonp.evaluation import evaluate_gp
-from geonp.nn.models import BSATNPConfig
 from geonp.model_store import load_model, pretrained, save_model
+from geonp.nn.models import BSATNPConfig
 from geonp.tasks.gp import GPTaskSampler
 from geonp.training.loop import TrainConfig, train
 

@@ -1,5 +1,7 @@
-import nbformat as nbf
 from pathlib import Path
+
+import nbformat as nbf
+
 
 def nb(cells):
     n = nbf.v4.new_notebook()

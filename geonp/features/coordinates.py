@@ -227,3 +227,10 @@ def hours_since(values, reference=None) -> tuple[np.ndarray, object]:
 def wrap_longitude(lon):
     """Longitudes in [-180, 180): 0..360 and -180..180 inputs give the same points."""
     return (np.asarray(lon, np.float64) + 180.0) % 360.0 - 180.0
+
+
+def local_km(lon0: float, lat0: float):
+    """A pyproj transformer from lon/lat to km in an azimuthal-equidistant plane centred on (lon0, lat0)."""
+    from pyproj import Transformer
+
+    return Transformer.from_crs("EPSG:4326", f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +units=km", always_xy=True)

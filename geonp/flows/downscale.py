@@ -29,6 +29,7 @@ import xarray as xr
 
 from geonp import metrics
 from geonp.errors import ConfigError
+from geonp.features.coordinates import local_km
 from geonp.features.tables import DataError
 from geonp.model_store import available
 from geonp.recipes import resolve
@@ -48,10 +49,8 @@ def _standard(ds: xr.Dataset) -> xr.Dataset:
 def kriging(coarse: xr.DataArray, fine: xr.DataArray):
     """Ordinary kriging of one field from the coarse cells to the fine ones: mean, std ``[lat, lon]``."""
     from pykrige.ok import OrdinaryKriging
-    from pyproj import Transformer
 
-    lat0, lon0 = float(coarse.latitude.mean()), float(coarse.longitude.mean())
-    to_km = Transformer.from_crs("EPSG:4326", f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +units=km", always_xy=True)
+    to_km = local_km(float(coarse.longitude.mean()), float(coarse.latitude.mean()))
     lon_c, lat_c = np.meshgrid(coarse.longitude.values, coarse.latitude.values)
     ok_c = np.isfinite(coarse.values)
     xs, ys = to_km.transform(lon_c[ok_c], lat_c[ok_c])
@@ -118,8 +117,9 @@ def run(base: Path, fine: str, output: str, var: str, coarse: str | None = None,
         elev = cov[name].interp(latitude=truth.latitude, longitude=truth.longitude, method="nearest")
         covariates = ["elevation"]
     if coarse:
-        coarse_da = _standard(_open(resolve(base, coarse), "coarse"))[var].sel(time=truth.time) \
-            if "time" in truth.dims else _standard(_open(resolve(base, coarse), "coarse"))[var]
+        coarse_da = _standard(_open(resolve(base, coarse), "coarse"))[var]
+        if "time" in truth.dims:
+            coarse_da = coarse_da.sel(time=truth.time)
     else:
         coarse_da = truth.coarsen(latitude=coarsen, longitude=coarsen, boundary="trim").mean()
     context = coarse_da.to_dataset(name=var)

@@ -33,6 +33,7 @@ from scipy.special import logit
 from scipy.stats import norm
 
 from geonp.errors import ConfigError
+from geonp.features.coordinates import local_km
 from geonp.features.tables import DataError, dataframe_to_dataset
 from geonp.metrics_counts import count_scores
 from geonp.recipes import resolve
@@ -61,20 +62,12 @@ def geonp_latent(model, train: pd.DataFrame, test: pd.DataFrame):
     return lq[:, 1], np.maximum((lq[:, 2] - lq[:, 0]) / 2.0, 1e-3)
 
 
-def _projected(frame: pd.DataFrame):
-    """Local azimuthal-equidistant km coordinates around the surveys' centre (for kriging)."""
-    from pyproj import Transformer
-
-    lon0, lat0 = float(frame.lon.mean()), float(frame.lat.mean())
-    to_km = Transformer.from_crs("EPSG:4326", f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +units=km", always_xy=True)
-    return to_km
-
-
 def kriging_latent(train: pd.DataFrame, test: pd.DataFrame, variogram: str = "exponential"):
     """Ordinary kriging of the empirical logit: (loc, scale) at ``test`` (scale includes the nugget)."""
     from pykrige.ok import OrdinaryKriging
 
-    to_km = _projected(pd.concat([train, test]))
+    both = pd.concat([train, test])
+    to_km = local_km(float(both.lon.mean()), float(both.lat.mean()))
     xs, ys = to_km.transform(train.lon.values, train.lat.values)
     xt, yt = to_km.transform(test.lon.values, test.lat.values)
     k, n = train.positive.values, train.examined.values
