@@ -241,7 +241,7 @@ class NeuralProcess:
         counts_lib.check_point_coordinates(table)
         if not head.standardise:
             counts_lib.check_counts(table, head, names)
-        if len(table.point_dims) == 1 and table.layout.x not in table.template.dims:  # survey points
+        if counts_lib.is_survey(table):
             excluded = counts_lib.excluded_points(table, names)
             if excluded:
                 reasons = ", ".join(f"{n} ({why})" for why, n in excluded.items())

@@ -92,3 +92,13 @@ def resolve(base: Path, path) -> Path:
     """A recipe path: absolute as given, relative to the recipe's folder otherwise."""
     p = Path(str(path)).expanduser()
     return p if p.is_absolute() else (base / p)
+
+
+def resolve_input(base: Path, path, what: str) -> Path:
+    """A recipe's input file, resolved like :func:`resolve`; a clear error when it is not there."""
+    from geonp.features.tables import DataError
+
+    p = resolve(base, path)
+    if not p.exists():
+        raise DataError(f"{what} file {p} not found; set GEONP_DATA to the folder holding the shared data.")
+    return p

@@ -86,9 +86,14 @@ def excluded_points(table, names) -> dict:
     return reasons
 
 
+def is_survey(table) -> bool:
+    """True for scattered points along one point dimension (a survey), False for a grid."""
+    return len(table.point_dims) == 1 and table.layout.x not in table.template.dims
+
+
 def check_point_coordinates(table) -> None:
     """Survey points (a point dimension, not a grid) must all have coordinates: a clear error otherwise."""
-    if len(table.point_dims) != 1 or table.layout.x in table.template.dims:
+    if not is_survey(table):
         return  # a grid: its coordinates are 1-D and checked elsewhere
     has_value = np.isfinite(table.values).any(axis=-1) if table.values is not None else np.ones_like(table.x, bool)
     missing = has_value & ~(np.isfinite(table.x) & np.isfinite(table.y))

@@ -30,15 +30,8 @@ import xarray as xr
 from geonp import metrics
 from geonp.errors import ConfigError
 from geonp.features.coordinates import local_km
-from geonp.features.tables import DataError
 from geonp.model_store import available
-from geonp.recipes import resolve
-
-
-def _open(path, what):
-    if not Path(path).exists():
-        raise DataError(f"{what} file {path} not found; set GEONP_DATA to the folder holding the shared data.")
-    return xr.open_dataset(path)
+from geonp.recipes import resolve, resolve_input
 
 
 def _standard(ds: xr.Dataset) -> xr.Dataset:
@@ -101,7 +94,7 @@ def run(base: Path, fine: str, output: str, var: str, coarse: str | None = None,
         kriging_baseline: bool = True, title: str = "", plot: bool = True) -> dict:
     import geonp
 
-    fine_ds = _standard(_open(resolve(base, fine), "fine"))
+    fine_ds = _standard(xr.open_dataset(resolve_input(base, fine, "fine")))
     if var not in fine_ds:
         raise ConfigError(f"var={var!r} not in {fine}; it has {list(fine_ds.data_vars)}.")
     truth = fine_ds[var]
@@ -112,12 +105,12 @@ def run(base: Path, fine: str, output: str, var: str, coarse: str | None = None,
         truth = truth.isel(time=slice(0, step * times, step))
     covariates = []
     if covariate:
-        cov = _standard(_open(resolve(base, covariate), "covariate"))
+        cov = _standard(xr.open_dataset(resolve_input(base, covariate, "covariate")))
         name = covariate_var or next(iter(v for v in cov.data_vars if v != "crs"))
         elev = cov[name].interp(latitude=truth.latitude, longitude=truth.longitude, method="nearest")
         covariates = ["elevation"]
     if coarse:
-        coarse_da = _standard(_open(resolve(base, coarse), "coarse"))[var]
+        coarse_da = _standard(xr.open_dataset(resolve_input(base, coarse, "coarse")))[var]
         if "time" in truth.dims:
             coarse_da = coarse_da.sel(time=truth.time)
     else:

@@ -22,7 +22,7 @@ import xarray as xr
 
 from geonp.errors import ConfigError
 from geonp.features.tables import DataError
-from geonp.recipes import resolve
+from geonp.recipes import resolve, resolve_input
 
 
 def attach_covariate(data: xr.Dataset, path, name: str, variable: str | None = None) -> xr.Dataset:
@@ -47,9 +47,7 @@ def run(base: Path, data: str, var: str, output: str, covariates: dict | None = 
     import geonp
     from geonp.flows.pretrain import machine
 
-    path = resolve(base, data)
-    if not path.is_file():
-        raise DataError(f"{path} not found; set GEONP_DATA to the folder holding the shared data.")
+    path = resolve_input(base, data, "data")
     ds = xr.open_dataset(path).load()
     if var not in ds:
         raise ConfigError(f"var={var!r} not in {path.name}; it has {list(ds.data_vars)}.")

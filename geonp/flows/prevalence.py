@@ -34,9 +34,9 @@ from scipy.stats import norm
 
 from geonp.errors import ConfigError
 from geonp.features.coordinates import local_km
-from geonp.features.tables import DataError, dataframe_to_dataset
+from geonp.features.tables import dataframe_to_dataset
 from geonp.metrics_counts import count_scores
-from geonp.recipes import resolve
+from geonp.recipes import resolve, resolve_input
 
 # quantiles whose logits give the latent exactly: logit q50 = loc, logit q84 - logit q16 = 2 scale
 _Q = (float(norm.cdf(-1.0)), 0.5, float(norm.cdf(1.0)))
@@ -123,9 +123,7 @@ def run(base: Path, surveys: str, output: str, lon: str = "lon", lat: str = "lat
         title: str = "", seed: int = 0) -> dict:
     import geonp
 
-    path = resolve(base, surveys)
-    if not path.is_file():
-        raise DataError(f"survey file {path} not found; set GEONP_DATA to the folder holding the shared data.")
+    path = resolve_input(base, surveys, "survey")
     frame = read_surveys(path, lon, lat, positives, examined)
     out_dir = resolve(base, output)
     out_dir.mkdir(parents=True, exist_ok=True)
