@@ -51,7 +51,7 @@ SIZES = dict(num_blocks=4, width=64, num_heads=4, head_dim=16, ff_dim=128, num_f
 
 
 def model_config(arch: str) -> BSATNPConfig:
-    return BSATNPConfig(groups=default_groups(), **SIZES, **ARCHITECTURES[arch])
+    return BSATNPConfig(groups=default_groups(bias=ARCHITECTURES[arch]["bias"]), **SIZES, **ARCHITECTURES[arch])
 
 
 def parameter_count(params) -> int:

@@ -39,8 +39,9 @@ from geonp.tiling import ContextSet, TilePredictor, auto_halo
 
 # the models of the TNP-KR / BSA-TNP / CMANP papers, as settings of one config (geonp.nn.models.BSATNPConfig)
 ARCHITECTURES = {
-    "bsa-tnp": {"attention": "scan", "bias": "rbf"},  # biased scan attention: constant memory
-    "b-tnp": {"attention": "dense", "bias": "rbf"},  # the same model, dense O(n^2) attention (reference)
+    # biased scan attention (constant memory), anisotropic Gaussian bias folded into q k^T
+    "bsa-tnp": {"attention": "scan", "bias": "quadratic"},
+    "b-tnp": {"attention": "dense", "bias": "quadratic"},  # the same model, dense O(n^2) attention (reference)
     "tnp-kr": {"attention": "scan", "bias": "kernel"},  # bias = non-negative sum of RKHS kernels per head
     "dka": {"attention": "performer", "bias": "gaussian"},  # Deep Kernel Attention: O(n m) random features
     "tnp-d": {"attention": "dense", "bias": "none", "embed_coordinates": True},  # coordinates in the tokens
@@ -156,7 +157,7 @@ class NeuralProcess:
     def _new_config(self, x_dim: int) -> BSATNPConfig:
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"unknown arch {self.arch!r}; available: {sorted(ARCHITECTURES)}.")
-        return BSATNPConfig(x_dim=x_dim, y_dim=1, groups=default_groups(temporal=self.temporal),
+        return BSATNPConfig(x_dim=x_dim, y_dim=1, groups=default_groups(temporal=self.temporal, bias=ARCHITECTURES[self.arch]["bias"]),
                             num_blocks=self.num_blocks, width=self.width, num_heads=self.num_heads,
                             head_dim=self.head_dim, ff_dim=self.ff_dim, likelihood=self.likelihood,
                             **ARCHITECTURES[self.arch])

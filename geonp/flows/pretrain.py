@@ -25,7 +25,7 @@ import numpy as np
 
 from geonp.errors import ConfigError
 from geonp.model_store import available, load_model, pretrained, save_model
-from geonp.nn.models import BSATNPConfig, default_groups
+from geonp.nn.models import BSATNPConfig
 from geonp.recipes import resolve
 from geonp.training.loop import TrainConfig, init_params, train
 from geonp.training.warm_start import transplant
@@ -69,7 +69,7 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
         config = dataclasses.replace(source_config, likelihood=likelihood, **(model or {}))
     else:
         source_params = None
-        config = BSATNPConfig(likelihood=likelihood, groups=default_groups(), **(model or {}))
+        config = BSATNPConfig(likelihood=likelihood, **(model or {}))
     probe, _ = sampler.sample(jax.random.PRNGKey(seed), 2)
     params = init_params(config, probe, seed)
     report = None

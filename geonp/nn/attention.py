@@ -12,7 +12,8 @@ the running max ``m``, the running normaliser ``l`` and the output accumulator
 ``acc`` (FlashAttention), and its custom VJP recomputes the tiles in the
 backward pass, so memory grows linearly with Nq + Nk, never with Nq * Nk.
 
-Shapes: q ``[B, Nq, H, Dh]``, k and v ``[B, Nk, H, Dh]``, key_mask ``[B, Nk]``
+Shapes: q and k ``[B, Nq|Nk, H, Dh]``, v ``[B, Nk, H, Dv]`` (Dv = Dh unless the
+bias is folded into q and k, see ``geonp.nn.quadratic_bias``), key_mask ``[B, Nk]``
 (True where the key is a real, observed point). A query whose keys are all
 masked gets a zero output (not NaN).
 """
@@ -43,10 +44,10 @@ def _check_inputs(q, k, v, q_meta, k_meta, key_mask):
             "Reshape projections to [B, N, H, Dh] before calling."
         )
     B, Nq, H, Dh = q.shape
-    if k.shape != v.shape or k.shape[0] != B or k.shape[2:] != (H, Dh):
+    if k.shape[0] != B or k.shape[2:] != (H, Dh) or v.shape[:3] != k.shape[:3]:
         raise InputShapeError(
-            f"k and v must be [B={B}, Nk, H={H}, Dh={Dh}] like q; got k {describe_shape(k)}, "
-            f"v {describe_shape(v)}."
+            f"k must be [B={B}, Nk, H={H}, Dh={Dh}] like q and v [B={B}, Nk, H={H}, Dv]; got "
+            f"k {describe_shape(k)}, v {describe_shape(v)}."
         )
     if Nq == 0 or k.shape[1] == 0:
         raise InputShapeError(
@@ -82,8 +83,13 @@ def _check_inputs(q, k, v, q_meta, k_meta, key_mask):
 def dense_biased_attention(q, k, v, bias_fn: BiasFn, bias_params, q_meta, k_meta, key_mask=None):
     """Reference biased attention, materialising ``[B, H, Nq, Nk]``. Returns ``[B, Nq, H, Dh]``."""
     _check_inputs(q, k, v, q_meta, k_meta, key_mask)
+    return dense_attention(q, k, v, bias_fn(bias_params, q_meta, k_meta), key_mask)
+
+
+def dense_attention(q, k, v, bias, key_mask=None):
+    """softmax(q k^T / sqrt(Dh) + bias) v with a given bias ``[B, H, Nq, Nk]`` (or a scalar)."""
     scale = 1.0 / math.sqrt(q.shape[-1])
-    s = jnp.einsum("bqhd,bkhd->bhqk", q, k) * scale + bias_fn(bias_params, q_meta, k_meta)
+    s = jnp.einsum("bqhd,bkhd->bhqk", q, k) * scale + bias
     if key_mask is not None:
         s = jnp.where(key_mask[:, None, None, :], s, -jnp.inf)
     m = jnp.max(s, axis=-1, keepdims=True)
@@ -158,6 +164,7 @@ def _tile_logits(bias_fn, bias_params, qi, kj, qmi, kmj, maskj, scale):
 def _flash_forward(bias_fn, q_block, k_block, q, k, v, bias_params, q_meta, k_meta, key_mask):
     """Returns out ``[B, Nq, H, Dh]`` and the log-sum-exp ``[B, H, Nq]`` (+inf on empty rows)."""
     B, Nq, H, Dh = q.shape
+    Dv = v.shape[-1]
     scale = 1.0 / math.sqrt(Dh)
     k_blocks = (_to_blocks(k, k_block), _to_blocks(v, k_block), _tree_blocks(k_meta, k_block),
                 _to_blocks(key_mask, k_block))
@@ -182,17 +189,17 @@ def _flash_forward(bias_fn, q_block, k_block, q, k, v, bias_params, q_meta, k_me
         init = (
             jnp.full((B, H, tq), -jnp.inf, acc_dtype),
             jnp.zeros((B, H, tq), acc_dtype),
-            jnp.zeros((B, H, tq, Dh), acc_dtype),
+            jnp.zeros((B, H, tq, Dv), acc_dtype),
         )
         (m, l, acc), _ = lax.scan(over_keys, init, k_blocks)
         nonempty = l > 0
         out = acc / jnp.where(nonempty, l, 1.0)[..., None]  # [B, H, tq, Dh]
         lse = jnp.where(nonempty, jnp.where(jnp.isfinite(m), m, 0.0) + jnp.log(jnp.where(nonempty, l, 1.0)),
                         jnp.inf)
-        return jnp.swapaxes(out, 1, 2).astype(q.dtype), lse  # [B, tq, H, Dh], [B, H, tq]
+        return jnp.swapaxes(out, 1, 2).astype(q.dtype), lse  # [B, tq, H, Dv], [B, H, tq]
 
     out_b, lse_b = lax.map(one_query_block, (_to_blocks(q, q_block), _tree_blocks(q_meta, q_block)))
-    out = _from_blocks(out_b)  # [B, Nq, H, Dh]
+    out = _from_blocks(out_b)  # [B, Nq, H, Dv]
     lse = jnp.moveaxis(lse_b, 0, 2).reshape(B, H, Nq)  # [nq, B, H, tq] -> [B, H, Nq]
     return out, lse
 

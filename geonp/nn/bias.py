@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from geonp.errors import ConfigError
-from geonp.nn import distances, kernel_bias
+from geonp.nn import distances, kernel_bias, quadratic_bias
 
 EARTH_RADIUS_KM = 6371.0088
 
@@ -173,7 +173,7 @@ def gaussian_bias(params, q_meta, k_meta, groups: Sequence[CoordinateGroup]):
     return total
 
 
-def no_bias(params, q_meta, k_meta, groups: Sequence[CoordinateGroup]):
+def no_bias(params, q_meta, k_meta, groups: Sequence[CoordinateGroup] = ()):
     """No bias at all (TNP-D, CMANP): coordinates must then be embedded in the tokens."""
     return 0.0
 
@@ -200,9 +200,15 @@ def _gaussian_profile(table, d):
 def bias_family(name: str, kernels: Sequence[str] = ()):
     """``(init(key, groups, H), bias(params, q_meta, k_meta, groups), profile(group_table, d) -> [H, D])``.
 
-    ``"rbf"`` (BSA-TNP), ``"kernel"`` (TNP-KR, with ``kernels``), ``"gaussian"`` (DKA's), ``"none"``.
+    ``"quadratic"`` (BSA-TNP default: an anisotropic Gaussian per head, folded into q k^T,
+    :mod:`geonp.nn.quadratic_bias`), ``"rbf-per-head"`` (an RBF network per head, this
+    module; ``"rbf"`` is its old name), ``"kernel"`` (TNP-KR, with ``kernels``),
+    ``"gaussian"`` (DKA's), ``"none"``.
     """
-    if name == "rbf":
+    name = canonical_bias(name)
+    if name == "quadratic":
+        return quadratic_bias.init_quadratic_bias, quadratic_bias.quadratic_bias, quadratic_bias.profile
+    if name == "rbf-per-head":
         return init_rbf_bias, rbf_bias, _rbf_profile
     if name == "gaussian":
         return init_gaussian_bias, gaussian_bias, _gaussian_profile
@@ -218,7 +224,14 @@ def bias_family(name: str, kernels: Sequence[str] = ()):
     raise ConfigError(f"unknown bias {name!r}; expected one of {BIASES}.")
 
 
-BIASES = ("rbf", "kernel", "gaussian", "none")
+BIASES = ("quadratic", "rbf-per-head", "kernel", "gaussian", "none")
+FOLDED = ("quadratic",)  # biases computed inside the q k^T product, never pair by pair
+LEGACY_NAMES = {"rbf": "rbf-per-head"}  # configs written before the shared basis existed
+
+
+def canonical_bias(name: str) -> str:
+    """The bias family's current name (``"rbf"`` -> ``"rbf-per-head"``)."""
+    return LEGACY_NAMES.get(name, name)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from geonp.nn import attention as attention_lib
 from geonp.nn import bias as bias_lib
 from geonp.nn import random_features as rf
+from geonp.nn import quadratic_bias
 
 
 def concat_points(trees: Sequence):
@@ -30,9 +31,10 @@ class BiasedMultiHeadAttention(nn.Module):
     """softmax(q k^T / sqrt(Dh) + bias(meta_q, meta_k)) v over H heads.
 
     The bias is one of the families of :func:`geonp.nn.bias.bias_family`
-    (``"rbf"`` BSA-TNP, ``"kernel"`` TNP-KR, ``"gaussian"``, ``"none"`` TNP-D);
-    coordinates reach the model only through it. ``implementation`` is
-    ``"scan"`` (constant memory) or ``"dense"`` (the O(Nq Nk) reference).
+    (``"quadratic"`` BSA-TNP default, folded into q k^T; ``"rbf-per-head"``,
+    ``"kernel"`` TNP-KR, ``"gaussian"``, ``"none"`` TNP-D); coordinates reach the
+    model only through it. ``implementation`` is ``"scan"`` (constant memory)
+    or ``"dense"`` (the O(Nq Nk) reference).
     """
 
     num_heads: int
@@ -41,7 +43,7 @@ class BiasedMultiHeadAttention(nn.Module):
     implementation: str = "scan"
     q_block: int = 128
     k_block: int = 128
-    bias: str = "rbf"
+    bias: str = "quadratic"
     kernels: tuple[str, ...] = ()
 
     @nn.compact
@@ -53,13 +55,13 @@ class BiasedMultiHeadAttention(nn.Module):
         init_bias, bias_fn, _ = bias_lib.bias_family(self.bias, self.kernels)
         bias_params = self.param("distance_bias", lambda key: init_bias(key, self.groups, H))
         bias_fn = functools.partial(bias_fn, groups=self.groups)
-        if self.implementation == "scan":
-            out = attention_lib.scan_biased_attention(
-                q, k, v, bias_fn, bias_params, meta_q, meta_kv, key_mask,
-                q_block=self.q_block, k_block=self.k_block,
-            )
-        else:
-            out = attention_lib.dense_biased_attention(q, k, v, bias_fn, bias_params, meta_q, meta_kv, key_mask)
+        if self.bias in bias_lib.FOLDED:
+            # [B, N, H, Dh + C + 1]: the bias rides in the q k^T product; v keeps Dh channels
+            q, k = quadratic_bias.fold(q, k, bias_params, meta_q, meta_kv, key_mask, self.groups)
+            bias_fn, bias_params = bias_lib.no_bias, {}
+        attend = attention_lib.IMPLEMENTATIONS[self.implementation]
+        kwargs = {"q_block": self.q_block, "k_block": self.k_block} if self.implementation == "scan" else {}
+        out = attend(q, k, v, bias_fn, bias_params, meta_q, meta_kv, key_mask, **kwargs)  # [B, Nq, H, Dh]
         return nn.Dense(width, name="out")(out.reshape(B, Nq, H * Dh))  # [B, Nq, D]
 
 
@@ -142,13 +144,14 @@ class KernelRegressionBlock(nn.Module):
     implementation: str = "scan"  # "scan", "dense" or "performer" (Deep Kernel Attention)
     q_block: int = 128
     k_block: int = 128
-    bias: str = "rbf"
+    bias: str = "quadratic"
     kernels: tuple[str, ...] = ()
     num_features: int = 64
     feature_seed: int = 0
 
     @nn.compact
-    def __call__(self, ctx, tgt, meta_ctx, meta_tgt, mask_ctx):
+    def __call__(self, ctx, tgt, meta_ctx, meta_tgt, mask_ctx, shared_scale=None, pair_features=None):
+        """``pair_features``: the shared basis of ``[ctx; tgt]`` queries against ``ctx`` keys, or None."""
         # ctx [B, Nc, D], tgt [B, Nt, D]
         if self.implementation == "performer":
             attend = DeepKernelAttention(self.num_heads, self.head_dim, self.groups, self.num_features,

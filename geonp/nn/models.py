@@ -3,7 +3,9 @@
 One config, :class:`BSATNPConfig`, describes every model of the family; its
 fields pick the pieces (``geonp.NeuralProcess(arch=...)`` names the usual sets):
 
-    bias       "rbf" (BSA-TNP), "kernel" (TNP-KR), "gaussian" (DKA), "none" (TNP-D, CMANP)
+    bias       "quadratic" (BSA-TNP: anisotropic Gaussian per head, folded into q k^T),
+               "rbf-per-head" (an RBF network per head, the first bundled models), "kernel" (TNP-KR),
+               "gaussian" (DKA), "none" (TNP-D, CMANP)
     attention  "scan" (constant memory), "dense" (O(n^2) reference), "performer" (DKA, O(n m))
     family     "tnp" (this module's BSATNP) or "cmanp" (geonp.nn.cmanp.CMANP)
 
@@ -32,11 +34,19 @@ from geonp.nn import kernel_bias, likelihoods, random_features
 from geonp.nn.blocks import KernelRegressionBlock
 
 
-def default_groups(spatial_dim: int = 2, temporal: bool = False, spatial_metric: str = "euclidean"):
-    groups = [bias_lib.CoordinateGroup("space", spatial_dim, spatial_metric, num_basis=5)]
-    if temporal:
-        groups.append(bias_lib.CoordinateGroup("time", 1, "euclidean", num_basis=3))
-    return tuple(groups)
+def default_groups(spatial_dim: int = 2, temporal: bool = False, spatial_metric: str = "euclidean",
+                   bias: str = "quadratic"):
+    """Coordinate groups. The quadratic bias spreads its heads' length scales over ``QUADRATIC_SCALES``."""
+    if bias_lib.canonical_bias(bias) == "quadratic":
+        space = bias_lib.CoordinateGroup("space", spatial_dim, spatial_metric, init_length_scales=QUADRATIC_SCALES)
+        time = bias_lib.CoordinateGroup("time", 1, "euclidean", init_length_scales=QUADRATIC_SCALES)
+    else:
+        space = bias_lib.CoordinateGroup("space", spatial_dim, spatial_metric, num_basis=5)
+        time = bias_lib.CoordinateGroup("time", 1, "euclidean", num_basis=3)
+    return (space, time) if temporal else (space,)
+
+
+QUADRATIC_SCALES = (0.05, 5.0)  # model units: the initial length scales of the heads, log-spaced
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +55,7 @@ class BSATNPConfig:
 
     x_dim: int = 0  # covariates per point (elevation, ...), embedded in the tokens
     y_dim: int = 1  # output dimensions per point (a binomial observation (k, n) is one output of 2 columns)
-    groups: tuple[bias_lib.CoordinateGroup, ...] = default_groups()
+    groups: tuple[bias_lib.CoordinateGroup, ...] | None = None  # None: default_groups(bias=bias)
     num_blocks: int = 6
     width: int = 64
     num_heads: int = 4
@@ -53,10 +63,10 @@ class BSATNPConfig:
     ff_dim: int = 256
     likelihood: likelihoods.Normal = likelihoods.Normal()  # any head from geonp.nn.likelihoods
     attention: str = "scan"  # "scan" (constant memory), "dense" (reference) or "performer" (DKA)
-    q_block: int = 128
-    k_block: int = 128
+    q_block: int = 256  # tiles of the scan; 256 x 512 measured fastest for training on CPU (benchmarks/speed.py)
+    k_block: int = 512
     embed_coordinates: bool = False  # also put raw coordinates in the tokens (breaks invariance)
-    bias: str = "rbf"  # "rbf", "kernel", "gaussian" or "none"; see geonp.nn.bias.bias_family
+    bias: str = "quadratic"  # "quadratic", "rbf-per-head", "kernel", "gaussian", "none"; see bias.bias_family
     kernels: tuple[str, ...] = kernel_bias.KERNELS  # bias="kernel" only
     num_features: int = 64  # random features per head, attention="performer" only
     family: str = "tnp"  # "tnp" or "cmanp"
@@ -77,6 +87,9 @@ class BSATNPConfig:
                               "(x_dim may be 0).")
         if self.attention not in ("scan", "dense", "performer"):
             raise ConfigError(f"attention must be 'scan', 'dense' or 'performer', got {self.attention!r}.")
+        object.__setattr__(self, "bias", bias_lib.canonical_bias(self.bias))
+        if self.groups is None:
+            object.__setattr__(self, "groups", default_groups(bias=self.bias))
         if self.bias not in bias_lib.BIASES:
             raise ConfigError(f"bias must be one of {bias_lib.BIASES}, got {self.bias!r}.")
         if self.family not in ("tnp", "cmanp"):
@@ -113,6 +126,8 @@ class BSATNPConfig:
     def from_dict(cls, d: Mapping) -> BSATNPConfig:
         d = dict(d)
         reject_unknown_fields(cls, d, "BSATNPConfig")
+        # configs written before the bias field existed carried the per-head RBF network
+        d.setdefault("bias", "rbf-per-head")
         d["groups"] = tuple(bias_lib.CoordinateGroup.from_dict(g) for g in d.get("groups", ()))
         return cls(**d)
 

@@ -91,8 +91,7 @@ def shift_batch(batch: Batch, offset: float) -> Batch:
 
 
 def _unit_covariance(kernel_index, a, b, lengthscale, period, names):
-    options = [kernels.covariance(name, a, b, lengthscale, period, xp=jnp) for name in names]
-    return jnp.select([kernel_index == i for i in range(len(names))], options)
+    return kernels.selected_covariance(kernel_index, a, b, lengthscale, period, names, xp=jnp)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))

@@ -7,6 +7,7 @@ run resumed from a checkpoint sees exactly the batches it would have seen.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from geonp.errors import ConfigError
 from geonp.nn.models import BSATNPConfig, build_model
 from geonp.tasks.batch import Batch
 from geonp.training.optim import make_optimizer
+from geonp.training.prefetch import Prefetcher
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +51,7 @@ class TrainConfig:
     time_budget: float | None = None
     patience: int | None = None  # early stopping: validations without improvement before stopping
     progress: bool = True
+    prefetch: int = 2  # batches sampled ahead in a sampler process (0: sample in line)
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -67,6 +70,19 @@ class TrainResult:
     seconds: float
     best_val_nll: float | None = None
     stopped_early: bool = False
+
+
+PREFETCH_MIN_STEPS = 50  # shorter runs sample in line: starting the sampler process costs a few seconds
+
+
+def _picklable(sampler) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(sampler)
+        return True
+    except Exception:
+        return False
 
 
 def negative_log_likelihood(model: nn.Module, config: BSATNPConfig, params, batch: Batch):
@@ -97,6 +113,8 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
 
     if params is None:
         params = init_params(config, sample(seed_key), tc.seed)
+    # a private copy: the step donates its input buffers, and the caller's params must survive that
+    params = jax.tree_util.tree_map(jnp.array, params)
     state = {"params": params, "opt_state": optimizer.init(params)}
     start_step = 0
     ckpt_dir = Path(tc.checkpoint_dir) if tc.checkpoint_dir else None
@@ -105,7 +123,8 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
 
     loss_fn = lambda p, b: negative_log_likelihood(model, config, p, b)  # noqa: E731
 
-    @jax.jit
+    # the old state's buffers are donated to the new one: no copy of params and optimiser state per step
+    @functools.partial(jax.jit, donate_argnums=0)
     def train_step(state, batch):
         loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch)
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
@@ -124,8 +143,11 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
                mininterval=1.0)
     step, running = start_step, []
     best_val, best_params, since_best, stopped_early = math.inf, None, 0, False
-    while step < tc.steps:
-        batch = sample(jax.random.fold_in(seed_key, step))
+    prefetching = tc.prefetch > 0 and tc.steps - start_step >= PREFETCH_MIN_STEPS and _picklable(sampler)
+    batches = Prefetcher(sampler, tc.batch_size, seed_key, start_step, tc.steps, tc.prefetch) if prefetching else (
+        (t, sample(jax.random.fold_in(seed_key, t))) for t in range(start_step, tc.steps))
+    for batch_step, batch in batches:
+        assert batch_step == step
         state, loss = train_step(state, batch)
         step += 1
         running.append(loss)
@@ -146,7 +168,7 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
                 if record["val_nll"] < best_val:
                     best_val, since_best = record["val_nll"], 0
                     if tc.patience is not None:
-                        best_params = jax.tree_util.tree_map(np.asarray, state["params"])
+                        best_params = jax.tree_util.tree_map(np.array, state["params"])  # a copy
                 else:
                     since_best += 1
                     stopped_early = tc.patience is not None and since_best >= tc.patience
@@ -158,6 +180,8 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
             checkpoints.save_training_state(ckpt_dir, state, step)
         if out_of_time or stopped_early:
             break
+    if isinstance(batches, Prefetcher):
+        batches.close()
     bar.close()
     final = best_params if best_params is not None else state["params"]
     return TrainResult(final, step, history, time.perf_counter() - started,

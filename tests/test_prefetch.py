@@ -1,0 +1,42 @@
+"""Batches sampled ahead in a sampler process are exactly the batches sampled in line."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from geonp.tasks.gp import GPTaskSampler
+from geonp.training.prefetch import Prefetcher
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokenSampler:
+    """Fails at one step, to check that the error reaches the trainer."""
+
+    fail_at: int
+
+    def sample(self, key, batch_size):
+        if int(jax.random.key_data(key)[-1]) == int(jax.random.key_data(jax.random.fold_in(jax.random.PRNGKey(0),
+                                                                                         self.fail_at))[-1]):
+            raise ValueError("a deliberately broken task")
+        return GPTaskSampler(num_context=(4, 8), num_target=4).sample(key, batch_size)
+
+
+def test_prefetched_batches_equal_in_line_batches_in_order():
+    sampler = GPTaskSampler(num_context=(5, 20), num_target=7)
+    key = jax.random.PRNGKey(3)
+    with Prefetcher(sampler, 2, key, start=4, stop=9) as batches:
+        got = list(batches)
+    assert [step for step, _ in got] == [4, 5, 6, 7, 8]
+    for step, batch in got:
+        expected = sampler.sample(jax.random.fold_in(key, step), 2)[0]
+        for a, b in zip(jax.tree_util.tree_leaves(batch), jax.tree_util.tree_leaves(expected), strict=True):
+            np.testing.assert_array_equal(a, np.asarray(b))
+
+
+def test_a_sampler_error_is_raised_at_its_step_with_its_message():
+    with Prefetcher(BrokenSampler(fail_at=2), 1, jax.random.PRNGKey(0), start=0, stop=5) as batches:
+        assert next(batches)[0] == 0 and next(batches)[0] == 1
+        with pytest.raises(RuntimeError, match="(?s)step 2 failed.*deliberately broken"):
+            next(batches)
