@@ -157,7 +157,8 @@ class NeuralProcess:
     def _new_config(self, x_dim: int) -> BSATNPConfig:
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"unknown arch {self.arch!r}; available: {sorted(ARCHITECTURES)}.")
-        return BSATNPConfig(x_dim=x_dim, y_dim=1, groups=default_groups(temporal=self.temporal, bias=ARCHITECTURES[self.arch]["bias"]),
+        groups = default_groups(temporal=self.temporal, bias=ARCHITECTURES[self.arch]["bias"])
+        return BSATNPConfig(x_dim=x_dim, y_dim=1, groups=groups,
                             num_blocks=self.num_blocks, width=self.width, num_heads=self.num_heads,
                             head_dim=self.head_dim, ff_dim=self.ff_dim, likelihood=self.likelihood,
                             **ARCHITECTURES[self.arch])

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 
 from geonp.nn import attention as attention_lib
 from geonp.nn import bias as bias_lib
-from geonp.nn import random_features as rf
 from geonp.nn import quadratic_bias
+from geonp.nn import random_features as rf
 
 
 def concat_points(trees: Sequence):
