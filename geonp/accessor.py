@@ -49,7 +49,8 @@ class _NPAccessor:
             model: a fitted ``NeuralProcess``, a path written by ``save``, the name of a bundled model
                 (``"prevalence-binomial"``, ...) or ``None``: the bundled ``gp2d-normal`` model. A bundled
                 model without its own normalisation is calibrated on this data without training.
-            context: ``"auto"`` (each tile uses the context within a halo) or ``"all"`` (exact
+            context: ``"auto"`` (each cell of targets uses its nearest observations, as many as the
+                model was trained with; see ``NeuralProcess.predict``) or ``"all"`` (exact
                 attention over every context point).
             **kwargs: ``predict`` options: ``quantiles``, ``samples``, ``halo``, ``tile``, ``lazy`` ...
         """

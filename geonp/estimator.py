@@ -246,7 +246,29 @@ class NeuralProcess:
         self.history_ = history
         self.steps_trained_ = steps_done
         self.n_observations_ = int(observed.sum())
+        self.calibration_ = self._calibrate(data, table, name, covariates, head)
+        self.history_ = list(history) + [{"calibration": self.calibration_}]
         return self
+
+    def _calibrate(self, data, table, name, covariates, head) -> dict:
+        """Held-out calibration of the predictive spread on this data (see :mod:`geonp.calibration`)."""
+        from geonp import calibration
+
+        if not head.standardise or head.name != "normal":
+            return {"status": f"not calibrated: a {head.name} model (only Gaussian fields are)", "std_scale": 1.0}
+        if counts_lib.is_survey(table) or self.temporal:
+            why = "point data" if counts_lib.is_survey(table) else "a temporal model"
+            return {"status": f"not calibrated: {why} (gridded fields only)", "std_scale": 1.0}
+        ds, _ = tables_lib.as_dataset(data, name)
+        spatial = table.layout.spatial
+        if not all(d in ds[name].dims for d in spatial):
+            return {"status": "not calibrated: the spatial coordinates are not grid dimensions", "std_scale": 1.0}
+        self.calibration_ = {"std_scale": 1.0}
+        result = calibration.calibrate(self, ds[name], spatial, {c: ds[c] for c in covariates}, seed=self.seed)
+        if result["status"] != "calibrated":
+            warnings.warn(f"{result['status']}; the predictive spread is the model's own, uncalibrated.",
+                          UserWarning, stacklevel=3)
+        return result
 
     @staticmethod
     def _check_observations(table, head, names, what):
@@ -323,7 +345,7 @@ class NeuralProcess:
     def predict(self, context, target=None, *, quantiles: Sequence[float] | None = None, samples: int = 0,
                 exceedance: Sequence[float] | None = None, halo: float | str | None = None, tile: int = 128,
                 time_tile: int = 24, lazy: bool | None = None, seed: int = 0, spatial_dims=None, time_dim=None,
-                progress: bool | None = None) -> xr.Dataset:
+                progress: bool | None = None, calibrated: bool = True) -> xr.Dataset:
         """Condition on the observed values of ``context`` and predict at ``target``.
 
         Args:
@@ -335,12 +357,16 @@ class NeuralProcess:
             samples: draws from each point's predictive marginal; adds ``samples``.
             exceedance: thresholds t (binomial: prevalence, poisson: rate); adds ``exceedance``
                 = P(value > t) per point along a ``threshold`` dimension.
-            halo: how far around each tile the context is used, in km (geographic) or CRS units;
-                ``None`` chooses it from the learned bias; ``"all"`` uses all context (exact, slower).
+            halo: ``None`` (default): context by count, as in training: the targets are split into cells
+                and each cell conditions on its ``max_context`` nearest observations (and every target on
+                its own 4 nearest), however dense the data; a distance in km (geographic) or CRS units:
+                all context within it around each tile; ``"all"``: all context (exact, slower).
             tile: target tile size in grid cells per side (points for point targets).
             time_tile: time steps per tile for temporal models.
             lazy: return dask-backed variables (compute on write); default: lazy when the context or
                 target is dask-backed or the target has more than 4M points.
+            calibrated: apply the spread calibration learned by ``fit`` on held-out cells
+                (``calibration_["std_scale"]``; see :mod:`geonp.calibration`); False: the model's own spread.
         """
         self._check_fitted()
         quantiles = tuple(float(q) for q in (quantiles or ()))
@@ -377,6 +403,8 @@ class NeuralProcess:
             task_shape=tuple(tgt.template.sizes[d] for d in tgt.task_dims),
             task_map=task_map, halo=self._halo_distance(halo), time_halo=self._time_halo(halo),
             quantiles=quantiles, num_samples=int(samples), seed=seed, temporal=self.temporal, thresholds=thresholds,
+            neighbours=self.max_context if halo is None and not self.temporal else None,  # temporal: by halo
+            std_scale=self._std_scale() if calibrated else 1.0,
         )
         channels = self._channel_array(predictor, tgt, tile, time_tile)
         if lazy is None:
@@ -390,9 +418,13 @@ class NeuralProcess:
         source_attrs = dict(context.attrs) if isinstance(context, xr.Dataset) else {}
         provenance = {
             "model": f"{self.arch} ({self.config_.likelihood.name})", "version": _version(),
-            "context_points": int(observed.sum()), "halo": "all" if predictor.halo is None else predictor.halo,
+            "context_points": int(observed.sum()),
+            "context_rule": (f"nearest {predictor.neighbours} per cell" if predictor.neighbours else
+                             "all" if predictor.halo is None else f"within {predictor.halo:.4g} of each tile"),
+            "halo": "all" if predictor.halo is None else predictor.halo,
             "halo_units": "km" if s.kind == "geographic" else "crs units",
             "steps_trained": int(getattr(self, "steps_trained_", 0)),
+            **self._calibration_attrs(predictor.std_scale),
         }
         value_attrs = dict(s.value_attrs[0] if s.value_attrs else {})
         if head.standardise:
@@ -407,6 +439,19 @@ class NeuralProcess:
                 {**out["mean"].attrs, "long_name": f"observations, gaps filled with the predictive mean of "
                                                   f"{value_attrs.get('long_name', self.var_)}"})
         return out
+
+    def _std_scale(self) -> float:
+        return float(getattr(self, "calibration_", {}).get("std_scale", 1.0))
+
+    def _calibration_attrs(self, applied: float) -> dict:
+        cal = getattr(self, "calibration_", None) or {"status": "not calibrated: fitted before calibration existed"}
+        attrs = {"calibration": cal.get("status", ""), "calibration_std_scale": applied}
+        for when in ("before", "after"):
+            for k, v in cal.get(when, {}).items():
+                attrs[f"calibration_held_out_{k}_{when}"] = v
+        if "held_out_cells" in cal:
+            attrs["calibration_held_out_cells"] = cal["held_out_cells"]
+        return attrs
 
     def _context_var(self, context):
         if getattr(self, "count_var_", None):
@@ -523,7 +568,7 @@ class NeuralProcess:
             "scaling": self.scaling_.to_dict(), "var": self.var_, "count_var": self.count_var_,
             "covariates": list(self.covariates_),
             "layout": self.layout_, "steps": int(self.steps_trained_), "n_observations": self.n_observations_,
-            "history": self.history_[-50:],
+            "history": self.history_[-50:], "calibration": getattr(self, "calibration_", None),
         }
         return save_model(path, self.config_, self.params_, metadata)
 
@@ -572,6 +617,8 @@ def load(path) -> NeuralProcess:
     model.layout_ = meta.get("layout", {})
     model.history_ = meta.get("history", [])
     model.steps_trained_ = int(meta.get("steps", 0))
+    if meta.get("calibration") is not None:
+        model.calibration_ = meta["calibration"]
     model.n_observations_ = int(meta.get("n_observations", 0))
     return model
 

@@ -152,6 +152,8 @@ class TilePredictor:
     seed: int = 0
     temporal: bool = False
     thresholds: tuple[float, ...] = ()
+    neighbours: int | None = None  # context by count: each cell of targets takes this many nearest observations
+    std_scale: float = 1.0  # calibration of a Gaussian head's spread (geonp.calibration)
 
     @property
     def num_channels(self) -> int:
@@ -186,45 +188,122 @@ class TilePredictor:
 
         s = self.scaling
         emb = euclidean_embedding(s.kind, x, y)
-        centre = emb.mean(axis=0)
-        reach = float(np.sqrt(((emb - centre) ** 2).sum(-1)).max())
-        radius = None if self.halo is None else reach + self.halo
-        hours_range = (hours.min(), hours.max()) if hours is not None else None
-        idx = self.context.select(task, centre, radius, hours_range, self.time_halo)
-        c = self.context
-        tgt_space = s.space_features(x, y)
-        # projected features relative to the tile (translation invariance; keeps float32 exact)
-        origin = 0.0 if s.kind == "geographic" else tgt_space.mean(axis=0)
-        meta_ctx = {"space": c.space[task][idx][None] - origin}
-        meta_tgt = {"space": tgt_space[None] - origin}
-        if self.temporal:
-            meta_ctx["time"] = c.time[task][idx][None]
-            meta_tgt["time"] = s.time_features(hours)[None]
-        n = x.size
-        y_ctx = c.values[task][idx]
-        # centring: the model sees values relative to this tile's context mean (see FeatureScaling.center)
-        offset = y_ctx.mean(axis=0) if s.center == "task" else 0.0
-        batch = Batch(
-            x_ctx=c.covariates[task][idx][None], y_ctx=(y_ctx - offset)[None], meta_ctx=meta_ctx,
-            mask_ctx=np.ones((1, idx.size), bool), x_tgt=s.scale_covariates(cov)[None],
-            y_tgt=np.zeros((1, n, self.config.y_columns)), meta_tgt=meta_tgt, mask_tgt=np.ones((1, n), bool),
-        )
-        raw = predict_raw(self.config, self.params, batch)  # [1, N, outputs]
+        if self.neighbours is not None:  # context by count; a small context set is used whole
+            groups = (neighbourhoods(emb, self.context, task, self.neighbours)
+                      if self.context.size(task) > self.neighbours else
+                      [(np.arange(x.size), np.arange(self.context.size(task)))])
+        else:
+            centre = emb.mean(axis=0)
+            reach = float(np.sqrt(((emb - centre) ** 2).sum(-1)).max())
+            radius = None if self.halo is None else reach + self.halo
+            hours_range = (hours.min(), hours.max()) if hours is not None else None
+            groups = [(np.arange(x.size), self.context.select(task, centre, radius, hours_range, self.time_halo))]
+        tgt_space, tgt_time = s.space_features(x, y), s.time_features(hours) if self.temporal else None
+        tgt_cov = s.scale_covariates(cov)
+        raw = np.zeros((x.size, self.config.likelihood.num_outputs * self.config.y_dim), np.float32)
+        offset = np.zeros((x.size, self.config.y_columns if s.center == "task" else 1))
+        for start in range(0, len(groups), GROUPS_PER_CALL):
+            chunk = groups[start:start + GROUPS_PER_CALL]
+            batch, offsets = self._group_batch(task, chunk, tgt_space, tgt_time, tgt_cov)
+            out = np.asarray(predict_raw(self.config, self.params, batch))  # [G, Nt, outputs]
+            for i, (t_idx, _) in enumerate(chunk):
+                raw[t_idx] = out[i, : t_idx.size]
+                offset[t_idx] = offsets[i]
+        raw = raw[None]  # [1, N, outputs]
         head = self.config.likelihood
-        summary = head.predict(raw)
+        summary = head.predict(jax.numpy.asarray(raw))
         if head.name == "categorical":
             channels = [np.asarray(summary["probs"][0])]  # [N, K]
         else:
-            channels = [s.unscale_mean(np.asarray(summary["mean"][0]) + offset),
-                        s.unscale_std(np.asarray(summary["std"][0]))]
+            mean = np.asarray(summary["mean"][0])
+            channels = [s.unscale_mean(mean + offset), s.unscale_std(np.asarray(summary["std"][0]) * self.std_scale)]
+        # the calibration widens (or narrows) every distance from the mean by std_scale (Gaussian heads only)
+        spread = (lambda v: mean + self.std_scale * (v - mean)) if head.name == "normal" else (lambda v: v)  # noqa
         for q in self.quantiles:
-            channels.append(s.unscale_mean(np.asarray(head.quantile(raw, q)[0]) + offset))
-        for t in self.thresholds:
+            channels.append(s.unscale_mean(spread(np.asarray(head.quantile(raw, q)[0])) + offset))
+        for t in self.thresholds:  # count heads only (never calibrated)
             channels.append(np.asarray(head.exceedance(raw, t)[0]))
         if self.num_samples:
             key = jax.random.PRNGKey(self.seed)
             for i in location:
                 key = jax.random.fold_in(key, int(i))
             draws = np.asarray(head.sample(raw, key, self.num_samples))[:, 0]  # [S, N, 1]
-            channels.extend(s.unscale_mean(d + offset) for d in draws)
+            channels.extend(s.unscale_mean(spread(d) + offset) for d in draws)
         return np.concatenate(channels, axis=-1).astype(np.float32)
+
+    def _group_batch(self, task, groups, tgt_space, tgt_time, tgt_cov):
+        """One padded :class:`Batch` of ``len(groups)`` tasks (target indices, context indices), and the value
+        offsets (each group's context mean when values are centred per task)."""
+        s, c = self.scaling, self.context
+        n_ctx = max(ci.size for _, ci in groups)
+        n_tgt = max(ti.size for ti, _ in groups)
+        size = GROUPS_PER_CALL if len(groups) > 1 else 1  # few distinct shapes: few compilations
+        dx, dy = c.covariates[task].shape[-1], self.config.y_columns
+        dims = {"space": c.space[task].shape[-1], "time": 1}
+        names = ["space"] + (["time"] if self.temporal else [])
+        batch = {
+            "x_ctx": np.zeros((size, n_ctx, dx)), "y_ctx": np.zeros((size, n_ctx, dy)),
+            "mask_ctx": np.zeros((size, n_ctx), bool), "x_tgt": np.zeros((size, n_tgt, dx)),
+            "mask_tgt": np.zeros((size, n_tgt), bool),
+            "meta_ctx": {g: np.zeros((size, n_ctx, dims[g])) for g in names},
+            "meta_tgt": {g: np.zeros((size, n_tgt, dims[g])) for g in names},
+        }
+        offsets = []
+        for i, (ti, ci) in enumerate(groups):
+            # projected features relative to the group's targets (translation invariance; keeps float32 exact)
+            origin = 0.0 if s.kind == "geographic" else tgt_space[ti].mean(axis=0)
+            y_ctx = c.values[task][ci]
+            offset = y_ctx.mean(axis=0) if s.center == "task" else np.zeros(1)
+            offsets.append(offset)
+            batch["x_ctx"][i, : ci.size] = c.covariates[task][ci]
+            batch["y_ctx"][i, : ci.size] = y_ctx - offset
+            batch["mask_ctx"][i, : ci.size] = True
+            batch["x_tgt"][i, : ti.size] = tgt_cov[ti]
+            batch["mask_tgt"][i, : ti.size] = True
+            batch["meta_ctx"]["space"][i, : ci.size] = c.space[task][ci] - origin
+            batch["meta_tgt"]["space"][i, : ti.size] = tgt_space[ti] - origin
+            if self.temporal:
+                batch["meta_ctx"]["time"][i, : ci.size] = c.time[task][ci]
+                batch["meta_tgt"]["time"][i, : ti.size] = tgt_time[ti]
+        for i in range(len(groups), size):  # padding tasks: one dummy observed point, no targets
+            batch["mask_ctx"][i, 0] = True
+        return Batch(y_tgt=np.zeros((size, n_tgt, self.config.y_columns)), **batch), offsets
+
+
+GROUPS_PER_CALL = 8  # neighbourhoods predicted together in one model call
+
+
+def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int) -> list:
+    """Split the targets into cells, each conditioned on the ``count`` observations nearest to it.
+
+    Cells are squares (cubes in the 3-D km embedding of the sphere) of side
+    ``r``: the distance within which a typical observation has ``count / 2``
+    others. The nearest ``count`` observations to a cell's centre then reach
+    about ``sqrt(2) r`` from it, beyond the cell's corners (``0.71 r``), and
+    every target additionally keeps its own 4 nearest observations. So no cell
+    conditions on (much) more points than the model was trained with, however
+    dense the data, and a cell inside a large gap conditions on the gap's edges.
+
+    Returns ``[(target indices, context indices sorted), ...]``.
+    """
+    tree = context.tree(task)
+    points = context.embedding[task]
+    n = points.shape[0]
+    probe = points[np.random.default_rng(0).choice(n, size=min(n, 256), replace=False)]
+    k_half = max(2, min(count // 2, n - 1))
+    radius = float(np.median(tree.query(probe, k=k_half + 1)[0][:, -1]))
+    radius = radius if radius > 0 else 1.0
+    cells = np.floor(emb_tgt / radius).astype(np.int64)
+    _, cell_of, = np.unique(cells, axis=0, return_inverse=True)
+    cell_of = cell_of.reshape(-1)
+    order = np.argsort(cell_of, kind="stable")
+    bounds = np.flatnonzero(np.diff(cell_of[order])) + 1
+    k = min(count, n)
+    own = np.atleast_2d(tree.query(emb_tgt, k=min(4, n))[1])
+    own = own.reshape(len(emb_tgt), -1)
+    groups = []
+    for t_idx in np.split(order, bounds):
+        centre = emb_tgt[t_idx].mean(axis=0)
+        nearest = np.atleast_1d(tree.query(centre, k=k)[1])
+        groups.append((t_idx, np.unique(np.concatenate([nearest, own[t_idx].reshape(-1)]))))
+    return groups

@@ -1,0 +1,60 @@
+"""Equal wall-clock, better model? Today's per-head bias and the new default, trained for the same minutes.
+
+    python benchmarks/equal_time.py --minutes 10
+
+Both train the reference BSA-TNP size on the same GP task stream (same seed:
+batch t is the same for both; the faster one simply sees more of them), each
+under its own step and sampling (``before``: per-head RBF bias, tasks sampled
+in line with the old covariance code; ``after``: the default config and loop),
+with a schedule planned for the steps the budget allows (``--steps-*``, from
+``benchmarks/speed.py``'s seconds per step) and stopped by the time budget.
+Then both are scored on the same 32 fresh tasks (1,024 noise-free targets
+each) next to the exact GP oracle. Last line: JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from geonp.evaluation import evaluate_gp
+from geonp.tasks.gp import GPTaskSampler
+from geonp.training.loop import TrainConfig, train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from speed import AFTER, BEFORE, BeforeGPTaskSampler  # noqa: E402
+
+
+def run(config, sampler, minutes: float, steps: int, prefetch: int) -> dict:
+    tc = TrainConfig(steps=steps, batch_size=16, learning_rate=1e-3, time_budget=minutes * 60, validate_every=100,
+                     progress=False, prefetch=prefetch)
+    result = train(config, sampler, tc)
+    scores = evaluate_gp(config, result.params, GPTaskSampler(), num_batches=4, batch_size=8)
+    return {"steps": result.step, "planned_steps": steps, "seconds": round(result.seconds, 1),
+            "nll": scores["model"]["nll"], "rmse": scores["model"]["rmse"],
+            "coverage_95": scores["model"]["coverage_95"], "oracle_nll": scores["oracle"]["nll"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=20.0, help="training minutes for each model")
+    parser.add_argument("--seconds-per-step-before", type=float, default=2.14)
+    parser.add_argument("--seconds-per-step-after", type=float, default=1.07)
+    args = parser.parse_args()
+    budget = args.minutes * 60
+    results = {
+        "before": run(BEFORE, BeforeGPTaskSampler(num_target=256), args.minutes,
+                      int(budget / args.seconds_per_step_before), prefetch=0),
+        "after": run(AFTER, GPTaskSampler(num_target=256), args.minutes,
+                     int(budget / args.seconds_per_step_after), prefetch=TrainConfig().prefetch),
+    }
+    for name, r in results.items():
+        print(f"{name:>7}: {r['steps']} steps in {r['seconds']:.0f} s, NLL {r['nll']:.4f} (oracle "
+              f"{r['oracle_nll']:.4f}), RMSE {r['rmse']:.4f}, 95% coverage {r['coverage_95']:.3f}")
+    print(json.dumps({"minutes": args.minutes, **results}))
+
+
+if __name__ == "__main__":
+    main()

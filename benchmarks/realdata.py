@@ -1,0 +1,347 @@
+"""Real rasters, real-looking gaps: geonp's default path against the classical methods, in one run.
+
+    python benchmarks/realdata.py --quick     # a few fields per case (minutes)
+    python benchmarks/realdata.py             # more fields per case
+
+Built only from the shared samples (``../shared/data`` or ``$GEONP_DATA``):
+
+* gap filling (``*-clouds``, ``*-random``) on ERA5 2 m temperature over the UK
+  (0.25 deg, hours), ERA5-Land over central Norway (0.1 deg, days; the sea is
+  missing already) and the global ERA5 ensemble (3 deg, 850 hPa temperature).
+  Cloud masks are contiguous blobs: white noise smoothed at a random scale
+  (from a few cells to a third of the domain) and thresholded at a random
+  30-80% quantile; random masks hide 50% of the cells one by one. Scores are
+  taken at the hidden cells that have a true value.
+* downscaling (``*-down2x``, ``*-down4x``): block means of the fine field
+  (2 x 2 or 4 x 4 cells, the coarse value at the block centre) back to the
+  fine grid; Norway with elevation as the covariate (bundled ``t2m-elevation``).
+
+Methods, all in the same run on the same cells: ``geonp`` (the default path: a
+DataArray's ``.np.predict`` with the bundled model, zero-shot), ``nearest``,
+``idw10`` (inverse-distance average of the 10 nearest observations, power 2),
+``bilinear`` and ``bicubic`` (downscaling; outside the coarse cell centres
+the nearest value), ``kriging`` (ordinary kriging, exponential variogram fitted
+to the data, the 64 nearest observations per target when there are more than
+1,500) and ``gp_ml`` (a GP with Matern-3/2 kernel, constant mean and noise whose
+hyperparameters maximise the marginal likelihood of up to 800 observations;
+it then predicts from its 800 observations nearest each block of targets).
+Distances: local km for regional fields, great-circle km (3-D chord) for the globe.
+
+Metrics: RMSE, MAE, CRPS (Gaussian; a point method's CRPS is its MAE), 95%
+coverage and interval score (probabilistic methods), seconds. Last line:
+``{"cases": {"<case>": {"<method>": {"rmse":…, "mae":…, "crps":…, "cov95":…, "interval":…, "seconds":…}}}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from scipy import ndimage, optimize
+from scipy.spatial import cKDTree
+
+EARTH_KM = 6371.0088
+Z95 = 1.959963984540054
+
+
+# --------------------------------------------------------------------------- data
+
+
+def data_dir() -> Path:
+    env = os.environ.get("GEONP_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def fields(quick: bool) -> dict:
+    """``{name: list of 2-D DataArrays (latitude ascending, longitude)}`` and covariates."""
+    base = data_dir()
+    uk = xr.open_dataset(base / "era5_t2m_uk" / "era5_t2m_uk_2019-03_0p25deg.nc")["t2m"]
+    uk = uk.sortby("latitude").sortby("longitude")
+    hours = [0, 300, 600] if quick else [0, 100, 200, 300, 400, 500, 600, 700]
+    norway = xr.open_dataset(base / "era5land_t2m_norway_krigr" / "CentralNorway.nc")["2m_temperature"]
+    norway = norway.sortby("latitude").sortby("longitude")
+    days = [0, 2] if quick else list(range(norway.sizes["time"]))
+    glob = xr.open_dataset(base / "era5_ens_t_z_global_3deg" / "era5_ens_t_z_500_850hPa_3deg.nc")["t"]
+    glob = glob.sel(isobaricInhPa=850).sortby("latitude")
+    members = [(0, 0), (3, 2)] if quick else [(m, t) for m in (0, 3, 6) for t in (0, 2)]
+    elevation = xr.open_dataset(base / "era5land_t2m_norway_krigr" / "Covariates_Train.nc")
+    elevation = elevation[[v for v in elevation.data_vars if v != "crs"][0]].sortby("latitude").sortby("longitude")
+    strip = lambda da: da.drop_vars([c for c in da.coords if c not in ("latitude", "longitude")])  # noqa: E731
+    return {
+        "uk": [strip(uk.isel(time=h)) for h in hours],
+        "norway": [strip(norway.isel(time=d)) for d in days],
+        "global": [strip(glob.isel(number=m, time=t)) for m, t in members],
+        "norway_elevation": strip(elevation.interp(latitude=norway.latitude, longitude=norway.longitude,
+                                                   method="nearest")),
+    }
+
+
+def cloud_mask(shape, rng) -> np.ndarray:
+    """True = hidden: smoothed white noise above a random 30-80% quantile (blobs of random size)."""
+    sigma = rng.uniform(1.0, max(1.5, min(shape) / 3.0) / 2.0)
+    noise = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    return noise > np.quantile(noise, rng.uniform(0.3, 0.8))
+
+
+def random_mask(shape, rng, fraction: float = 0.5) -> np.ndarray:
+    return rng.random(shape) < fraction
+
+
+def embed(lon, lat) -> np.ndarray:
+    """3-D chord coordinates in km: great-circle distances to within 1% up to ~3,000 km."""
+    lon, lat = np.deg2rad(lon), np.deg2rad(lat)
+    return EARTH_KM * np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], -1)
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def nearest(src, values, dst):
+    return values[cKDTree(src).query(dst, k=1)[1]], None
+
+
+def idw(src, values, dst, k: int = 10, power: float = 2.0):
+    dist, idx = cKDTree(src).query(dst, k=min(k, len(src)))
+    w = 1.0 / np.maximum(dist, 1e-9) ** power
+    return (w * values[idx]).sum(-1) / w.sum(-1), None
+
+
+def kriging(src, values, dst, local_above: int = 1500):
+    """Ordinary kriging with an exponential variogram (pykrige) in 3-D chord km."""
+    from pykrige.ok3d import OrdinaryKriging3D
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ok = OrdinaryKriging3D(src[:, 0], src[:, 1], src[:, 2], values, variogram_model="exponential")
+        if len(src) > local_above:
+            mean, var = ok.execute("points", dst[:, 0], dst[:, 1], dst[:, 2], backend="loop", n_closest_points=64)
+        else:
+            mean, var = ok.execute("points", dst[:, 0], dst[:, 1], dst[:, 2])
+    return np.asarray(mean), np.sqrt(np.maximum(np.asarray(var), 1e-12))
+
+
+def _matern32(d, ls):
+    r = np.sqrt(3.0) * d / ls
+    return (1.0 + r) * np.exp(-r)
+
+
+def gp_ml(src, values, dst, subsample: int = 800, seed: int = 0):
+    """Matern-3/2 GP, hyperparameters by maximum marginal likelihood on a subsample; local prediction."""
+    from scipy.linalg import cho_factor, cho_solve
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(src), size=min(subsample, len(src)), replace=False)
+    xs, ys = src[pick], values[pick]
+    mu0, sd0 = ys.mean(), ys.std() + 1e-9
+    d = cdist(xs, xs)
+    spread = np.median(d[d > 0]) if (d > 0).any() else 1.0
+
+    def nll(theta):
+        amp, ls, noise = np.exp(theta)
+        k = amp * _matern32(d, ls) + (noise + 1e-6) * np.eye(len(xs))
+        try:
+            c = cho_factor(k, lower=True)
+        except np.linalg.LinAlgError:
+            return 1e10
+        r = (ys - mu0) / sd0
+        return 0.5 * r @ cho_solve(c, r) + np.log(np.diag(c[0])).sum()
+
+    best = optimize.minimize(nll, np.log([1.0, spread / 4, 0.01]), method="L-BFGS-B",
+                             bounds=[(-5, 5), (np.log(spread / 1000), np.log(spread * 10)), (-12, 2)])
+    amp, ls, noise = np.exp(best.x)
+    tree = cKDTree(src)
+    mean, std = np.empty(len(dst)), np.empty(len(dst))
+    for block in np.array_split(np.arange(len(dst)), max(1, len(dst) // 200)):
+        near = np.unique(tree.query(dst[block], k=min(subsample, len(src)))[1][:, :8].ravel())
+        near = np.unique(np.concatenate([near, tree.query(dst[block].mean(0), k=min(subsample, len(src)))[1]]))
+        xc, yc = src[near], (values[near] - mu0) / sd0
+        k = amp * _matern32(cdist(xc, xc), ls) + (noise + 1e-6) * np.eye(len(xc))
+        c = cho_factor(k, lower=True)
+        ks = amp * _matern32(cdist(dst[block], xc), ls)
+        mean[block] = ks @ cho_solve(c, yc)
+        var = amp - np.einsum("ij,ji->i", ks, cho_solve(c, ks.T)) + noise
+        std[block] = np.sqrt(np.maximum(var, 1e-12))
+    return mu0 + sd0 * mean, sd0 * std
+
+
+def grid_interp(coarse: xr.DataArray, fine: xr.DataArray, method: str):
+    """xarray interpolation of the coarse grid onto the fine one; the nearest value outside the coarse centres."""
+    out = coarse.interp(latitude=fine.latitude, longitude=fine.longitude, method=method).values
+    near = coarse.interp(latitude=fine.latitude, longitude=fine.longitude, method="nearest",
+                         kwargs={"fill_value": None}).values
+    out = np.where(np.isfinite(out), out, near)
+    return out.ravel(), None
+
+
+# --------------------------------------------------------------------------- geonp
+
+
+def geonp_gaps(field: xr.DataArray, hidden: np.ndarray):
+    import geonp  # noqa: F401  (registers .np)
+
+    masked = field.where(~hidden)
+    pred = masked.np.predict(progress=False)
+    return pred["mean"].values.ravel(), pred["std"].values.ravel()
+
+
+def geonp_downscale(coarse: xr.DataArray, fine: xr.DataArray, covariate=None):
+    import geonp
+
+    if covariate is None:
+        pred = coarse.np.predict(target=xr.Dataset(coords={"latitude": fine.latitude, "longitude": fine.longitude}),
+                                 progress=False)
+    else:
+        ctx = coarse.to_dataset(name="t2m")
+        ctx["elevation"] = covariate.coarsen(latitude=covariate.sizes["latitude"] // coarse.sizes["latitude"],
+                                             longitude=covariate.sizes["longitude"] // coarse.sizes["longitude"],
+                                             boundary="trim").mean().assign_coords(
+            latitude=coarse.latitude, longitude=coarse.longitude)
+        tgt = xr.Dataset({"elevation": covariate}, coords={"latitude": fine.latitude, "longitude": fine.longitude})
+        model = geonp.pretrained("t2m-elevation")
+        if not model.is_fitted:
+            model.fit(ctx, "t2m", covariates=["elevation"], steps=0)
+        pred = model.predict(ctx, target=tgt, progress=False)
+    return pred["mean"].values.ravel(), pred["std"].values.ravel()
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def scores(mean, std, truth) -> dict:
+    from geonp import metrics
+
+    err = mean - truth
+    out = {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
+    if std is None:
+        out["crps"] = out["mae"]
+    else:
+        std = np.maximum(std, 1e-9)
+        out["crps"] = float(metrics.crps_gaussian(mean, std, truth))
+        lo, hi = mean - Z95 * std, mean + Z95 * std
+        out["cov95"] = float(np.mean((truth >= lo) & (truth <= hi)))
+        out["interval"] = float(np.mean((hi - lo) + 40.0 * np.maximum(lo - truth, 0)
+                                        + 40.0 * np.maximum(truth - hi, 0)))
+    return out
+
+
+def run_method(fn, *args):
+    started = time.perf_counter()
+    mean, std = fn(*args)
+    return np.asarray(mean, np.float64), None if std is None else np.asarray(std, np.float64), \
+        time.perf_counter() - started
+
+
+def gap_case(field_list, kind: str, seed: int, methods) -> dict:
+    rng = np.random.default_rng(seed)
+    totals: dict = {}
+    for field in field_list:
+        values = field.values
+        lon, lat = np.meshgrid(field.longitude.values, field.latitude.values)
+        pts = embed(lon.ravel(), lat.ravel())
+        valid = np.isfinite(values.ravel())
+        hidden = (cloud_mask(values.shape, rng) if kind == "clouds" else random_mask(values.shape, rng))
+        hidden &= np.isfinite(values)
+        if hidden.sum() < 5 or (valid & ~hidden.ravel()).sum() < 20:
+            continue
+        obs = valid & ~hidden.ravel()
+        tgt = hidden.ravel()
+        truth = values.ravel()[tgt]
+        for name in methods:
+            if name == "geonp":
+                mean, std, sec = run_method(geonp_gaps, field, hidden)
+                mean, std = mean[tgt], std[tgt]
+            else:
+                fn = {"nearest": nearest, "idw10": idw, "kriging": kriging, "gp_ml": gp_ml}[name]
+                mean, std, sec = run_method(fn, pts[obs], values.ravel()[obs], pts[tgt])
+            _accumulate(totals, name, scores(mean, std, truth), truth.size, sec)
+    return _finish(totals)
+
+
+def down_case(field_list, factor: int, methods, covariate=None) -> dict:
+    totals: dict = {}
+    for fine in field_list:
+        ny, nx = (fine.sizes["latitude"] // factor) * factor, (fine.sizes["longitude"] // factor) * factor
+        fine = fine.isel(latitude=slice(0, ny), longitude=slice(0, nx))
+        coarse = fine.coarsen(latitude=factor, longitude=factor).mean()  # NaN where any fine cell is missing
+        cov = None if covariate is None else covariate.sel(latitude=fine.latitude, longitude=fine.longitude)
+        lon_c, lat_c = np.meshgrid(coarse.longitude.values, coarse.latitude.values)
+        lon_f, lat_f = np.meshgrid(fine.longitude.values, fine.latitude.values)
+        ok_c = np.isfinite(coarse.values.ravel())
+        tgt = np.isfinite(fine.values.ravel())
+        src, src_values = embed(lon_c.ravel(), lat_c.ravel())[ok_c], coarse.values.ravel()[ok_c]
+        dst, truth = embed(lon_f.ravel(), lat_f.ravel())[tgt], fine.values.ravel()[tgt]
+        for name in methods:
+            if name == "geonp":
+                mean, std, sec = run_method(geonp_downscale, coarse, fine, cov)
+                mean, std = mean[tgt], std[tgt]
+            elif name in ("bilinear", "bicubic"):
+                method = "linear" if name == "bilinear" else "cubic"
+                mean, std, sec = run_method(grid_interp, coarse, fine, method)
+                # cubic splines cannot cross gaps: the nearest coarse value there
+                fallback = nearest(src, src_values, embed(lon_f.ravel(), lat_f.ravel()))[0]
+                mean = np.where(np.isfinite(mean), mean, fallback)[tgt]
+            else:
+                fn = {"nearest": nearest, "idw10": idw, "kriging": kriging, "gp_ml": gp_ml}[name]
+                mean, std, sec = run_method(fn, src, src_values, dst)
+            _accumulate(totals, name, scores(mean, std, truth), truth.size, sec)
+    return _finish(totals)
+
+
+def _accumulate(totals, name, s, n, seconds):
+    row = totals.setdefault(name, {"n": 0, "seconds": 0.0, "sums": {}})
+    row["n"] += n
+    row["seconds"] += seconds
+    for k, v in s.items():
+        # RMSE pools squared errors; the rest are means over cells
+        row["sums"][k] = row["sums"].get(k, 0.0) + (v**2 if k == "rmse" else v) * n
+
+
+def _finish(totals) -> dict:
+    out = {}
+    for name, row in totals.items():
+        r = {k: (np.sqrt(v / row["n"]) if k == "rmse" else v / row["n"]) for k, v in row["sums"].items()}
+        r["seconds"] = row["seconds"]
+        r["cells"] = row["n"]
+        out[name] = {k: round(float(v), 4) if k != "cells" else int(v) for k, v in r.items()}
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--cases", default="", help="comma-separated subset of case names")
+    args = parser.parse_args()
+    if not data_dir().is_dir():
+        raise SystemExit(f"shared data not found at {data_dir()}; set GEONP_DATA to the data folder.")
+    data = fields(args.quick)
+    gap_methods = ["geonp", "nearest", "idw10", "kriging", "gp_ml"]
+    down_methods = ["geonp", "nearest", "idw10", "bilinear", "bicubic", "kriging", "gp_ml"]
+    cases = {}
+    for name in ("uk", "norway", "global"):
+        for kind in ("clouds", "random"):
+            cases[f"{name}-{kind}"] = lambda n=name, k=kind: gap_case(data[n], k, 0, gap_methods)
+        for factor in (2, 4):
+            cov = data["norway_elevation"] if name == "norway" else None
+            cases[f"{name}-down{factor}x"] = lambda n=name, f=factor, c=cov: down_case(data[n], f, down_methods, c)
+    wanted = [c for c in args.cases.split(",") if c] or list(cases)
+    results = {}
+    for case in wanted:
+        started = time.perf_counter()
+        results[case] = cases[case]()
+        print(f"{case} ({time.perf_counter() - started:.0f} s)")
+        for method, r in sorted(results[case].items(), key=lambda kv: kv[1]["rmse"]):
+            extra = f" cov95 {r['cov95']:.3f} interval {r['interval']:.3f}" if "cov95" in r else ""
+            print(f"    {method:<9} RMSE {r['rmse']:.4f} MAE {r['mae']:.4f} CRPS {r['crps']:.4f}{extra} "
+                  f"{r['seconds']:.1f} s")
+    print(json.dumps({"quick": args.quick, "cases": results}))
+
+
+if __name__ == "__main__":
+    main()
