@@ -26,7 +26,6 @@ than ``MIN_HELD_OUT`` cells that can be held out with context left to predict th
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 from scipy import ndimage
 from scipy.stats import norm
@@ -99,7 +98,7 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     """Hold out cells of ``data`` (a gridded field, any extra dims are fields) and fit ``std_scale``.
 
     ``model`` is a fitted :class:`geonp.NeuralProcess` (its ``calibration_`` is not used here);
-    ``covariates`` maps names to DataArrays on the same grid.
+    ``covariates`` maps names to DataArrays on the same grid; ``spatial_dims`` are the grid's (y, x) dims.
     """
     ydim, xdim = spatial_dims
     others = [d for d in data.dims if d not in spatial_dims]
@@ -125,11 +124,12 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
         field = stacked[dict(zip(others, index, strict=True))] if others else stacked
         masked = field.where(~xr.DataArray(hidden, dims=(ydim, xdim)))
         context = masked.to_dataset(name=str(data.name or "value"))
-        table = {ydim: lat.ravel()[where], xdim: lon.ravel()[where]}
+        points = xr.Dataset(coords={ydim: ("point", lat.ravel()[where]), xdim: ("point", lon.ravel()[where])})
         for name, cov in covariates.items():
             context[name] = cov
-            table[name] = np.asarray(cov.transpose(ydim, xdim).values).ravel()[where]
-        pred = model.predict(context, target=pd.DataFrame(table), progress=False, calibrated=False)
+            points[name] = ("point", np.asarray(cov.transpose(ydim, xdim).values).ravel()[where])
+        pred = model.predict(context, target=points, progress=False, calibrated=False,
+                             spatial_dims=tuple(spatial_dims))
         mean, std = np.asarray(pred["mean"]).ravel(), np.asarray(pred["std"]).ravel()
         truth = field.values.ravel()[where]
         ok = np.isfinite(mean) & np.isfinite(std) & (std > 0)

@@ -247,7 +247,9 @@ class NeuralProcess:
         self.steps_trained_ = steps_done
         self.n_observations_ = int(observed.sum())
         self.calibration_ = self._calibrate(data, table, name, covariates, head)
-        self.history_ = list(history) + [{"calibration": self.calibration_}]
+        # the calibration joins the last record of the history (a record of its own after steps=0)
+        self.history_ = [dict(r) for r in history] or [{"step": 0}]
+        self.history_[-1]["calibration"] = self.calibration_
         return self
 
     def _calibrate(self, data, table, name, covariates, head) -> dict:

@@ -29,12 +29,13 @@ expansion does not lose float32 precision to cancellation.
 
 Great-circle groups use the 3-D unit vectors times the group's radius (chord
 length, within 1% of the arc up to 0.49 rad, 3,100 km on the Earth) with an
-isotropic ``A = I / (sqrt(2) l)``: any rotation of the sphere leaves the bias
-unchanged.
+isotropic ``A`` (the geometric mean of the head's axis scales; the parameters
+are shaped by the raw coordinates, so one model runs on projected and on
+longitude/latitude data): any rotation of the sphere leaves the bias unchanged.
 
-Shapes: prepared metadata ``{group: [B, N, d]}``; parameters per group
-``{"log_diag": [H, C], "lower": [H, C (C - 1) / 2]}`` (Euclidean, ``lower`` only
-for C > 1) or ``{"log_diag": [H, 1]}`` (great circle); bias tiles ``[B, H, Tq, Tk]``.
+Shapes: prepared metadata ``{group: [B, N, d]}``; parameters per group of
+``dim`` raw columns ``{"log_diag": [H, dim], "lower": [H, dim (dim - 1) / 2]}``
+(``lower`` only for dim > 1); bias tiles ``[B, H, Tq, Tk]``.
 """
 
 from __future__ import annotations
@@ -60,21 +61,22 @@ def init_quadratic_bias(key, groups: Sequence, num_heads: int) -> dict:
     params = {}
     for g in groups:
         log_diag = -jnp.log(math.sqrt(2.0) * g.log_spaced_scales(num_heads))  # [H]
-        if g.metric == "great_circle":
-            params[g.name] = {"log_diag": log_diag[:, None].astype(jnp.float32)}
-        else:
-            c = columns(g)
-            params[g.name] = {"log_diag": jnp.repeat(log_diag[:, None], c, axis=1).astype(jnp.float32)}
-            if c > 1:  # the orientation of an anisotropic head
-                params[g.name]["lower"] = jnp.zeros((num_heads, c * (c - 1) // 2), jnp.float32)
+        # shaped by the raw coordinate columns, not the metric: a model fitted on projected data
+        # runs on longitude/latitude and back (the estimator switches the metric to the data's)
+        params[g.name] = {"log_diag": jnp.repeat(log_diag[:, None], g.dim, axis=1).astype(jnp.float32)}
+        if g.dim > 1:  # the orientation of an anisotropic head
+            params[g.name]["lower"] = jnp.zeros((num_heads, g.dim * (g.dim - 1) // 2), jnp.float32)
     return params
 
 
 def transform(table, group) -> jnp.ndarray:
     """``[H, C, C]`` lower-triangular matrices A of one group (isotropic on the sphere)."""
     c = columns(group)
-    diag = jnp.exp(table["log_diag"])  # [H, C] or [H, 1]
-    if "lower" not in table:  # isotropic on the sphere, or one column
+    if group.metric == "great_circle":  # isotropic: the geometric mean of the head's axis scales
+        scale = jnp.exp(jnp.mean(table["log_diag"], axis=-1))  # [H]
+        return scale[:, None, None] * jnp.eye(c)[None]  # [H, 3, 3]
+    diag = jnp.exp(table["log_diag"])  # [H, C]
+    if "lower" not in table:  # one column
         return diag[:, :, None] * jnp.eye(c)[None]  # [H, C, C]
     rows, cols = np.tril_indices(c, -1)
     a = jnp.zeros((diag.shape[0], c, c), diag.dtype).at[:, rows, cols].set(table["lower"])
@@ -131,7 +133,9 @@ def quadratic_bias(params, q_meta, k_meta, groups: Sequence):
 def profile(table, d, group=None):
     """``[H, D]`` bias at distances ``d`` along each head's longest reach (the halo search needs that one)."""
     log_diag = np.asarray(table["log_diag"], np.float64)
-    if "lower" not in table:  # isotropic
+    if group is not None and group.metric == "great_circle":
+        lam = np.exp(2.0 * log_diag.mean(axis=1))
+    elif "lower" not in table:  # one column
         lam = np.exp(2.0 * log_diag[:, 0])
     else:
         c = log_diag.shape[1]

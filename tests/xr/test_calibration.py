@@ -1,0 +1,111 @@
+"""Context by count at prediction, and the spread calibrated on held-out cells of the user's data."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import ndimage
+
+import geonp
+from geonp import calibration
+from geonp.tiling import ContextSet, neighbourhoods
+
+from .conftest import smooth_field
+
+
+def _cloudy(da, seed=0, quantile=0.55, sigma=2.5):
+    rng = np.random.default_rng(seed)
+    hidden = [ndimage.gaussian_filter(rng.standard_normal(da.shape[1:]), sigma) for _ in range(da.shape[0])]
+    hidden = np.stack([h > np.quantile(h, quantile) for h in hidden])
+    return da.where(~hidden), hidden
+
+
+def test_neighbourhoods_cover_every_target_once_with_bounded_context():
+    rng = np.random.default_rng(0)
+    obs = rng.uniform(0, 100, (3000, 2))
+    context = ContextSet([obs], [obs], [None], [None], [np.zeros((3000, 0))], [np.zeros((3000, 1))])
+    targets = rng.uniform(0, 100, (900, 2))
+    groups = neighbourhoods(targets, context, 0, count=128)
+    seen = np.concatenate([t for t, _ in groups])
+    assert sorted(seen.tolist()) == list(range(900))
+    nearest = context.tree(0).query(targets, k=1)[1]
+    for t_idx, c_idx in groups:
+        assert c_idx.size <= 128 + 4 * t_idx.size
+        assert c_idx.size <= 256  # cells hold far fewer targets than the context they take
+        assert np.isin(nearest[t_idx], c_idx).all()  # each target keeps its nearest observation
+    assert len(groups) > 5  # dense data: many cells, each with its own nearest observations
+
+
+def test_dense_raster_never_conditions_on_more_than_max_context(field):
+    big = smooth_field(np.arange(40.0, 60.0, 0.1), np.arange(-10.0, 10.0, 0.1), times=1)  # 200 x 200
+    model = geonp.NeuralProcess(pretrained="gp2d-normal", steps=0, max_context=256).fit(big.where(big > 0))
+    pred = model.predict(big.isel(lat=slice(0, 60), lon=slice(0, 60)), progress=False)
+    assert pred.attrs["geonp_context_rule"] == "nearest 256 per cell"
+    assert np.isfinite(pred["mean"]).all()
+
+
+def test_gap_masks_shift_the_data_own_gaps_and_keep_them_whole():
+    rng = np.random.default_rng(1)
+    observed = np.ones((40, 50), bool)
+    gap = np.zeros((40, 50), bool)
+    gap[5:15, 10:25] = True  # one 10 x 15 cloud
+    masks, how = calibration.gap_masks(observed & ~gap, [gap], rng, 3)
+    assert how == "shifted missing-value pattern"
+    for m in masks:
+        labels, n = ndimage.label(m, structure=np.ones((3, 3)))
+        assert n >= 1 and not (m & gap).any()
+        # a shifted copy of the cloud (possibly wrapped, split at the edges, minus the real gap)
+        assert m.sum() <= gap.sum()
+    blobs, how = calibration.gap_masks(observed, [np.zeros_like(gap)], rng, 2)
+    assert how == "blobs" and all(0 < b.sum() < observed.sum() for b in blobs)
+
+
+def test_calibration_widens_overconfident_intervals_and_is_reported_and_saved(tmp_path):
+    truth = smooth_field(np.arange(50.0, 58.0, 0.25), np.arange(-6.0, 4.0, 0.25), times=4, seed=4)
+    cloudy, hidden = _cloudy(truth)
+    model = geonp.NeuralProcess(pretrained="gp2d-normal", steps=0).fit(cloudy)
+    cal = model.calibration_
+    assert cal["status"] == "calibrated" and cal["held_out_cells"] >= calibration.MIN_HELD_OUT
+    assert abs(cal["after"]["cov95"] - 0.95) < 0.02  # by construction on the held-out cells
+    assert model.history_[-1]["calibration"] == cal
+    pred = model.predict(cloudy, progress=False)
+    raw = model.predict(cloudy, progress=False, calibrated=False)
+    np.testing.assert_allclose(pred["std"], raw["std"] * cal["std_scale"], rtol=1e-5)
+    np.testing.assert_allclose(pred["mean"], raw["mean"], rtol=1e-6)
+    assert pred.attrs["geonp_calibration_std_scale"] == cal["std_scale"]
+    assert pred.attrs["geonp_calibration_held_out_cov95_after"] == cal["after"]["cov95"]
+    # scored on the real gaps, never seen by the calibration: closer to 95% than the raw spread
+    err = np.abs(pred["mean"].values - truth.values)[hidden]
+    cov = lambda std: float(np.mean(err <= 1.96 * std[hidden]))  # noqa: E731
+    assert abs(cov(pred["std"].values) - 0.95) <= abs(cov(raw["std"].values) - 0.95) + 0.01
+    model.save(tmp_path / "m")
+    assert geonp.load(tmp_path / "m").calibration_ == cal
+
+
+def test_too_few_observations_keep_the_uncalibrated_spread_and_say_so(field):
+    sparse = field.isel(time=[0]).copy()
+    values = np.full(sparse.shape, np.nan, np.float32)
+    values[0, ::6, ::7] = sparse.values[0, ::6, ::7]  # 16 observations
+    sparse = sparse.copy(data=values)
+    with pytest.warns(UserWarning, match="not calibrated"):
+        model = geonp.NeuralProcess(pretrained="gp2d-normal", steps=0).fit(sparse)
+    assert model.calibration_["std_scale"] == 1.0
+    pred = model.predict(sparse, progress=False)
+    assert pred.attrs["geonp_calibration"].startswith("not calibrated")
+
+
+def test_count_models_are_not_calibrated_and_say_why():
+    status = geonp.NeuralProcess(pretrained="gp2d-normal")._calibrate(None, None, "v", (), _Head())
+    assert status["std_scale"] == 1.0 and "binomial" in status["status"]
+
+
+class _Head:
+    standardise = False
+    name = "binomial"
+
+
+def test_calibration_reaches_dataset_inputs_with_covariates():
+    ds = xr.Dataset({"t2m": smooth_field(np.arange(50.0, 56.0, 0.25), np.arange(-4.0, 3.0, 0.25), times=2)})
+    ds["t2m"], _ = _cloudy(ds["t2m"], seed=2)
+    ds["elevation"] = ds["t2m"].isel(time=0, drop=True).fillna(0.0) * 0 + np.linspace(0, 500, ds.sizes["lon"])
+    fitted = geonp.NeuralProcess(pretrained="t2m-elevation", steps=0).fit(ds, "t2m", covariates=["elevation"])
+    assert fitted.calibration_["status"] == "calibrated"
