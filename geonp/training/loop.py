@@ -72,7 +72,7 @@ class TrainResult:
     stopped_early: bool = False
 
 
-PREFETCH_MIN_STEPS = 50  # shorter runs sample in line: starting the sampler process costs a few seconds
+PREFETCH_MIN_STEPS = 200  # shorter runs sample in line: starting the sampler process costs several seconds
 
 
 def _picklable(sampler) -> bool:
