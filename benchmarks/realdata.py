@@ -21,10 +21,11 @@ DataArray's ``.np.predict`` with the bundled model, zero-shot), ``nearest``,
 ``idw10`` (inverse-distance average of the 10 nearest observations, power 2),
 ``bilinear`` and ``bicubic`` (downscaling; outside the coarse cell centres
 the nearest value), ``kriging`` (ordinary kriging, exponential variogram fitted
-to the data; a random 1,500 of the observations where there are more) and ``gp_ml`` (a GP with Matern-3/2 kernel, constant mean and noise whose
+to the data; a random 1,500 of the observations where there are more) and
+``gp_ml`` (a GP with Matern-3/2 kernel, constant mean and noise whose
 hyperparameters maximise the marginal likelihood of up to 800 observations;
 it then predicts from its 800 observations nearest each block of targets).
-Distances: local km for regional fields, great-circle km (3-D chord) for the globe.
+Distances: 3-D chord km everywhere (great-circle to within 1% up to ~3,000 km).
 
 Metrics: RMSE, MAE, CRPS (Gaussian; a point method's CRPS is its MAE), 95%
 coverage and interval score (probabilistic methods), seconds. Last line:
@@ -201,15 +202,16 @@ def geonp_downscale(coarse: xr.DataArray, fine: xr.DataArray, covariate=None):
         pred = coarse.np.predict(target=xr.Dataset(coords={"latitude": fine.latitude, "longitude": fine.longitude}),
                                  progress=False)
     else:
-        ctx = coarse.to_dataset(name="t2m")
+        model = geonp.pretrained("t2m-elevation")
+        name = model.var_ if model.is_fitted else "t2m"  # the bundled model ships its variable name
+        ctx = coarse.to_dataset(name=name)
         ctx["elevation"] = covariate.coarsen(latitude=covariate.sizes["latitude"] // coarse.sizes["latitude"],
                                              longitude=covariate.sizes["longitude"] // coarse.sizes["longitude"],
                                              boundary="trim").mean().assign_coords(
             latitude=coarse.latitude, longitude=coarse.longitude)
         tgt = xr.Dataset({"elevation": covariate}, coords={"latitude": fine.latitude, "longitude": fine.longitude})
-        model = geonp.pretrained("t2m-elevation")
         if not model.is_fitted:
-            model.fit(ctx, "t2m", covariates=["elevation"], steps=0)
+            model.fit(ctx, name, covariates=["elevation"], steps=0)
         pred = model.predict(ctx, target=tgt, progress=False)
     return pred["mean"].values.ravel(), pred["std"].values.ravel()
 
