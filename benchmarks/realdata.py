@@ -176,7 +176,14 @@ def gp_ml(src, values, dst, subsample: int = 800, seed: int = 0):
 
 
 def grid_interp(coarse: xr.DataArray, fine: xr.DataArray, method: str):
-    """xarray interpolation of the coarse grid onto the fine one; the nearest value outside the coarse centres."""
+    """xarray interpolation of the coarse grid onto the fine one; the nearest value outside the coarse centres.
+
+    Splines cannot cross gaps (the sea in Norway): missing coarse cells take their nearest valid value first.
+    """
+    missing = ~np.isfinite(coarse.values)
+    if missing.any():
+        nearest_index = ndimage.distance_transform_edt(missing, return_distances=False, return_indices=True)
+        coarse = coarse.copy(data=coarse.values[tuple(nearest_index)])
     out = coarse.interp(latitude=fine.latitude, longitude=fine.longitude, method=method).values
     near = coarse.interp(latitude=fine.latitude, longitude=fine.longitude, method="nearest",
                          kwargs={"fill_value": None}).values
