@@ -46,7 +46,6 @@ import xarray as xr
 from scipy import ndimage, optimize
 from scipy.spatial import cKDTree
 
-EARTH_KM = 6371.0088
 Z95 = 1.959963984540054
 
 
@@ -94,9 +93,10 @@ def random_mask(shape, rng, fraction: float = 0.5) -> np.ndarray:
 
 
 def embed(lon, lat) -> np.ndarray:
-    """3-D chord coordinates in km: great-circle distances to within 1% up to ~3,000 km."""
-    lon, lat = np.deg2rad(lon), np.deg2rad(lat)
-    return EARTH_KM * np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], -1)
+    """3-D chord coordinates in km (geonp's own embedding): great-circle to within 1% up to ~3,000 km."""
+    from geonp.features.tables import euclidean_embedding
+
+    return euclidean_embedding("geographic", lon, lat)
 
 
 # --------------------------------------------------------------------------- baselines
@@ -229,15 +229,14 @@ def geonp_downscale(coarse: xr.DataArray, fine: xr.DataArray, covariate=None):
 def scores(mean, std, truth) -> dict:
     from geonp import metrics
 
-    err = mean - truth
-    out = {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
+    out = {"rmse": float(metrics.rmse(mean, truth)), "mae": float(metrics.mae(mean, truth))}
     if std is None:
         out["crps"] = out["mae"]
     else:
         std = np.maximum(std, 1e-9)
         out["crps"] = float(metrics.crps_gaussian(mean, std, truth))
+        out["cov95"] = float(metrics.coverage(mean, std, truth, 0.95))
         lo, hi = mean - Z95 * std, mean + Z95 * std
-        out["cov95"] = float(np.mean((truth >= lo) & (truth <= hi)))
         out["interval"] = float(np.mean((hi - lo) + 40.0 * np.maximum(lo - truth, 0)
                                         + 40.0 * np.maximum(truth - hi, 0)))
     return out

@@ -13,8 +13,8 @@ compares the truth with the predictive distribution.
 The calibration is one number, ``std_scale``: the factor on the predictive
 standard deviation that makes the held-out 95% intervals cover 95%
 (``quantile(|z|, 0.95) / 1.96`` of the standardised errors ``z``). It scales
-``std``, every quantile's distance from the mean, samples' spread and the
-exceedance probabilities; the mean is not changed. It is stored with the
+``std``, every quantile's distance from the mean and the samples' spread; the
+mean is not changed. It is stored with the
 model and reported, with the held-out scores before and after it, in the
 model's ``calibration_`` and ``history_`` and in every prediction's attrs.
 
@@ -133,7 +133,9 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
         mean, std = np.asarray(pred["mean"]).ravel(), np.asarray(pred["std"]).ravel()
         truth = field.values.ravel()[where]
         ok = np.isfinite(mean) & np.isfinite(std) & (std > 0)
-        means.append(mean[ok]), stds.append(std[ok]), truths.append(truth[ok])
+        means.append(mean[ok])
+        stds.append(std[ok])
+        truths.append(truth[ok])
         z.append((truth[ok] - mean[ok]) / std[ok])
     z = np.concatenate(z) if z else np.zeros(0)
     if z.size < MIN_HELD_OUT:

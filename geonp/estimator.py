@@ -265,7 +265,6 @@ class NeuralProcess:
         spatial = table.layout.spatial
         if not all(d in ds[name].dims for d in spatial):
             return {"status": "not calibrated: the spatial coordinates are not grid dimensions", "std_scale": 1.0}
-        self.calibration_ = {"std_scale": 1.0}
         result = calibration.calibrate(self, ds[name], spatial, {c: ds[c] for c in covariates}, seed=self.seed)
         if result["status"] != "calibrated":
             warnings.warn(f"{result['status']}; the predictive spread is the model's own, uncalibrated.",

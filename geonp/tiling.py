@@ -294,7 +294,7 @@ def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int) -> list:
     radius = float(np.median(tree.query(probe, k=k_half + 1)[0][:, -1]))
     radius = radius if radius > 0 else 1.0
     cells = np.floor(emb_tgt / radius).astype(np.int64)
-    _, cell_of, = np.unique(cells, axis=0, return_inverse=True)
+    _, cell_of = np.unique(cells, axis=0, return_inverse=True)
     cell_of = cell_of.reshape(-1)
     order = np.argsort(cell_of, kind="stable")
     bounds = np.flatnonzero(np.diff(cell_of[order])) + 1

@@ -83,13 +83,8 @@ def _check_inputs(q, k, v, q_meta, k_meta, key_mask):
 def dense_biased_attention(q, k, v, bias_fn: BiasFn, bias_params, q_meta, k_meta, key_mask=None):
     """Reference biased attention, materialising ``[B, H, Nq, Nk]``. Returns ``[B, Nq, H, Dh]``."""
     _check_inputs(q, k, v, q_meta, k_meta, key_mask)
-    return dense_attention(q, k, v, bias_fn(bias_params, q_meta, k_meta), key_mask)
-
-
-def dense_attention(q, k, v, bias, key_mask=None):
-    """softmax(q k^T / sqrt(Dh) + bias) v with a given bias ``[B, H, Nq, Nk]`` (or a scalar)."""
     scale = 1.0 / math.sqrt(q.shape[-1])
-    s = jnp.einsum("bqhd,bkhd->bhqk", q, k) * scale + bias
+    s = jnp.einsum("bqhd,bkhd->bhqk", q, k) * scale + bias_fn(bias_params, q_meta, k_meta)
     if key_mask is not None:
         s = jnp.where(key_mask[:, None, None, :], s, -jnp.inf)
     m = jnp.max(s, axis=-1, keepdims=True)

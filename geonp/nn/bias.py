@@ -226,7 +226,7 @@ def bias_family(name: str, kernels: Sequence[str] = ()):
 
 BIASES = ("quadratic", "rbf-per-head", "kernel", "gaussian", "none")
 FOLDED = ("quadratic",)  # biases computed inside the q k^T product, never pair by pair
-LEGACY_NAMES = {"rbf": "rbf-per-head"}  # configs written before the shared basis existed
+LEGACY_NAMES = {"rbf": "rbf-per-head"}  # the name before the quadratic bias became the default
 
 
 def canonical_bias(name: str) -> str:

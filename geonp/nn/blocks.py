@@ -150,8 +150,7 @@ class KernelRegressionBlock(nn.Module):
     feature_seed: int = 0
 
     @nn.compact
-    def __call__(self, ctx, tgt, meta_ctx, meta_tgt, mask_ctx, shared_scale=None, pair_features=None):
-        """``pair_features``: the shared basis of ``[ctx; tgt]`` queries against ``ctx`` keys, or None."""
+    def __call__(self, ctx, tgt, meta_ctx, meta_tgt, mask_ctx):
         # ctx [B, Nc, D], tgt [B, Nt, D]
         if self.implementation == "performer":
             attend = DeepKernelAttention(self.num_heads, self.head_dim, self.groups, self.num_features,

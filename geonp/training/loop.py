@@ -6,6 +6,7 @@ run resumed from a checkpoint sees exactly the batches it would have seen.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -146,42 +147,41 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
     prefetching = tc.prefetch > 0 and tc.steps - start_step >= PREFETCH_MIN_STEPS and _picklable(sampler)
     batches = Prefetcher(sampler, tc.batch_size, seed_key, start_step, tc.steps, tc.prefetch) if prefetching else (
         (t, sample(jax.random.fold_in(seed_key, t))) for t in range(start_step, tc.steps))
-    for batch_step, batch in batches:
-        assert batch_step == step
-        state, loss = train_step(state, batch)
-        step += 1
-        running.append(loss)
-        bar.update(1)
-        last = step == tc.steps
-        out_of_time = tc.time_budget is not None and time.perf_counter() - started > tc.time_budget
-        if step % 10 == 0 or last or out_of_time:
-            train_nll = float(np.mean([float(x) for x in running]))
-            running = []
-            if not math.isfinite(train_nll):
-                raise FloatingPointError(
-                    f"training loss became {train_nll} at step {step}; lower learning_rate or check the "
-                    "data for extreme values."
-                )
-            record = {"step": step, "train_nll": train_nll, "seconds": time.perf_counter() - started}
-            if step % tc.validate_every == 0 or last or out_of_time:
-                record["val_nll"] = validate(state["params"])
-                if record["val_nll"] < best_val:
-                    best_val, since_best = record["val_nll"], 0
-                    if tc.patience is not None:
-                        best_params = jax.tree_util.tree_map(np.array, state["params"])  # a copy
+    with contextlib.closing(batches):  # the sampler process stops however the loop ends
+        for batch_step, batch in batches:
+            assert batch_step == step
+            state, loss = train_step(state, batch)
+            step += 1
+            running.append(loss)
+            bar.update(1)
+            last = step == tc.steps
+            out_of_time = tc.time_budget is not None and time.perf_counter() - started > tc.time_budget
+            if step % 10 == 0 or last or out_of_time:
+                train_nll = float(np.mean([float(x) for x in running]))
+                running = []
+                if not math.isfinite(train_nll):
+                    raise FloatingPointError(
+                        f"training loss became {train_nll} at step {step}; lower learning_rate or check the "
+                        "data for extreme values."
+                    )
+                record = {"step": step, "train_nll": train_nll, "seconds": time.perf_counter() - started}
+                if step % tc.validate_every == 0 or last or out_of_time:
+                    record["val_nll"] = validate(state["params"])
+                    if record["val_nll"] < best_val:
+                        best_val, since_best = record["val_nll"], 0
+                        if tc.patience is not None:
+                            best_params = jax.tree_util.tree_map(np.array, state["params"])  # a copy
+                    else:
+                        since_best += 1
+                        stopped_early = tc.patience is not None and since_best >= tc.patience
+                    bar.set_postfix(loss=f"{train_nll:.3f}", val=f"{record['val_nll']:.3f}", refresh=False)
                 else:
-                    since_best += 1
-                    stopped_early = tc.patience is not None and since_best >= tc.patience
-                bar.set_postfix(loss=f"{train_nll:.3f}", val=f"{record['val_nll']:.3f}", refresh=False)
-            else:
-                bar.set_postfix(loss=f"{train_nll:.3f}", refresh=False)
-            history.append(record)
-        if ckpt_dir is not None and (step % tc.checkpoint_every == 0 or last or out_of_time):
-            checkpoints.save_training_state(ckpt_dir, state, step)
-        if out_of_time or stopped_early:
-            break
-    if isinstance(batches, Prefetcher):
-        batches.close()
+                    bar.set_postfix(loss=f"{train_nll:.3f}", refresh=False)
+                history.append(record)
+            if ckpt_dir is not None and (step % tc.checkpoint_every == 0 or last or out_of_time):
+                checkpoints.save_training_state(ckpt_dir, state, step)
+            if out_of_time or stopped_early:
+                break
     bar.close()
     final = best_params if best_params is not None else state["params"]
     return TrainResult(final, step, history, time.perf_counter() - started,
