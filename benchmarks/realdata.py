@@ -47,6 +47,7 @@ from scipy import ndimage, optimize
 from scipy.spatial import cKDTree
 
 Z95 = 1.959963984540054
+MODEL = None  # --model: a bundled name or a release folder for the geonp method; None: the accessor's default
 
 
 # --------------------------------------------------------------------------- data
@@ -198,16 +199,24 @@ def geonp_gaps(field: xr.DataArray, hidden: np.ndarray):
     import geonp  # noqa: F401  (registers .np)
 
     masked = field.where(~hidden)
-    pred = masked.np.predict(progress=False)
+    pred = masked.np.predict(progress=False) if MODEL is None else _calibrated(masked).predict(masked, progress=False)
     return pred["mean"].values.ravel(), pred["std"].values.ravel()
+
+
+def _calibrated(context):
+    """The ``--model`` calibrated on ``context`` as the accessor calibrates its default (``fit(steps=0)``)."""
+    import geonp
+
+    return geonp.NeuralProcess(pretrained=MODEL, steps=0, progress=False).fit(context)
 
 
 def geonp_downscale(coarse: xr.DataArray, fine: xr.DataArray, covariate=None):
     import geonp
 
     if covariate is None:
-        pred = coarse.np.predict(target=xr.Dataset(coords={"latitude": fine.latitude, "longitude": fine.longitude}),
-                                 progress=False)
+        target = xr.Dataset(coords={"latitude": fine.latitude, "longitude": fine.longitude})
+        pred = (coarse.np.predict(target=target, progress=False) if MODEL is None else
+                _calibrated(coarse).predict(coarse, target=target, progress=False))
     else:
         model = geonp.pretrained("t2m-elevation")
         name = model.var_ if model.is_fitted else "t2m"  # the bundled model ships its variable name
@@ -333,7 +342,7 @@ def large_raster_timing(seed: int = 0) -> dict:
     """
     import resource
 
-    import geonp  # noqa: F401
+    import geonp
 
     rng = np.random.default_rng(seed)
     ny, nx = 300, 500
@@ -349,7 +358,9 @@ def large_raster_timing(seed: int = 0) -> dict:
     da = xr.DataArray(np.where(hidden, np.nan, field).astype(np.float32), dims=("y", "x"),
                       coords={"y": yy[:, 0], "x": xx[0]}, name="lst", attrs={"units": "K"})
     started = time.perf_counter()
-    pred = da.np.predict(crs="EPSG:3857", progress=False)
+    pred = (da.np.predict(crs="EPSG:3857", progress=False) if MODEL is None else
+            geonp.NeuralProcess(pretrained=MODEL, steps=0, progress=False).fit(da, crs="EPSG:3857").predict(
+                da, progress=False))
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     truth, mean, std = field[hidden], pred["mean"].values[hidden], pred["std"].values[hidden]
@@ -366,7 +377,12 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--cases", default="", help="comma-separated subset of case names")
     parser.add_argument("--timing", action="store_true", help="only the 300 x 500 end-to-end timing")
+    parser.add_argument("--model", help="geonp's model: a bundled name or a release folder (default: the "
+                                        "accessor's default model)")
+    parser.add_argument("--methods", default="", help="comma-separated subset of methods (default: all)")
     args = parser.parse_args()
+    global MODEL
+    MODEL = args.model
     if args.timing:
         result = large_raster_timing()
         print(json.dumps({"timing_300x500": result}))
@@ -374,8 +390,10 @@ def main():
     if not data_dir().is_dir():
         raise SystemExit(f"shared data not found at {data_dir()}; set GEONP_DATA to the data folder.")
     data = fields(args.quick)
-    gap_methods = ["geonp", "nearest", "idw10", "kriging", "gp_ml"]
-    down_methods = ["geonp", "nearest", "idw10", "bilinear", "bicubic", "kriging", "gp_ml"]
+    only = [m for m in args.methods.split(",") if m]
+    gap_methods = [m for m in ["geonp", "nearest", "idw10", "kriging", "gp_ml"] if not only or m in only]
+    down_methods = [m for m in ["geonp", "nearest", "idw10", "bilinear", "bicubic", "kriging", "gp_ml"]
+                    if not only or m in only]
     cases = {}
     for name in ("uk", "norway", "global"):
         for kind in ("clouds", "random"):

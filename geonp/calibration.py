@@ -25,6 +25,8 @@ than ``MIN_HELD_OUT`` cells that can be held out with context left to predict th
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import xarray as xr
 from scipy import ndimage
@@ -128,8 +130,10 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
         for name, cov in covariates.items():
             context[name] = cov
             points[name] = ("point", np.asarray(cov.transpose(ydim, xdim).values).ravel()[where])
-        pred = model.predict(context, target=points, progress=False, calibrated=False,
-                             spatial_dims=tuple(spatial_dims))
+        with warnings.catch_warnings():  # held-out cells far from data are the user's gaps, warned at predict
+            warnings.filterwarnings("ignore", message=".*from any observation", category=UserWarning)
+            pred = model.predict(context, target=points, progress=False, calibrated=False,
+                                 spatial_dims=tuple(spatial_dims))
         mean, std = np.asarray(pred["mean"]).ravel(), np.asarray(pred["std"]).ravel()
         truth = field.values.ravel()[where]
         ok = np.isfinite(mean) & np.isfinite(std) & (std > 0)

@@ -35,7 +35,8 @@ from geonp.nn import likelihoods
 from geonp.nn.models import BSATNPConfig, default_groups
 from geonp.outputs import prediction_dataset
 from geonp.progress import TILE_PREFIX, TileProgress
-from geonp.tiling import ContextSet, TilePredictor, auto_halo
+from geonp.features.scaling import TASK_RADIUS
+from geonp.tiling import ContextSet, TilePredictor, auto_halo, far_from_observations
 
 # the models of the TNP-KR / BSA-TNP / CMANP papers, as settings of one config (geonp.nn.models.BSATNPConfig)
 ARCHITECTURES = {
@@ -48,6 +49,7 @@ ARCHITECTURES = {
     "cmanp": {"family": "cmanp", "bias": "none", "embed_coordinates": True},  # constant memory latents
 }
 LAZY_ABOVE_POINTS = 4_000_000  # targets larger than this stay lazy unless lazy=False
+FAR_CHECK_POINTS = 4_000_000  # targets beyond the reach of the data are counted up to this many points
 
 
 class NotFittedError(GeonpError, RuntimeError):
@@ -164,10 +166,10 @@ class NeuralProcess:
                             **ARCHITECTURES[self.arch])
 
     def _start(self, x_dim: int):
-        """(config, params or None, scaling or None) to start fitting from."""
+        """(config, params or None, scaling or None, value centering or None) to start fitting from."""
         loaded = _resolve_pretrained(self.pretrained)
         if loaded is None:
-            return self._new_config(x_dim), None, None
+            return self._new_config(x_dim), None, None, None
         config, params, meta = loaded
         if config.x_dim != x_dim:
             if self.steps == 0:
@@ -185,7 +187,9 @@ class NeuralProcess:
             raise ConfigError(f"the pretrained model has a {config.likelihood.name!r} likelihood, not "
                               f"{self.likelihood!r}; geonp.pretrained(name) sets it for you.")
         scaling = meta.get("scaling")
-        return config, params, FeatureScaling.from_dict(scaling) if scaling else None
+        # how the model was trained to see a task's values ("task-scale": standardised by the context)
+        center = meta.get("center")
+        return config, params, FeatureScaling.from_dict(scaling) if scaling else None, center
 
     def fit(self, data, var: str | None = None, covariates: Sequence[str] = (), *, trials: str | None = None,
             exposure: str | None = None, spatial_dims=None, time_dim=None, crs=None, **params) -> NeuralProcess:
@@ -214,7 +218,7 @@ class NeuralProcess:
         name = str(table.template.name)
         self._check_observations(table, head, [name] + ([count_var] if count_var else []), "the training data")
         observed = tables_lib.require_observations(table, "the training data")
-        config, params0, scaling0 = self._start(len(covariates))
+        config, params0, scaling0, center = self._start(len(covariates))
 
         hours = table.hours[observed] if table.hours is not None else None
         scaling = fit_scaling(
@@ -222,7 +226,7 @@ class NeuralProcess:
             table.covariates[observed], list(covariates),
             window_points=self.window_points, hours=hours, crs=table.layout.crs,
             value_attrs=[_value_attrs(head, table.template, count_var)], seed=self.seed,
-            standardise=head.standardise,
+            standardise=head.standardise, center=center,
         )
         if scaling0 is not None and self.steps == 0:
             # a fitted model re-used without training keeps the length units it learned in;
@@ -312,7 +316,7 @@ class NeuralProcess:
         return PatchSampler(embedding, parts["space"], parts["time"], parts["covariates"], parts["values"],
                             window_points=self.window_points, context_fraction=tuple(self.context_fraction),
                             max_context=self.max_context, num_target=self.num_target,
-                            geographic=scaling.kind == "geographic", center=scaling.center == "task")
+                            geographic=scaling.kind == "geographic", center=scaling.center)
 
     def _train(self, config, params, table, observed, scaling):
         from geonp.training.loop import TrainConfig, train
@@ -407,6 +411,7 @@ class NeuralProcess:
             neighbours=self.max_context if halo is None and not self.temporal else None,  # temporal: by halo
             std_scale=self._std_scale() if calibrated else 1.0,
         )
+        far = self._far_from_data(predictor.context, task_map, tgt)
         channels = self._channel_array(predictor, tgt, tile, time_tile)
         if lazy is None:
             lazy = _is_dask(context) or _is_dask(target) or tgt.x.size > LAZY_ABOVE_POINTS
@@ -425,6 +430,7 @@ class NeuralProcess:
             "halo": "all" if predictor.halo is None else predictor.halo,
             "halo_units": "km" if s.kind == "geographic" else "crs units",
             "steps_trained": int(getattr(self, "steps_trained_", 0)),
+            **far,
             **self._calibration_attrs(predictor.std_scale),
         }
         value_attrs = dict(s.value_attrs[0] if s.value_attrs else {})
@@ -440,6 +446,25 @@ class NeuralProcess:
                 {**out["mean"].attrs, "long_name": f"observations, gaps filled with the predictive mean of "
                                                   f"{value_attrs.get('long_name', self.var_)}"})
         return out
+
+    def _far_from_data(self, context: ContextSet, task_map, tgt) -> dict:
+        """Count (and warn about) targets farther from every observation than one training task's radius."""
+        s = self.scaling_
+        limit = TASK_RADIUS * s.space_unit
+        units = "km" if s.kind == "geographic" else "crs units"
+        attrs = {"far_from_data_distance": limit, "far_from_data_units": units}
+        if tgt.x.size > FAR_CHECK_POINTS:
+            return {**attrs, "far_from_data": "not checked (more than 4M targets)"}
+        far = far_from_observations(context, task_map, tgt.x, tgt.y, s.kind, limit)
+        n = int(far.sum())
+        if n:
+            warnings.warn(
+                f"{n} of {far.size} target(s) ({100 * n / far.size:.1f}%) lie farther than {limit:.4g} {units} "
+                "from any observation (beyond the neighbourhood a training task covers): there the prediction "
+                "falls back towards the prior (the neighbourhood mean, a wide spread). They are counted in "
+                "attrs['geonp_far_from_data']; add observations or restrict the targets to trust them.",
+                UserWarning, stacklevel=3)
+        return {**attrs, "far_from_data": n}
 
     def _std_scale(self) -> float:
         return float(getattr(self, "calibration_", {}).get("std_scale", 1.0))

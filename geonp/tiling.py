@@ -201,14 +201,16 @@ class TilePredictor:
         tgt_space, tgt_time = s.space_features(x, y), s.time_features(hours) if self.temporal else None
         tgt_cov = s.scale_covariates(cov)
         raw = np.zeros((x.size, self.config.likelihood.num_outputs * self.config.y_dim), np.float32)
-        offset = np.zeros((x.size, self.config.y_columns if s.center == "task" else 1))
+        # each target's task standardisation: model value v -> offset + scale * v (standardised units)
+        width = 1 if s.center == "global" else self.config.y_columns  # global: counts keep their columns
+        offset, scale = np.zeros((x.size, width)), np.ones((x.size, width))
         for start in range(0, len(groups), GROUPS_PER_CALL):
             chunk = groups[start:start + GROUPS_PER_CALL]
-            batch, offsets = self._group_batch(task, chunk, tgt_space, tgt_time, tgt_cov)
+            batch, standardisations = self._group_batch(task, chunk, tgt_space, tgt_time, tgt_cov)
             out = np.asarray(predict_raw(self.config, self.params, batch))  # [G, Nt, outputs]
             for i, (t_idx, _) in enumerate(chunk):
                 raw[t_idx] = out[i, : t_idx.size]
-                offset[t_idx] = offsets[i]
+                offset[t_idx], scale[t_idx] = standardisations[i]
         raw = raw[None]  # [1, N, outputs]
         head = self.config.likelihood
         summary = head.predict(jax.numpy.asarray(raw))
@@ -216,11 +218,12 @@ class TilePredictor:
             channels = [np.asarray(summary["probs"][0])]  # [N, K]
         else:
             mean = np.asarray(summary["mean"][0])
-            channels = [s.unscale_mean(mean + offset), s.unscale_std(np.asarray(summary["std"][0]) * self.std_scale)]
+            channels = [s.unscale_mean(mean * scale + offset),
+                        s.unscale_std(np.asarray(summary["std"][0]) * scale * self.std_scale)]
         # the calibration widens (or narrows) every distance from the mean by std_scale (Gaussian heads only)
         spread = (lambda v: mean + self.std_scale * (v - mean)) if head.name == "normal" else (lambda v: v)  # noqa
         for q in self.quantiles:
-            channels.append(s.unscale_mean(spread(np.asarray(head.quantile(raw, q)[0])) + offset))
+            channels.append(s.unscale_mean(spread(np.asarray(head.quantile(raw, q)[0])) * scale + offset))
         for t in self.thresholds:  # count heads only (never calibrated)
             channels.append(np.asarray(head.exceedance(raw, t)[0]))
         if self.num_samples:
@@ -228,12 +231,12 @@ class TilePredictor:
             for i in location:
                 key = jax.random.fold_in(key, int(i))
             draws = np.asarray(head.sample(raw, key, self.num_samples))[:, 0]  # [S, N, 1]
-            channels.extend(s.unscale_mean(spread(d) + offset) for d in draws)
+            channels.extend(s.unscale_mean(spread(d) * scale + offset) for d in draws)
         return np.concatenate(channels, axis=-1).astype(np.float32)
 
     def _group_batch(self, task, groups, tgt_space, tgt_time, tgt_cov):
         """One padded :class:`Batch` of ``len(groups)`` tasks (target indices, context indices), and the value
-        offsets (each group's context mean when values are centred per task)."""
+        ``(offset, scale)`` of each group (:meth:`FeatureScaling.task_standardisation`)."""
         s, c = self.scaling, self.context
         n_ctx = max(ci.size for _, ci in groups)
         n_tgt = max(ti.size for ti, _ in groups)
@@ -248,15 +251,15 @@ class TilePredictor:
             "meta_ctx": {g: np.zeros((size, n_ctx, dims[g])) for g in names},
             "meta_tgt": {g: np.zeros((size, n_tgt, dims[g])) for g in names},
         }
-        offsets = []
+        standardisations = []
         for i, (ti, ci) in enumerate(groups):
             # projected features relative to the group's targets (translation invariance; keeps float32 exact)
             origin = 0.0 if s.kind == "geographic" else tgt_space[ti].mean(axis=0)
             y_ctx = c.values[task][ci]
-            offset = y_ctx.mean(axis=0) if s.center == "task" else np.zeros(1)
-            offsets.append(offset)
+            offset, scale = s.task_standardisation(y_ctx)
+            standardisations.append((offset, scale))
             batch["x_ctx"][i, : ci.size] = c.covariates[task][ci]
-            batch["y_ctx"][i, : ci.size] = y_ctx - offset
+            batch["y_ctx"][i, : ci.size] = (y_ctx - offset) / scale
             batch["mask_ctx"][i, : ci.size] = True
             batch["x_tgt"][i, : ti.size] = tgt_cov[ti]
             batch["mask_tgt"][i, : ti.size] = True
@@ -267,7 +270,7 @@ class TilePredictor:
                 batch["meta_tgt"]["time"][i, : ti.size] = tgt_time[ti]
         for i in range(len(groups), size):  # padding tasks: one dummy observed point, no targets
             batch["mask_ctx"][i, 0] = True
-        return Batch(y_tgt=np.zeros((size, n_tgt, self.config.y_columns)), **batch), offsets
+        return Batch(y_tgt=np.zeros((size, n_tgt, self.config.y_columns)), **batch), standardisations
 
 
 GROUPS_PER_CALL = 8  # neighbourhoods predicted together in one model call
@@ -307,3 +310,22 @@ def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int) -> list:
         nearest = np.atleast_1d(tree.query(centre, k=k)[1])
         groups.append((t_idx, np.unique(np.concatenate([nearest, own[t_idx].reshape(-1)]))))
     return groups
+
+
+def far_from_observations(context: ContextSet, task_map, x, y, kind: str, limit: float) -> np.ndarray:
+    """``[T, P]`` True where a target lies farther than ``limit`` from every observation of its task.
+
+    ``x``, ``y``: target coordinates ``[T, P]`` (one row per target task, ``task_map[t]`` its
+    context task); ``limit`` in embedding units (km on the sphere, CRS units when projected).
+    There a model conditioned on its neighbourhood has nothing nearby and falls back
+    towards its prior: the context mean with a wide spread.
+    """
+    from geonp.features.tables import euclidean_embedding
+
+    x, y = np.asarray(x).reshape(len(task_map), -1), np.asarray(y).reshape(len(task_map), -1)
+    far = np.zeros(x.shape, bool)
+    for t, c in enumerate(task_map):
+        if context.size(c):
+            distance = context.tree(c).query(euclidean_embedding(kind, x[t], y[t]), k=1)[0]
+            far[t] = distance > limit
+    return far

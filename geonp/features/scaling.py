@@ -9,7 +9,9 @@ standardised. ``FeatureScaling`` holds the conversion from the user's units:
     time                 hours since reference          / time_unit    -> model units
     values               (y - value_mean) / value_std, then (center="task") minus the mean
                          of the task's context: a GP-like model knows spatial structure, not
-                         the level of the field (an hour of ERA5 can sit 2 std from the mean)
+                         the level of the field (an hour of ERA5 can sit 2 std from the mean);
+                         center="task-scale" also divides by the context's standard deviation
+                         (floored), so the model never has to know the field's amplitude either
     covariates           (x - covariate_mean) / covariate_std
 
 It is plain data (JSON-friendly), so ``load`` + ``predict`` on new data
@@ -30,6 +32,8 @@ from geonp.nn.bias import EARTH_RADIUS_KM, CoordinateGroup
 # The bundled GP model saw tasks on a 4 x 4 box; a neighbourhood of this many
 # model units in radius (the disc of the same area) is what one training task covers.
 TASK_RADIUS = math.sqrt(16.0 / math.pi)
+CENTERS = ("task", "task-scale", "global")
+CONTEXT_STD_FLOOR = 1e-3  # "task-scale": a (nearly) constant context is divided by this, not by ~0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,13 +51,14 @@ class FeatureScaling:
     time_unit: float | None = None  # hours per model unit; None: the model has no time group
     crs: str | None = None
     value_attrs: tuple[dict, ...] = ()  # attrs of each value variable (units, long_name ...), for outputs
-    center: str = "task"  # "task": values relative to each task's (tile's) context mean; "global": not
+    center: str = "task"  # "task": values relative to each task's (tile's) context mean; "task-scale": also
+    # divided by the context's std; "global": neither
 
     def __post_init__(self):
         if self.kind not in ("geographic", "projected"):
             raise ConfigError(f"FeatureScaling.kind must be 'geographic' or 'projected', got {self.kind!r}.")
-        if self.center not in ("task", "global"):
-            raise ConfigError(f"FeatureScaling.center must be 'task' or 'global', got {self.center!r}.")
+        if self.center not in CENTERS:
+            raise ConfigError(f"FeatureScaling.center must be one of {CENTERS}, got {self.center!r}.")
         if not (self.space_unit > 0 and math.isfinite(self.space_unit)):
             raise ConfigError(f"space_unit must be a positive length, got {self.space_unit}.")
         if self.time_unit is not None and not (self.time_unit > 0 and math.isfinite(self.time_unit)):
@@ -117,6 +122,10 @@ class FeatureScaling:
             return x
         return (x - np.asarray(self.covariate_mean)) / np.asarray(self.covariate_std)
 
+    def task_standardisation(self, y_ctx) -> tuple[np.ndarray, np.ndarray]:
+        """``(offset, scale)`` of one task (tile): see :func:`task_standardisation`."""
+        return task_standardisation(y_ctx, self.center)
+
     # ------------------------------------------------------------------ serialisation
 
     def to_dict(self) -> dict:
@@ -147,6 +156,21 @@ def _jsonable_attrs(attrs: Mapping) -> dict:
         elif isinstance(value, np.generic):
             out[str(key)] = value.item()
     return out
+
+
+def task_standardisation(y_ctx, center: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(offset, scale)`` ``[Dy]`` of one task (tile) from its standardised context values ``[n, Dy]``.
+
+    The model sees ``(y - offset) / scale`` and its predictions map back as ``offset + scale * value``
+    (``center``: see :class:`FeatureScaling`).
+    """
+    y_ctx = np.asarray(y_ctx, np.float64)
+    if center == "global":  # counts, classes: used as they are, whatever their columns
+        return np.zeros(1), np.ones(1)
+    offset = y_ctx.mean(axis=0)
+    if center == "task":
+        return offset, np.ones_like(offset)
+    return offset, np.maximum(y_ctx.std(axis=0), CONTEXT_STD_FLOOR)
 
 
 def robust_scale(values: np.ndarray, name: str) -> tuple[float, float]:
@@ -202,13 +226,15 @@ def fit_scaling(kind: str, snapshots: Sequence[np.ndarray], values: np.ndarray, 
                 covariates: np.ndarray | None = None, covariate_names: Sequence[str] = (),
                 window_points: int = 1024, hours: np.ndarray | None = None, time_unit: float | None = None,
                 crs: str | None = None, value_attrs: Sequence[Mapping] = (), seed: int = 0,
-                standardise: bool = True) -> FeatureScaling:
+                standardise: bool = True, center: str | None = None) -> FeatureScaling:
     """Fit a :class:`FeatureScaling` to observed points.
 
     ``snapshots``: per field (time step, member ...), its observed points ``[n, 2 or 3]``
     as projected x/y or unit vectors times the Earth's radius in km (so nearby
     distances are km). ``values [N, Dy]`` and ``covariates [N, Dx]``: all observed points.
     ``standardise=False`` (counts, classes): values are used as they are, not centred.
+    ``center``: how a task's values are standardised (:class:`FeatureScaling`); None: "task" when
+    ``standardise``, else "global". A pretrained model names the rule it was trained with.
     """
     values = np.asarray(values, np.float64).reshape(len(values), -1)
     if standardise:
@@ -228,5 +254,5 @@ def fit_scaling(kind: str, snapshots: Sequence[np.ndarray], values: np.ndarray, 
         value_std=tuple(s[1] for s in stats), covariate_names=tuple(covariate_names),
         covariate_mean=tuple(s[0] for s in cov_stats), covariate_std=tuple(s[1] for s in cov_stats),
         time_unit=time_unit if hours is not None else None, crs=crs,
-        value_attrs=tuple(dict(a) for a in value_attrs), center="task" if standardise else "global",
+        value_attrs=tuple(dict(a) for a in value_attrs), center=(center or "task") if standardise else "global",
     )

@@ -33,10 +33,12 @@ from geonp.training.warm_start import transplant
 
 def _samplers():
     from geonp.tasks.epidemic import SIRLatticeSampler
+    from geonp.tasks.fields import FieldTaskSampler
     from geonp.tasks.gp import GPTaskSampler
     from geonp.tasks.prevalence import BinomialSurveySampler
 
-    return {"gp2d": GPTaskSampler, "binomial-survey": BinomialSurveySampler, "sir-lattice": SIRLatticeSampler}
+    return {"gp2d": GPTaskSampler, "fields": FieldTaskSampler, "binomial-survey": BinomialSurveySampler,
+            "sir-lattice": SIRLatticeSampler}
 
 
 def make_sampler(name: str, options: dict | None = None):
@@ -59,13 +61,20 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
         init_from: str | None = None, model: dict | None = None, steps: int = 1000, batch_size: int = 8,
         learning_rate: float = 3e-4, time_budget: float | None = None, seed: int = 0,
         run_dir: str | None = None, description: str = "", scaling: dict | None = None, var: str = "value",
-        progress: bool = True) -> dict:
+        progress: bool = True, center: str | None = None) -> dict:
     """``scaling`` (a :class:`FeatureScaling` as a dict) ships the model's normalisation, for tasks with
-    fixed units (a lattice in cell units): ``geonp.pretrained(name)`` then returns a fitted estimator."""
+    fixed units (a lattice in cell units): ``geonp.pretrained(name)`` then returns a fitted estimator.
+    ``center`` records how the tasks' values are standardised (``FeatureScaling.center``), so that
+    ``fit(steps=0)`` standardises a user's tiles the same way.
+
+    With ``init_from``, the release's lineage continues: ``total_steps`` and ``sessions`` (one record
+    per run: steps, seconds, machine, date) carry over from the source, so a model trained over
+    several sessions says how much training it has seen in all."""
     sampler = make_sampler(tasks, task_options)
+    source_meta = {}
     if init_from:
         source = pretrained(init_from) if init_from in available() else load_model(resolve(base, init_from))
-        source_config, source_params, _ = source
+        source_config, source_params, source_meta = source
         config = dataclasses.replace(source_config, likelihood=likelihood, **(model or {}))
     else:
         source_params = None
@@ -89,6 +98,15 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
         "trained_on": datetime.date.today().isoformat(), "first_val_nll": val[0] if val else None,
         "final_val_nll": val[-1] if val else None,
     }
+    # lineage: the source's training continues only when its whole network carried over (same tasks family)
+    continued = report is not None and not report["fresh"] and not report["partial"]
+    earlier = source_meta.get("sessions", []) if continued else []
+    before = int(source_meta.get("total_steps", source_meta.get("steps", 0))) if continued else 0
+    this_session = {k: meta[k] for k in ("steps", "train_seconds", "machine", "trained_on", "final_val_nll")}
+    meta.update(total_steps=before + result.step, sessions=[*earlier, this_session],
+                total_hours=round(sum(r.get("train_seconds", 0.0) for r in [*earlier, this_session]) / 3600, 3))
+    if center is not None:
+        meta["center"] = center
     if scaling is not None:
         from geonp.features.scaling import FeatureScaling
 

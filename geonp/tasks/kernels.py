@@ -80,3 +80,11 @@ def selected_covariance(kernel_index, a, b, lengthscale, period, names, xp=np):
     s = xp.sum(sin_diff**2, axis=-1) / lengthscale**2
     energy = form[0] * r * r + form[1] * r + form[2] * s
     return (1.0 + form[3] * r + form[4] * r * r) * xp.exp(-energy)
+
+
+def of_distance(kernel: str, r, xp=np):
+    """Unit-variance stationary kernel as a function of the scaled distance ``r = d / lengthscale`` (not periodic)."""
+    if kernel not in _FORM or kernel == "periodic":
+        raise ValueError(f"of_distance takes one of {[k for k in _FORM if k != 'periodic']}, got {kernel!r}.")
+    e2, e1, _, p1, p2 = _FORM[kernel]
+    return (1.0 + p1 * r + p2 * r * r) * xp.exp(-(e2 * r * r + e1 * r))

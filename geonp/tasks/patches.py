@@ -11,7 +11,8 @@ the window are the targets (held-out observations, so the loss is honest).
     window       = the window_points nearest observed points (model-unit distance)
     n_context    = round(U(context_fraction) * |window|), at most max_context
     targets      = up to num_target of the rest of the window
-    values      -= mean of the context values (``center``), as at prediction time
+    values      standardised by the context values (``center``: minus their mean, "task-scale" also
+                divided by their std), as at prediction time
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import jax
 import numpy as np
 
 from geonp.errors import ConfigError, EmptyContextError
+from geonp.features.scaling import task_standardisation
 from geonp.tasks.batch import Batch
 
 
@@ -44,7 +46,7 @@ class PatchSampler:
     max_context: int = 512
     num_target: int = 256
     geographic: bool = False  # space features are lon/lat degrees (not shifted)
-    center: bool = True  # subtract each task's context mean from its values (FeatureScaling.center="task")
+    center: str = "task"  # FeatureScaling.center: "task" (minus the context mean), "task-scale" (and / its std), "global"
 
     def __post_init__(self):
         lo, hi = self.context_fraction
@@ -99,9 +101,11 @@ class PatchSampler:
                 arrays["meta"]["space"][b, :m] = self.space[t][rows] - origin
                 if self._temporal:
                     arrays["meta"]["time"][b, :m] = self.time[t][rows]
-            if self.center:  # values relative to the task's context mean, as at prediction
-                offset = sides["ctx"]["y"][b, :n_ctx].mean(axis=0)
-                sides["ctx"]["y"][b, :n_ctx] -= offset
-                sides["tgt"]["y"][b, : min(nt_max, k - n_ctx)] -= offset
+            if self.center != "global":  # values standardised by the task's context, as at prediction
+                y_c = sides["ctx"]["y"][b, :n_ctx]
+                offset, scale = task_standardisation(y_c, self.center)
+                sides["ctx"]["y"][b, :n_ctx] = (y_c - offset) / scale
+                n_t = min(nt_max, k - n_ctx)
+                sides["tgt"]["y"][b, :n_t] = (sides["tgt"]["y"][b, :n_t] - offset) / scale
         c, g = sides["ctx"], sides["tgt"]
         return Batch(c["x"], c["y"], c["meta"], c["mask"], g["x"], g["y"], g["meta"], g["mask"]), None

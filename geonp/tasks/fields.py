@@ -1,0 +1,280 @@
+"""Tasks that look like real rasters: multi-scale, anisotropic fields seen through real gaps.
+
+Every task draws its own field (a Gaussian process, so the exact posterior is known):
+
+    f(x)   = sum_{c=1..C} a_c g_c(M_c x)                 C ~ U{components}
+    g_c    ~ GP(0, k_c), unit variance and unit length      k_c ~ U{kernels}
+    M_c    = diag(1 / l_c, 1 / (l_c rho_c)) R(theta_c)      l_c ~ LogU(lengthscale), rho_c ~ LogU(1, anisotropy),
+                                                            theta_c ~ U(0, pi)
+    a_c^2  ~ LogU(component_variance), then scaled so that sum_c a_c^2 = 1
+    y      = f + noise, noise std = 1 / snr                 snr ~ LogU(snr)
+
+Length scales run from a fraction of a grid cell to many times a task's extent
+(so trends are in). Space is in model units, where observations have the
+density that ``geonp.features.scaling.fit_space_unit`` gives a user's data
+(``density`` = 512 points per 16 square units), so a task here and a tile at
+prediction time look alike. Each task picks one layout:
+
+    "gaps"       a grid with a fraction of its cells hidden in contiguous blobs (a smoothed
+                 random field thresholded at a random quantile; blob sizes from one cell to a
+                 third of the grid) or scattered at random
+    "scattered"  irregular points (stations, surveys) at a density that varies by task
+    "coarse"     block means of b x b cells (b in 2..4) as context, the fine cells as targets
+                 (downscaling; the block mean is exact: the mean of the latent over its cells)
+
+and then chooses context and targets as :func:`geonp.tiling.neighbourhoods` does at
+prediction time: a centre (inside a gap, for most gap tasks), the ``n`` observations nearest
+to it (``n`` from tens up to ``num_context``) and the ``num_target`` cells nearest to it.
+Values are standardised by their context's mean and standard deviation, as prediction does
+(``FeatureScaling.center = "task-scale"``); the exact GP posterior of every target, in the
+same units, comes with the batch (:class:`FieldTaskInfo`), so the gap to the oracle is
+measured on exactly these tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+from scipy.spatial.distance import cdist
+
+from geonp.errors import ConfigError
+from geonp.features.scaling import task_standardisation
+from geonp.tasks import kernels
+from geonp.tasks.batch import Batch
+
+LAYOUTS = ("gaps", "scattered", "coarse")
+FIELD_KERNELS = ("rbf", "matern12", "matern32", "matern52")
+
+
+class FieldTaskInfo(NamedTuple):
+    """Per task: layout index into :data:`LAYOUTS` ``[B]``, context size ``[B]``, whether each target is
+    hidden (in a gap; False for coarse and scattered) ``[B, Nt]``, and the exact GP posterior
+    mean and std ``[B, Nt, 1]`` in the batch's (standardised) units."""
+
+    layout: np.ndarray
+    n_context: np.ndarray
+    hidden: np.ndarray
+    oracle_mean: np.ndarray
+    oracle_std: np.ndarray
+
+
+class _Field(NamedTuple):
+    kernels: tuple
+    transforms: tuple  # [2, 2] each: M_c
+    variances: tuple  # a_c^2
+    noise_std: float
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldTaskSampler:
+    """Sampler of real-raster-like tasks. ``sample(key, batch_size)`` -> ``(Batch, FieldTaskInfo)``."""
+
+    num_context: int = 512  # most context points per task (padding size)
+    min_context: int = 16
+    num_target: int = 256
+    layouts: tuple[str, ...] = LAYOUTS
+    layout_weights: tuple[float, ...] = (0.55, 0.25, 0.2)
+    kernels: tuple[str, ...] = FIELD_KERNELS
+    components: tuple[int, int] = (1, 3)
+    lengthscale: tuple[float, float] = (0.05, 50.0)  # model units; a grid cell is ~0.1-0.18
+    anisotropy: tuple[float, float] = (1.0, 4.0)
+    component_variance: tuple[float, float] = (0.01, 1.0)
+    snr: tuple[float, float] = (1.0, 1000.0)  # signal std / noise std
+    density: float = 32.0  # observations per square model unit (512 in a 4 x 4 training task)
+    observed_fraction: tuple[float, float] = (0.25, 0.95)  # of a gap task's grid
+    grid_side: int = 64
+    gap_centre_probability: float = 0.75  # gap tasks centred on a hidden cell
+    coarse_factors: tuple[int, ...] = (2, 3, 4)
+    coarse_cells: int = 1536  # fine cells behind a coarse task's context (the cost of its covariance)
+    jitter: float = 1e-6
+
+    def __post_init__(self):
+        unknown = set(self.layouts) - set(LAYOUTS)
+        if unknown or not self.layouts or len(self.layout_weights) != len(self.layouts):
+            raise ConfigError(f"layouts must be a non-empty subset of {LAYOUTS} with one weight each; got "
+                              f"{self.layouts}, {self.layout_weights}.")
+        bad_kernels = set(self.kernels) - set(FIELD_KERNELS)
+        if bad_kernels or not self.kernels:
+            raise ConfigError(f"unknown kernel(s) {sorted(bad_kernels)}; choose from {FIELD_KERNELS}.")
+        if not 2 <= self.min_context <= self.num_context or self.num_target < 1:
+            raise ConfigError(f"need 2 <= min_context <= num_context and num_target >= 1; got {self.min_context}, "
+                              f"{self.num_context}, {self.num_target}.")
+        for name in ("lengthscale", "anisotropy", "component_variance", "snr"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ConfigError(f"{name} must be (low, high) with 0 < low <= high, got {(lo, hi)}.")
+        if not 1 <= self.components[0] <= self.components[1]:
+            raise ConfigError(f"components must be (min, max) with 1 <= min <= max, got {self.components}.")
+        if self.grid_side ** 2 * self.observed_fraction[0] < 2 * self.num_context:
+            raise ConfigError("grid_side is too small to hold num_context observations at the lowest "
+                              "observed_fraction; raise grid_side.")
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(self, key, batch_size: int):
+        rng = np.random.default_rng(_seed_words(key))
+        tasks = [self.sample_task(rng) for _ in range(batch_size)]
+        nc, nt = self.num_context, self.num_target
+        y_ctx = np.zeros((batch_size, nc, 1), np.float32)
+        x_ctx = np.zeros((batch_size, nc, 2), np.float32)
+        mask = np.zeros((batch_size, nc), bool)
+        for b, t in enumerate(tasks):
+            n = len(t["y_ctx"])
+            y_ctx[b, :n, 0], x_ctx[b, :n], mask[b, :n] = t["y_ctx"], t["x_ctx"], True
+        stack = lambda name: np.stack([t[name] for t in tasks])  # noqa: E731
+        batch = Batch(
+            x_ctx=np.zeros((batch_size, nc, 0), np.float32), y_ctx=y_ctx, meta_ctx={"space": x_ctx}, mask_ctx=mask,
+            x_tgt=np.zeros((batch_size, nt, 0), np.float32), y_tgt=stack("y_tgt")[..., None].astype(np.float32),
+            meta_tgt={"space": stack("x_tgt").astype(np.float32)}, mask_tgt=np.ones((batch_size, nt), bool),
+        )
+        info = FieldTaskInfo(
+            layout=np.array([LAYOUTS.index(t["layout"]) for t in tasks]),
+            n_context=np.array([len(t["y_ctx"]) for t in tasks]), hidden=stack("hidden"),
+            oracle_mean=stack("oracle_mean")[..., None], oracle_std=stack("oracle_std")[..., None],
+        )
+        return batch, info
+
+    def sample_task(self, rng: np.random.Generator) -> dict:
+        """One task as a dict of numpy arrays (context and targets unpadded, standardised by the context)."""
+        layout = self.layouts[rng.choice(len(self.layouts), p=np.asarray(self.layout_weights) / sum(self.layout_weights))]
+        field = self._draw_field(rng)
+        # half the tasks condition on the full context, as every tile does at prediction; the rest on fewer
+        full = rng.uniform() < 0.5
+        n_context = self.num_context if full else round(_log_uniform(rng, self.min_context, self.num_context))
+        x_obs, blocks, x_tgt, hidden = getattr(self, f"_{layout}")(rng, n_context)
+        cov_oo, cov_ot, cov_tt = _covariances(field, x_obs, blocks, x_tgt)
+        n_o = len(cov_oo)
+        joint = np.block([[cov_oo + field.noise_std**2 * np.eye(n_o), cov_ot], [cov_ot.T, cov_tt]])
+        chol = _cholesky(joint, self.jitter)
+        z = rng.standard_normal(len(joint))
+        values = chol @ z
+        # exact posterior of the targets from the same factor: mean L_to z_o, covariance L_tt L_tt^T
+        oracle_mean = chol[n_o:, :n_o] @ z[:n_o]
+        oracle_std = np.sqrt(np.sum(chol[n_o:, n_o:] ** 2, axis=1))
+        y_obs, y_tgt = values[:n_o], values[n_o:]
+        offset, scale = (float(v[0]) for v in task_standardisation(y_obs[:, None], "task-scale"))
+        origin = x_tgt.mean(axis=0)  # coordinates relative to the targets, as at prediction
+        x_ctx = x_obs if blocks == 1 else x_obs.reshape(n_o, blocks, 2).mean(axis=1)
+        return {
+            "layout": layout, "x_ctx": x_ctx - origin, "y_ctx": (y_obs - offset) / scale,
+            "x_tgt": x_tgt - origin, "y_tgt": (y_tgt - offset) / scale, "hidden": hidden,
+            "oracle_mean": (oracle_mean - offset) / scale, "oracle_std": oracle_std / scale,
+        }
+
+    def _draw_field(self, rng) -> _Field:
+        count = int(rng.integers(self.components[0], self.components[1] + 1))
+        names, transforms, variances = [], [], []
+        for _ in range(count):
+            names.append(self.kernels[rng.integers(len(self.kernels))])
+            length = _log_uniform(rng, *self.lengthscale)
+            ratio = _log_uniform(rng, *self.anisotropy)
+            angle = rng.uniform(0.0, np.pi)
+            rotation = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
+            transforms.append(np.diag([1.0 / length, 1.0 / (length * ratio)]) @ rotation)
+            variances.append(_log_uniform(rng, *self.component_variance))
+        variances = np.asarray(variances) / np.sum(variances)
+        return _Field(tuple(names), tuple(transforms), tuple(variances), 1.0 / _log_uniform(rng, *self.snr))
+
+    # ------------------------------------------------------------------ layouts: (observed points, cells per
+    # observation, targets [Nt, 2], hidden [Nt]); observed points are [n * cells, 2] (cells of each block together)
+
+    def _gaps(self, rng, n_context):
+        side = self.grid_side
+        fraction = rng.uniform(*self.observed_fraction)
+        spacing = np.sqrt(fraction / self.density)
+        cells = _grid(side, spacing)  # [side^2, 2]
+        if rng.uniform() < 0.8:  # contiguous blobs, from single cells to a third of the grid
+            smooth = gaussian_filter(rng.standard_normal((side, side)), _log_uniform(rng, 0.7, side / 3), mode="wrap")
+            observed = (smooth >= np.quantile(smooth, 1.0 - fraction)).reshape(-1)
+        else:
+            observed = rng.uniform(size=side * side) < fraction
+        central = np.abs(cells).max(axis=1) <= spacing * side / 4
+        candidates = np.flatnonzero(central & ~observed)
+        if candidates.size == 0 or rng.uniform() > self.gap_centre_probability:
+            candidates = np.flatnonzero(central)
+        centre = cells[rng.choice(candidates)]
+        distance = np.sum((cells - centre) ** 2, axis=1)
+        obs_index = np.flatnonzero(observed)
+        context = obs_index[np.argsort(distance[obs_index], kind="stable")[:n_context]]
+        targets = np.argsort(distance, kind="stable")[: self.num_target]
+        return cells[context], 1, cells[targets], ~observed[targets]
+
+    def _scattered(self, rng, n_context):
+        density = self.density * _log_uniform(rng, 0.5, 2.0)
+        half = np.sqrt(2.0 * self.num_context / density)  # a square holding twice the largest context
+        points = rng.uniform(-half, half, size=(int(4 * half * half * density), 2))
+        context = points[np.argsort(np.sum(points**2, axis=1), kind="stable")[:n_context]]
+        # the targets of one prediction cell: the square around the centre holding half the context
+        cell = 0.5 * np.sqrt(0.5 * n_context / density)
+        targets = rng.uniform(-cell, cell, size=(self.num_target, 2))
+        return context, 1, targets, np.zeros(self.num_target, bool)
+
+    def _coarse(self, rng, n_context):
+        factor = int(rng.choice(self.coarse_factors))
+        coarse_spacing = np.sqrt(1.0 / self.density)
+        fine = coarse_spacing / factor
+        n_blocks = max(self.min_context, min(n_context, self.coarse_cells // factor**2))
+        side = int(np.ceil(np.sqrt(n_blocks))) + 4
+        centres = _grid(side, coarse_spacing)
+        centre = rng.uniform(-0.5, 0.5, size=2) * coarse_spacing
+        chosen = centres[np.argsort(np.sum((centres - centre) ** 2, axis=1), kind="stable")[:n_blocks]]
+        offsets = _grid(factor, fine)  # the fine cells of one block, relative to its centre
+        observed = (chosen[:, None, :] + offsets[None]).reshape(-1, 2)
+        fine_cells = (centres[:, None, :] + offsets[None]).reshape(-1, 2)
+        targets = fine_cells[np.argsort(np.sum((fine_cells - centre) ** 2, axis=1), kind="stable")[: self.num_target]]
+        return observed, factor * factor, targets, np.zeros(self.num_target, bool)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _seed_words(key) -> list[int]:
+    """A numpy seed from a jax PRNG key (or an int)."""
+    if isinstance(key, int | np.integer):
+        return [int(key)]
+    import jax
+
+    data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    return [int(w) for w in np.asarray(data).reshape(-1)]
+
+
+def _log_uniform(rng, low, high) -> float:
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def _grid(side: int, spacing: float) -> np.ndarray:
+    """``[side^2, 2]`` cell centres of a square grid centred on the origin."""
+    axis = (np.arange(side) - (side - 1) / 2.0) * spacing
+    gx, gy = np.meshgrid(axis, axis, indexing="ij")
+    return np.stack([gx.reshape(-1), gy.reshape(-1)], axis=-1)
+
+
+def _kernel(field: _Field, a, b) -> np.ndarray:
+    out = 0.0
+    for name, transform, variance in zip(field.kernels, field.transforms, field.variances, strict=True):
+        r = cdist(a @ transform.T, b @ transform.T)
+        out = out + variance * kernels.of_distance(name, r)
+    return out
+
+
+def _covariances(field: _Field, x_obs, blocks: int, x_tgt):
+    """Covariances of the observations (means over ``blocks`` cells each) and the target latents."""
+    k_oo, k_ot, k_tt = _kernel(field, x_obs, x_obs), _kernel(field, x_obs, x_tgt), _kernel(field, x_tgt, x_tgt)
+    if blocks > 1:
+        n = len(x_obs) // blocks
+        k_oo = k_oo.reshape(n, blocks, n, blocks).mean(axis=(1, 3))
+        k_ot = k_ot.reshape(n, blocks, -1).mean(axis=1)
+    return k_oo, k_ot, k_tt
+
+
+def _cholesky(matrix, jitter: float) -> np.ndarray:
+    eye = np.eye(len(matrix))
+    for scale in (1.0, 10.0, 100.0, 1000.0):
+        try:
+            return np.linalg.cholesky(matrix + jitter * scale * eye)
+        except np.linalg.LinAlgError:
+            continue
+    raise FloatingPointError("the task covariance is not positive definite even with added jitter.")
