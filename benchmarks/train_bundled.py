@@ -10,6 +10,10 @@ into the package). An interrupted session resumes exactly: rerun the same comman
 lives in ``runs/<name>-from-<steps>.run``, named after the release it started from. The release's
 ``config.json`` records the steps, hours and machine of every session (``sessions``, ``total_steps``).
 The last line of output is JSON: steps this session, total steps, validation NLL, seconds.
+
+    python benchmarks/train_bundled.py --model field --evaluate runs/field-normal   # gap to the exact GP
+
+scores a release against the exact GP posterior on fresh tasks of its prior (per layout).
 """
 
 from __future__ import annotations
@@ -55,9 +59,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--install", action="store_true", help="write the release into the package")
     parser.add_argument("--seed", type=int, help="task stream (default: the release's total steps)")
+    parser.add_argument("--evaluate", metavar="RELEASE", help="only score a release (folder or bundled name) "
+                                                              "against the exact GP on its task prior")
     args = parser.parse_args(argv)
 
     spec = MODELS[args.model]
+    if args.evaluate:
+        return evaluate(args.evaluate, spec)
     name = spec["release"]
     if name in available():
         init_from, model, done = name, None, int(pretrained(name)[2].get("total_steps", 0))
@@ -77,6 +85,23 @@ def main(argv=None) -> dict:
                "total_hours": result["total_hours"], "final_val_nll": result["final_val_nll"],
                "train_seconds": result["train_seconds"], "machine": result["machine"], "output": str(output)}
     print(json.dumps(summary))
+    return summary
+
+
+def evaluate(release: str, spec: dict) -> dict:
+    from geonp.evaluation import evaluate_fields
+    from geonp.model_store import load_model
+
+    config, params, meta = pretrained(release) if release in available() else load_model(release)
+    scores = evaluate_fields(config, params, pretrain.make_sampler(spec["tasks"]))
+    summary = {name: {"model_nll": round(r["model"]["nll"], 4), "oracle_nll": round(r["oracle"]["nll"], 4),
+                      "gap_nll": round(r["gap_nll"], 4), "model_cov95": round(r["model"]["coverage_95"], 3),
+                      "targets": r["targets"]} for name, r in scores.items()}
+    for name, r in summary.items():
+        print(f"{name:<12} model {r['model_nll']:8.4f}  oracle {r['oracle_nll']:8.4f}  gap {r['gap_nll']:7.4f}  "
+              f"cov95 {r['model_cov95']:.3f}  ({r['targets']} targets)")
+    print(json.dumps({"release": release, "total_steps": meta.get("total_steps", meta.get("steps")),
+                      "oracle_gap": summary}))
     return summary
 
 

@@ -130,8 +130,8 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
         for name, cov in covariates.items():
             context[name] = cov
             points[name] = ("point", np.asarray(cov.transpose(ydim, xdim).values).ravel()[where])
-        with warnings.catch_warnings():  # held-out cells far from data are the user's gaps, warned at predict
-            warnings.filterwarnings("ignore", message=".*from any observation", category=UserWarning)
+        with warnings.catch_warnings():  # what fit has warned about already, or will at predict
+            warnings.filterwarnings("ignore", message=".*(from any observation|infinite)", category=UserWarning)
             pred = model.predict(context, target=points, progress=False, calibrated=False,
                                  spatial_dims=tuple(spatial_dims))
         mean, std = np.asarray(pred["mean"]).ravel(), np.asarray(pred["std"]).ravel()

@@ -207,6 +207,9 @@ class NeuralProcess:
             **params: any constructor parameter, e.g. ``steps=200`` (``set_params`` first).
         """
         self.set_params(**params)
+        if not (isinstance(self.steps, int | np.integer) and self.steps >= 0):
+            raise ConfigError(f"steps must be an integer >= 0 (0: calibrate a pretrained model without training), "
+                              f"got {self.steps!r}.")
         head = likelihoods.get_likelihood(self.likelihood)
         if isinstance(var, list | tuple):
             if len(var) != 1:
@@ -279,6 +282,12 @@ class NeuralProcess:
     def _check_observations(table, head, names, what):
         """Clear errors for illegal counts or coordinate-less survey rows; a warning for what is left out."""
         counts_lib.check_point_coordinates(table)
+        for label, array in (("value", table.values), ("covariate", table.covariates)):
+            infinite = int(np.isinf(array).any(axis=-1).sum()) if array is not None and array.size else 0
+            if infinite:
+                warnings.warn(f"{what}: {infinite} point(s) hold an infinite {label} (+-inf); they are treated as "
+                              f"missing, like NaN. Replace them (e.g. data.where(np.isfinite(data))) to silence "
+                              "this, or fix the fill value upstream.", UserWarning, stacklevel=3)
         if not head.standardise:
             counts_lib.check_counts(table, head, names)
         if counts_lib.is_survey(table):
@@ -442,6 +451,10 @@ class NeuralProcess:
         out = out.transpose(*[d for d in tgt.original_dims if d in out.dims], ...)
         if target is None and head.name == "normal":
             observed_values = ctx.template.transpose(*tgt.original_dims)
+            if bool(observed_values.notnull().all()):
+                warnings.warn("the data have no gap to fill (every cell is observed): 'filled' equals the data and "
+                              "'mean' re-predicts the observed cells from their neighbours. Pass target= (a finer "
+                              "factor, a grid, points) to predict elsewhere.", UserWarning, stacklevel=2)
             out["filled"] = observed_values.where(observed_values.notnull(), out["mean"]).assign_attrs(
                 {**out["mean"].attrs, "long_name": f"observations, gaps filled with the predictive mean of "
                                                   f"{value_attrs.get('long_name', self.var_)}"})

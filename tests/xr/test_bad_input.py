@@ -117,3 +117,22 @@ def test_corrupted_inputs_always_raise_geonp_errors(base_pred, corruption, where
         da = da.astype(str)
     with pytest.raises(GeonpError):
         model.predict(da)
+
+
+def test_negative_steps_and_infinite_values_are_reported(gappy):
+    with pytest.raises(ConfigError, match="steps must be an integer >= 0"):
+        geonp.NeuralProcess(pretrained="gp2d-normal", steps=-1).fit(gappy)
+    spiked = gappy.copy()
+    spiked[0, 3, 3], spiked[1, 5, 5] = np.inf, -np.inf
+    with pytest.warns(UserWarning, match="2 point.s. hold an infinite value") as caught:
+        model = geonp.NeuralProcess(pretrained="gp2d-normal", steps=0).fit(spiked)
+    assert sum("infinite" in str(w.message) for w in caught) == 1  # once, not again from the calibration
+    with pytest.warns(UserWarning, match="infinite"):
+        pred = model.predict(spiked, progress=False)
+    assert np.isfinite(pred["mean"]).all()  # treated as missing: filled like any gap
+
+
+def test_a_raster_without_gaps_says_there_is_nothing_to_fill(field, calibrated):
+    with pytest.warns(UserWarning, match="no gap to fill"):
+        pred = calibrated.predict(field.isel(time=[0]), progress=False)
+    np.testing.assert_array_equal(pred["filled"].values, field.isel(time=[0]).transpose(*pred["filled"].dims).values)
