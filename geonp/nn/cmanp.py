@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from geonp.nn.blocks import FeedForward
-from geonp.nn.models import BSATNPConfig, context_features, target_features
+from geonp.nn.config import BSATNPConfig, context_features, target_features
 
 
 class SoftmaxState(NamedTuple):
