@@ -18,7 +18,16 @@ from geonp.errors import ConfigError
 from geonp.estimator import NeuralProcess
 
 _FIT_ARGS = {"var", "covariates", "spatial_dims", "time_dim", "crs"}
+# The bundled models a plain ``predict()`` uses (benchmarks/realdata.py decides, case by case):
+# filling gaps (target=None) with the field model trained on cloud gaps, which wins there by far;
+# other targets (a finer grid, points) with gp2d-normal until the field model beats it on them.
+DEFAULT_GAP_MODEL = "field-normal"
 DEFAULT_MODEL = "gp2d-normal"
+
+
+def default_model(target) -> str:
+    """The bundled model ``predict(target=...)`` uses when none is named."""
+    return DEFAULT_GAP_MODEL if target is None else DEFAULT_MODEL
 
 
 class _NPAccessor:
@@ -47,8 +56,10 @@ class _NPAccessor:
             target: ``None`` (fill this grid), a resolution factor (``4``), a DataArray/Dataset
                 (its coordinates are the prediction grid) or a DataFrame of points.
             model: a fitted ``NeuralProcess``, a path written by ``save``, the name of a bundled model
-                (``"prevalence-binomial"``, ...) or ``None``: the bundled ``gp2d-normal`` model. A bundled
-                model without its own normalisation is calibrated on this data without training.
+                (``"prevalence-binomial"``, ...) or ``None``: a bundled Gaussian model, ``field-normal``
+                (trained on multi-scale fields in cloud gaps) to fill gaps, ``gp2d-normal`` for other
+                targets (:func:`default_model`). A bundled model without its own normalisation is
+                calibrated on this data without training.
             context: ``"auto"`` (each cell of targets uses its nearest observations, as many as the
                 model was trained with; see ``NeuralProcess.predict``) or ``"all"`` (exact
                 attention over every context point).
@@ -70,7 +81,7 @@ class _NPAccessor:
         if model is None or (isinstance(model, str) and model in available()):
             from geonp.estimator import pretrained
 
-            model = pretrained(model or DEFAULT_MODEL)
+            model = pretrained(model or default_model(target))
             if not model.is_fitted:
                 model.fit(self._obj, var=var, spatial_dims=kwargs.get("spatial_dims"),
                           time_dim=kwargs.get("time_dim"), crs=crs, **calibration)

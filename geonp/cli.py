@@ -33,7 +33,7 @@ def _predict(args) -> None:
         with xr.open_dataset(args.target) as t:
             target = t.load()
     model = args.model
-    if model not in available():
+    if model is not None and model not in available():
         model = geonp.load(model)
     context = data if args.covariates or args.trials else data[var]
     extra = {k: v for k, v in {"trials": args.trials, "covariates": args.covariates}.items() if v}
@@ -65,7 +65,8 @@ def main(argv=None) -> int:
 
     predict = sub.add_parser("predict", help="predict from a netCDF file with a bundled or saved model")
     predict.add_argument("data", help="netCDF with the observations (NaN = missing)")
-    predict.add_argument("--model", default="gp2d-normal", help="a bundled model name or a saved model folder")
+    predict.add_argument("--model", help="a bundled model name or a saved model folder (default: field-normal to "
+                                         "fill gaps, gp2d-normal with --factor or --target)")
     predict.add_argument("--var", help="the variable to model (when the file has several)")
     predict.add_argument("--output", "-o", required=True, help="netCDF to write (atomically, resumable)")
     predict.add_argument("--factor", type=int, help="predict on a grid this many times finer")

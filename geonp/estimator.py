@@ -30,12 +30,11 @@ from geonp.errors import CheckpointError, ConfigError, GeonpError, MetadataMisma
 from geonp.features import counts as counts_lib
 from geonp.features import tables as tables_lib
 from geonp.features.grids import refined_grid
-from geonp.features.scaling import FeatureScaling, fit_scaling
+from geonp.features.scaling import TASK_RADIUS, FeatureScaling, fit_scaling
 from geonp.nn import likelihoods
 from geonp.nn.models import BSATNPConfig, default_groups
 from geonp.outputs import prediction_dataset
 from geonp.progress import TILE_PREFIX, TileProgress
-from geonp.features.scaling import TASK_RADIUS
 from geonp.tiling import ContextSet, TilePredictor, auto_halo, far_from_observations
 
 # the models of the TNP-KR / BSA-TNP / CMANP papers, as settings of one config (geonp.nn.models.BSATNPConfig)

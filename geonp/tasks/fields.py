@@ -139,7 +139,8 @@ class FieldTaskSampler:
 
     def sample_task(self, rng: np.random.Generator) -> dict:
         """One task as a dict of numpy arrays (context and targets unpadded, standardised by the context)."""
-        layout = self.layouts[rng.choice(len(self.layouts), p=np.asarray(self.layout_weights) / sum(self.layout_weights))]
+        weights = np.asarray(self.layout_weights) / sum(self.layout_weights)
+        layout = self.layouts[rng.choice(len(self.layouts), p=weights)]
         field = self._draw_field(rng)
         # half the tasks condition on the full context, as every tile does at prediction; the rest on fewer
         full = rng.uniform() < 0.5

@@ -46,7 +46,7 @@ class PatchSampler:
     max_context: int = 512
     num_target: int = 256
     geographic: bool = False  # space features are lon/lat degrees (not shifted)
-    center: str = "task"  # FeatureScaling.center: "task" (minus the context mean), "task-scale" (and / its std), "global"
+    center: str = "task"  # FeatureScaling.center: "task" (minus the context mean), "task-scale" (also / std), "global"
 
     def __post_init__(self):
         lo, hi = self.context_fraction
