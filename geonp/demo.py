@@ -3,8 +3,9 @@
 1. A smooth random field (random Fourier features of an RBF covariance, 60 km length scale)
    on a 0.1-degree lon/lat grid is generated on the spot; 90% of the cells are hidden (scattered
    gaps plus a block, like a cloud). ``da.np.predict()`` fills them with the bundled
-   ``gp2d-normal`` model; scores on the hidden cells are printed next to nearest-neighbour and
-   linear interpolation, and ``prediction.nc`` and ``map.png`` are written to ``--output``.
+   gap-filling model (``geonp.accessor.default_model(None)``: ``field-normal``); scores on the
+   hidden cells are printed next to nearest-neighbour and linear interpolation, and
+   ``prediction.nc`` and ``map.png`` are written to ``--output``.
 2. The bundled model predicts on fresh GP tasks,
    on the same tasks shifted to [8, 12]^2 (translation invariance), and is
    scored next to the exact GP posterior.
@@ -62,6 +63,7 @@ def gap_fill(output: str = "geonp-demo", seed: int = 0, hidden: float = 0.9) -> 
 
     import geonp  # noqa: F401  (registers .np)
     from geonp import metrics
+    from geonp.accessor import default_model
 
     truth = synthetic_field(seed)
     rng = np.random.default_rng(seed + 1)
@@ -77,7 +79,7 @@ def gap_fill(output: str = "geonp-demo", seed: int = 0, hidden: float = 0.9) -> 
     pred["observed"] = observed.assign_attrs(long_name=f"observed cells ({1 - mask.mean():.0%})")
     pred.np.to_netcdf(out / "prediction.nc", overwrite=True, progress=False)
     pred.np.plot(["observed", "mean", "std", "truth"], path=out / "map.png",
-                 title="geonp demo: gap filling with the bundled gp2d-normal model")
+                 title=f"geonp demo: gap filling with the bundled {default_model(None)} model")
     y = truth.values[mask]
     glon, glat = np.meshgrid(truth.longitude.values, truth.latitude.values)
     points = np.stack([glon[~mask], glat[~mask]], -1)
