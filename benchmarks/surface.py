@@ -5,7 +5,7 @@
 
 The field is a smooth random surface (random Fourier features of an RBF GP,
 length scale --lengthscale cells) on a projected 1 km grid, observed with
-noise at --context random cells. The bundled ``gp2d-normal`` model is
+noise at --context random cells. The bundled ``field-normal`` model (``--model``) is
 calibrated on the observations (no training), and predicts every cell
 through the lazy, tiled path, streamed to a zarr store the way a user would.
 Peak memory is the process's peak resident set (whole process: Python, jax,
@@ -57,6 +57,7 @@ def main():
     parser.add_argument("--lengthscale", type=float, default=24.0, help="of the surface, in cells")
     parser.add_argument("--noise", type=float, default=0.05)
     parser.add_argument("--tile", type=int, default=64)
+    parser.add_argument("--model", default="field-normal", help="bundled model name or release folder")
     parser.add_argument("--halo", type=float, default=None, help="metres; default: from the learned bias")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -76,7 +77,7 @@ def main():
                          attrs={"units": "1", "long_name": "synthetic surface"})
 
     started = time.perf_counter()
-    model = geonp.NeuralProcess(pretrained="gp2d-normal", steps=0).fit(field, crs="EPSG:3857")
+    model = geonp.NeuralProcess(pretrained=args.model, steps=0).fit(field, crs="EPSG:3857")
     lazy = field.np.predict(model=model, tile=args.tile, halo=args.halo, lazy=True)
     with tempfile.TemporaryDirectory() as tmp:
         path = lazy.np.to_zarr(Path(tmp) / "surface.zarr")
