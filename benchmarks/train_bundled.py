@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -79,8 +78,6 @@ def main(argv=None) -> dict:
         seed=args.seed if args.seed is not None else done, run_dir=str(ROOT / "runs" / f"{name}-from-{done}.run"),
         description=spec["description"], center=spec["center"],
     )
-    if args.install:  # a stray copy of the package release never lingers in runs/
-        shutil.rmtree(ROOT / "runs" / name, ignore_errors=True)
     summary = {"model": name, "steps": result["steps"], "total_steps": result["total_steps"],
                "total_hours": result["total_hours"], "final_val_nll": result["final_val_nll"],
                "train_seconds": result["train_seconds"], "machine": result["machine"], "output": str(output)}

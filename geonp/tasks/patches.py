@@ -101,11 +101,11 @@ class PatchSampler:
                 arrays["meta"]["space"][b, :m] = self.space[t][rows] - origin
                 if self._temporal:
                     arrays["meta"]["time"][b, :m] = self.time[t][rows]
-            if self.center != "global":  # values standardised by the task's context, as at prediction
-                y_c = sides["ctx"]["y"][b, :n_ctx]
-                offset, scale = task_standardisation(y_c, self.center)
-                sides["ctx"]["y"][b, :n_ctx] = (y_c - offset) / scale
-                n_t = min(nt_max, k - n_ctx)
-                sides["tgt"]["y"][b, :n_t] = (sides["tgt"]["y"][b, :n_t] - offset) / scale
+            # values standardised by the task's context, as at prediction ("global": left as they are)
+            y_c = sides["ctx"]["y"][b, :n_ctx]
+            offset, scale = task_standardisation(y_c, self.center)
+            sides["ctx"]["y"][b, :n_ctx] = (y_c - offset) / scale
+            n_t = min(nt_max, k - n_ctx)
+            sides["tgt"]["y"][b, :n_t] = (sides["tgt"]["y"][b, :n_t] - offset) / scale
         c, g = sides["ctx"], sides["tgt"]
         return Batch(c["x"], c["y"], c["meta"], c["mask"], g["x"], g["y"], g["meta"], g["mask"]), None
