@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from geonp.calibration import SpreadCalibration
 from geonp.errors import CheckpointError, ConfigError, GeonpError, MetadataMismatchError
 from geonp.features import counts as counts_lib
 from geonp.features import tables as tables_lib
@@ -358,7 +359,7 @@ class NeuralProcess:
     def predict(self, context, target=None, *, quantiles: Sequence[float] | None = None, samples: int = 0,
                 exceedance: Sequence[float] | None = None, halo: float | str | None = None, tile: int = 128,
                 time_tile: int = 24, lazy: bool | None = None, seed: int = 0, spatial_dims=None, time_dim=None,
-                progress: bool | None = None, calibrated: bool = True) -> xr.Dataset:
+                progress: bool | None = None, calibrated: bool = True, distance: bool = False) -> xr.Dataset:
         """Condition on the observed values of ``context`` and predict at ``target``.
 
         Args:
@@ -378,8 +379,11 @@ class NeuralProcess:
             time_tile: time steps per tile for temporal models.
             lazy: return dask-backed variables (compute on write); default: lazy when the context or
                 target is dask-backed or the target has more than 4M points.
-            calibrated: apply the spread calibration learned by ``fit`` on held-out cells
-                (``calibration_["std_scale"]``; see :mod:`geonp.calibration`); False: the model's own spread.
+            calibrated: apply the spread calibration learned by ``fit`` on held-out cells (a factor
+                on the std by distance to the nearest observation, ``calibration_["by_distance"]``;
+                see :mod:`geonp.calibration`); False: the model's own spread.
+            distance: add ``distance_to_data``, each target's distance to its nearest observation
+                (km on the sphere, CRS units when projected).
         """
         self._check_fitted()
         quantiles = tuple(float(q) for q in (quantiles or ()))
@@ -417,7 +421,8 @@ class NeuralProcess:
             task_map=task_map, halo=self._halo_distance(halo), time_halo=self._time_halo(halo),
             quantiles=quantiles, num_samples=int(samples), seed=seed, temporal=self.temporal, thresholds=thresholds,
             neighbours=self.max_context if halo is None and not self.temporal else None,  # temporal: by halo
-            std_scale=self._std_scale() if calibrated else 1.0,
+            spread=self._spread() if calibrated else SpreadCalibration(),
+            distance_channel=bool(distance),
         )
         far = self._far_from_data(predictor.context, task_map, tgt)
         channels = self._channel_array(predictor, tgt, tile, time_tile)
@@ -439,14 +444,15 @@ class NeuralProcess:
             "halo_units": "km" if s.kind == "geographic" else "crs units",
             "steps_trained": int(getattr(self, "steps_trained_", 0)),
             **far,
-            **self._calibration_attrs(predictor.std_scale),
+            **self._calibration_attrs(predictor.spread),
         }
         value_attrs = dict(s.value_attrs[0] if s.value_attrs else {})
         if head.standardise:
             value_attrs.update(ctx.template.attrs)
         value_attrs.setdefault("name", self.var_)
         out = prediction_dataset(channels, value_attrs, quantiles, int(samples), source_attrs, provenance,
-                                 thresholds=thresholds, classes=_class_labels(head, value_attrs))
+                                 thresholds=thresholds, classes=_class_labels(head, value_attrs),
+                                 distance_units=(provenance["halo_units"] if distance else None))
         out = out.transpose(*[d for d in tgt.original_dims if d in out.dims], ...)
         if target is None and head.name == "normal":
             observed_values = ctx.template.transpose(*tgt.original_dims)
@@ -478,12 +484,19 @@ class NeuralProcess:
                 UserWarning, stacklevel=3)
         return {**attrs, "far_from_data": n}
 
-    def _std_scale(self) -> float:
-        return float(getattr(self, "calibration_", {}).get("std_scale", 1.0))
+    def _spread(self) -> SpreadCalibration:
+        return SpreadCalibration.from_calibration(getattr(self, "calibration_", None))
 
-    def _calibration_attrs(self, applied: float) -> dict:
+    def _calibration_attrs(self, applied: SpreadCalibration) -> dict:
         cal = getattr(self, "calibration_", None) or {"status": "not calibrated: fitted before calibration existed"}
-        attrs = {"calibration": cal.get("status", ""), "calibration_std_scale": applied}
+        attrs = {"calibration": cal.get("status", "")}
+        if applied.is_identity:
+            attrs["calibration_std_scale"] = 1.0
+        else:  # the median factor on held-out cells, and the table (distances in the halo's units)
+            attrs["calibration_std_scale"] = cal.get("std_scale", applied.scale[0])
+            attrs["calibration_distance"] = np.asarray(applied.distance)
+            attrs["calibration_std_factor"] = np.asarray(applied.scale)
+            attrs["calibration_std_floor"] = np.asarray(applied.floor)
         for when in ("before", "after"):
             for k, v in cal.get(when, {}).items():
                 attrs[f"calibration_held_out_{k}_{when}"] = v

@@ -19,11 +19,12 @@ def _variable_attrs(source: dict, what: str) -> dict:
 
 def prediction_dataset(channels: xr.DataArray, value_attrs: dict, quantiles=(), num_samples: int = 0,
                        attrs: dict | None = None, provenance: dict | None = None, thresholds=(),
-                       classes=None) -> xr.Dataset:
+                       classes=None, distance_units: str | None = None) -> xr.Dataset:
     """Split a ``[..., channel]`` array into CF variables.
 
     Channels: mean, std, quantiles..., exceedance probabilities..., samples...; or, with
-    ``classes`` (a categorical model), one probability per class, then samples.
+    ``classes`` (a categorical model), one probability per class, then samples; with
+    ``distance_units``, last, each target's distance to its nearest observation.
     """
     if classes is not None:
         variables = _class_variables(channels, value_attrs, classes)
@@ -41,6 +42,9 @@ def prediction_dataset(channels: xr.DataArray, value_attrs: dict, quantiles=(), 
             sample_attrs["flag_values"] = np.arange(len(classes), dtype=np.int16)
             sample_attrs["flag_meanings"] = " ".join(classes)
         variables["samples"] = s.transpose("sample", ...).assign_attrs(sample_attrs)
+    if distance_units is not None:
+        variables["distance_to_data"] = channels.isel(channel=-1, drop=True).assign_attrs(
+            {"long_name": "distance to the nearest observation", "units": distance_units})
     out = xr.Dataset(variables)
     out.attrs.update(attrs or {})
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

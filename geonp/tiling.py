@@ -30,6 +30,7 @@ import math
 import jax
 import numpy as np
 
+from geonp.calibration import SpreadCalibration
 from geonp.features.scaling import TASK_RADIUS, FeatureScaling
 from geonp.inference import predict_raw
 from geonp.nn.bias import bias_family
@@ -153,14 +154,15 @@ class TilePredictor:
     temporal: bool = False
     thresholds: tuple[float, ...] = ()
     neighbours: int | None = None  # context by count: each cell of targets takes this many nearest observations
-    std_scale: float = 1.0  # calibration of a Gaussian head's spread (geonp.calibration)
+    spread: SpreadCalibration = SpreadCalibration()  # calibration of a Gaussian head's spread, by distance to data
+    distance_channel: bool = False  # append each target's distance to its nearest observation
 
     @property
     def num_channels(self) -> int:
         head = self.config.likelihood
         if head.name == "categorical":
-            return head.num_classes + self.num_samples
-        return 2 + len(self.quantiles) + len(self.thresholds) + self.num_samples
+            return head.num_classes + self.num_samples + self.distance_channel
+        return 2 + len(self.quantiles) + len(self.thresholds) + self.num_samples + self.distance_channel
 
     def __call__(self, x, y, *rest, block_info=None):
         hours = rest[0] if self.temporal else None
@@ -214,14 +216,20 @@ class TilePredictor:
         raw = raw[None]  # [1, N, outputs]
         head = self.config.likelihood
         summary = head.predict(jax.numpy.asarray(raw))
+        calibrate = head.name == "normal" and not self.spread.is_identity
+        nearest = (self.context.tree(task).query(emb, k=1)[0] if calibrate or self.distance_channel
+                   else None)  # [N] km / CRS units
+        factor = 1.0  # the calibration widens (or narrows) every distance from the mean by std_cal / std
         if head.name == "categorical":
             channels = [np.asarray(summary["probs"][0])]  # [N, K]
         else:
             mean = np.asarray(summary["mean"][0])
-            channels = [s.unscale_mean(mean * scale + offset),
-                        s.unscale_std(np.asarray(summary["std"][0]) * scale * self.std_scale)]
-        # the calibration widens (or narrows) every distance from the mean by std_scale (Gaussian heads only)
-        spread = (lambda v: mean + self.std_scale * (v - mean)) if head.name == "normal" else (lambda v: v)  # noqa
+            std = s.unscale_std(np.asarray(summary["std"][0]) * scale)  # [N, 1] the data's units
+            if calibrate:
+                calibrated = self.spread.std(std, nearest[:, None])
+                factor = np.where(std > 0, calibrated / np.where(std > 0, std, 1.0), 1.0)
+            channels = [s.unscale_mean(mean * scale + offset), std * factor]
+        spread = (lambda v: mean + factor * (v - mean)) if calibrate else (lambda v: v)  # noqa: E731
         for q in self.quantiles:
             channels.append(s.unscale_mean(spread(np.asarray(head.quantile(raw, q)[0])) * scale + offset))
         for t in self.thresholds:  # count heads only (never calibrated)
@@ -232,6 +240,8 @@ class TilePredictor:
                 key = jax.random.fold_in(key, int(i))
             draws = np.asarray(head.sample(raw, key, self.num_samples))[:, 0]  # [S, N, 1]
             channels.extend(s.unscale_mean(spread(d) * scale + offset) for d in draws)
+        if self.distance_channel:
+            channels.append(nearest[:, None])
         return np.concatenate(channels, axis=-1).astype(np.float32)
 
     def _group_batch(self, task, groups, tgt_space, tgt_time, tgt_cov):

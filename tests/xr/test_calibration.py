@@ -1,6 +1,7 @@
 """Context by count at prediction, and the spread calibrated on held-out cells of the user's data."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from scipy import ndimage
@@ -67,11 +68,18 @@ def test_calibration_widens_overconfident_intervals_and_is_reported_and_saved(tm
     assert cal["status"] == "calibrated" and cal["held_out_cells"] >= calibration.MIN_HELD_OUT
     assert abs(cal["after"]["cov95"] - 0.95) < 0.02  # by construction on the held-out cells
     assert model.history_[-1]["calibration"] == cal
-    pred = model.predict(cloudy, progress=False)
-    raw = model.predict(cloudy, progress=False, calibrated=False)
-    np.testing.assert_allclose(pred["std"], raw["std"] * cal["std_scale"], rtol=1e-5)
+    table = cal["by_distance"]
+    assert table["scale"] == sorted(table["scale"]) and table["floor"] == sorted(table["floor"])
+    pred = model.predict(cloudy, progress=False, quantiles=[0.1])
+    raw = model.predict(cloudy, progress=False, calibrated=False, distance=True, quantiles=[0.1])
+    std = calibration.SpreadCalibration.from_calibration(cal).std(raw["std"], raw["distance_to_data"])
+    np.testing.assert_allclose(pred["std"], std, rtol=1e-5)
+    factor = pred["std"] / raw["std"]
     np.testing.assert_allclose(pred["mean"], raw["mean"], rtol=1e-6)
+    np.testing.assert_allclose(pred["quantiles"] - pred["mean"], (raw["quantiles"] - raw["mean"]) * factor,
+                               rtol=1e-4, atol=1e-4)
     assert pred.attrs["geonp_calibration_std_scale"] == cal["std_scale"]
+    assert list(pred.attrs["geonp_calibration_std_floor"]) == table["floor"]
     assert pred.attrs["geonp_calibration_held_out_cov95_after"] == cal["after"]["cov95"]
     # scored on the real gaps, never seen by the calibration: closer to 95% than the raw spread
     err = np.abs(pred["mean"].values - truth.values)[hidden]
@@ -79,6 +87,43 @@ def test_calibration_widens_overconfident_intervals_and_is_reported_and_saved(tm
     assert abs(cov(pred["std"].values) - 0.95) <= abs(cov(raw["std"].values) - 0.95) + 0.01
     model.save(tmp_path / "m")
     assert geonp.load(tmp_path / "m").calibration_ == cal
+
+
+def test_spread_by_distance_covers_near_and_far_and_never_narrows_farther_out():
+    rng = np.random.default_rng(3)
+    distance = np.repeat(np.arange(1.0, 41.0), 100)  # grid-like: many equal distances
+    std = rng.uniform(0.1, 1.0, distance.size)  # the model's spread: right near data, then too small
+    error = rng.standard_normal(distance.size) * np.sqrt(std**2 + (distance > 10) * (0.05 * distance) ** 2)
+    spread = calibration.fit_by_distance(error, std, distance)
+    assert len(spread.distance) == calibration.MAX_BINS and np.all(np.diff(spread.distance) > 0)
+    assert np.all(np.diff(spread.scale) >= 0) and np.all(np.diff(spread.floor) >= 0)
+    assert spread.floor[0] < 0.1 and 1.2 < spread.floor[-1] < 2.4  # the missing spread, 0.05 d, far out
+    calibrated = spread.std(std, distance)
+    for group in calibration.distance_groups(distance, 4):  # about 95% near the data and far from it
+        assert abs(np.mean(np.abs(error[group]) <= calibration.Z95 * calibrated[group]) - 0.95) < 0.04
+    wide = calibration.fit_by_distance(rng.standard_normal(400) * 0.5, np.ones(400), np.ones(400))
+    assert len(wide.scale) == 1 and 0.4 < wide.scale[0] < 0.6 and wide.floor == (0.0,)  # underconfident: shrunk
+    old = calibration.SpreadCalibration.from_calibration({"std_scale": 2.5})  # saved before the distance bins
+    assert old.std(np.array([1.0, 2.0]), np.array([0.0, 1e6])).tolist() == [2.5, 5.0]
+
+
+@pytest.mark.filterwarnings("ignore:not calibrated")
+def test_distance_to_data_is_the_distance_to_the_nearest_observation(field):
+    sparse = field.isel(time=[0]).copy()
+    values = np.full(sparse.shape, np.nan, np.float32)
+    values[0, ::3, ::4] = sparse.values[0, ::3, ::4]
+    sparse = sparse.copy(data=values)
+    model = geonp.NeuralProcess(pretrained="gp2d-normal", steps=0).fit(sparse)
+    targets = pd.DataFrame({"lat": [float(sparse.lat[0]), float(sparse.lat[1])],
+                            "lon": [float(sparse.lon[0]), float(sparse.lon[1])]})
+    pred = model.predict(sparse, target=targets, distance=True, progress=False)
+    d = pred["distance_to_data"].values.ravel()
+    assert d[0] < 1e-6  # an observed cell
+    lat0, lat1, lon0, lon1 = (np.deg2rad(float(v)) for v in (sparse.lat[0], sparse.lat[1], sparse.lon[0],
+                                                             sparse.lon[1]))
+    great_circle = 6371.0 * np.arccos(np.sin(lat0) * np.sin(lat1) + np.cos(lat0) * np.cos(lat1) * np.cos(lon1 - lon0))
+    assert abs(d[1] - great_circle) / great_circle < 0.01  # its nearest observation: the diagonal neighbour
+    assert pred["distance_to_data"].attrs["units"] == "km"
 
 
 def test_too_few_observations_keep_the_uncalibrated_spread_and_say_so(field):
