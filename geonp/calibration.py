@@ -20,12 +20,16 @@ the calibrated standard deviation is
     std_cal(d) = sqrt((a(d) * std)^2 + tau(d)^2)       d: distance to the nearest observation
 
 with ``a(d)`` a factor on the model's own spread (below 1 where the model is
-underconfident) and ``tau(d)`` the spread it misses, in the data's units,
-added in quadrature. The held-out cells are split into up to ``MAX_BINS`` bins
+underconfident) and ``tau(d)`` the spread it misses, added in quadrature, in
+units of the standard deviation of the observations each target is conditioned
+on (so a field, or a tile, twice as variable gets twice the spread). The held-out cells are split into up to ``MAX_BINS`` bins
 of their distance to the nearest remaining observation (at least ``MIN_BIN``
 cells each); in a bin whose intervals already cover 95%, ``a`` shrinks them to
 95% and ``tau = 0``; otherwise ``a = 1`` and ``tau`` is the smallest spread that
-makes the bin's 95% intervals cover 95%. Both are then made non-decreasing with
+makes the bin's 95% intervals cover 95%. A second candidate is a factor alone
+(``tau = 0``, ``a`` the bin's 95% factor); the one with the lower held-out
+negative log likelihood is kept (the floor wins where the model's spread does not track its error, the
+factor where it does, e.g. on a smooth GP field). Both are then made non-decreasing with
 distance (weighted isotonic regression: farther from data is never more
 certain) and interpolated linearly between the bins' median distances
 (constant beyond the first and last). Because the held-out cells are the
@@ -36,7 +40,7 @@ deep-gap intervals ~3x too wide in CRPS on a 300 x 500 cloud-gapped raster.)
 The calibration scales ``std``, every quantile's distance from the mean and
 the samples' spread by ``std_cal / std``; the mean is not changed. It is
 stored with the model (``calibration_["by_distance"]``, distances in km on the
-sphere or CRS units, ``tau`` in the data's units) and reported, with the
+sphere or CRS units, ``tau`` in context standard deviations) and reported, with the
 held-out scores before and after it, in the model's ``calibration_`` and
 ``history_`` and in every prediction's attrs; ``calibration_["std_scale"]`` is
 the median of ``std_cal / std`` over the held-out cells.
@@ -68,7 +72,7 @@ class SpreadCalibration:
     """``std_cal = sqrt((a(d) std)^2 + tau(d)^2)``, ``d`` a target's distance to its nearest observation.
 
     ``distance`` (increasing; km on the sphere, CRS units when projected) are the knots of
-    ``scale`` (``a``) and ``floor`` (``tau``, the data's units); between knots both are linear,
+    ``scale`` (``a``) and ``floor`` (``tau``, in context standard deviations); between knots both are linear,
     beyond them constant. The default changes nothing.
     """
 
@@ -78,8 +82,9 @@ class SpreadCalibration:
     growth: float = 0.0  # d tau / d distance beyond the last knot (the knots' mean slope)
     ceiling: float = 0.0  # ... up to the spread of the data themselves
 
-    def std(self, std, distance) -> np.ndarray:
-        """The calibrated std of targets with model std ``std`` at ``distance`` (same shapes)."""
+    def std(self, std, distance, unit=1.0) -> np.ndarray:
+        """The calibrated std of targets with model std ``std`` at ``distance``; ``tau`` is in units of
+        ``unit``, the std of the observations each target was conditioned on (same shapes)."""
         distance = np.asarray(distance, np.float64)
         a = np.interp(distance, self.distance, self.scale)
         tau = np.interp(distance, self.distance, self.floor)
@@ -87,7 +92,7 @@ class SpreadCalibration:
             beyond = np.minimum(self.floor[-1] + self.growth * (distance - self.distance[-1]),
                                 max(self.ceiling, self.floor[-1]))
             tau = np.where(distance > self.distance[-1], beyond, tau)
-        return np.sqrt((a * np.asarray(std, np.float64)) ** 2 + tau**2)
+        return np.sqrt((a * np.asarray(std, np.float64)) ** 2 + (tau * np.asarray(unit, np.float64)) ** 2)
 
     @property
     def is_identity(self) -> bool:
@@ -169,24 +174,36 @@ def floor_from_errors(error: np.ndarray, std: np.ndarray) -> float:
 
 def fit_by_distance(error: np.ndarray, std: np.ndarray, distance: np.ndarray,
                     ceiling: float = 0.0) -> SpreadCalibration:
-    """:class:`SpreadCalibration` of held-out cells: their errors ``y - mean``, model std, distances ``[N]``.
+    """:class:`SpreadCalibration` of held-out cells: their errors ``y - mean``, model std, distances ``[N]``,
+    all three in the units ``tau`` is to be in (divide by each cell's context std first).
 
-    ``ceiling``: the spread of the data (their std); beyond the farthest held-out cells ``tau``
+    ``ceiling``: the spread of the data in those units; beyond the farthest held-out cells ``tau``
     keeps growing at the knots' mean slope up to it.
     """
-    knots, scales, floors, counts = [], [], [], []
+    knots, factors, scales, floors, counts = [], [], [], [], []
     for inside in distance_groups(distance, int(np.clip(error.size // MIN_BIN, 1, MAX_BINS))):
         e, s = error[inside], std[inside]
         knots.append(float(np.median(distance[inside])))
-        scales.append(min(1.0, scale_from_errors(e / s)))
+        factors.append(scale_from_errors(e / s))
+        scales.append(min(1.0, factors[-1]))
         floors.append(floor_from_errors(e, s) if scales[-1] == 1.0 else 0.0)
         counts.append(inside.size)
     monotone = lambda v: isotonic_regression(v, weights=counts, increasing=True).x  # noqa: E731
+    knots = tuple(round(k, 6) for k in knots)
     floors = monotone(floors)
     growth = (floors[-1] - floors[0]) / (knots[-1] - knots[0]) if len(knots) > 1 else 0.0
-    return SpreadCalibration(tuple(round(k, 6) for k in knots), tuple(round(float(a), 4) for a in monotone(scales)),
-                             tuple(round(float(t), 6) for t in floors), growth=float(f"{growth:.6g}"),
-                             ceiling=round(float(ceiling), 6))
+    with_floor = SpreadCalibration(knots, tuple(round(float(a), 4) for a in monotone(scales)),
+                                   tuple(round(float(t), 6) for t in floors), growth=float(f"{growth:.6g}"),
+                                   ceiling=round(float(ceiling), 6))
+    factor_only = SpreadCalibration(knots, tuple(round(float(a), 4) for a in monotone(factors)),
+                                    tuple(0.0 for _ in knots))
+    # the form that scores better on the held-out cells (log score): a floor where the model's spread
+    # does not track its error (deep gaps), a factor where it does
+    def nll(c):
+        sd = c.std(std, distance)
+        return float(np.mean(0.5 * (error / sd) ** 2 + np.log(sd)))
+
+    return min((with_floor, factor_only), key=nll)
 
 
 def distance_groups(distance: np.ndarray, bins: int) -> list:
@@ -233,7 +250,7 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     order = [order[k % len(order)] for k in range(max_fields)]  # few fields: several masks on each
     masks, how = gap_masks(observed_all[order[0]], [~o for o in observed_all], rng, len(order))
     lat, lon = np.meshgrid(data[ydim].values, data[xdim].values, indexing="ij")
-    means, stds, truths, distances = [], [], [], []
+    means, stds, truths, distances, units = [], [], [], [], []
     for i, hidden in zip(order, masks, strict=True):
         observed = observed_all[i]
         hidden = hidden & observed
@@ -261,14 +278,16 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
         stds.append(std[ok])
         truths.append(truth[ok])
         distances.append(np.asarray(pred["distance_to_data"]).ravel()[ok])
+        units.append(np.asarray(pred["context_std"]).ravel()[ok])
     held_out = sum(m.size for m in means)
     if held_out < MIN_HELD_OUT:
         return {"status": f"not calibrated: only {held_out} cells could be held out (need {MIN_HELD_OUT})",
                 "std_scale": 1.0}
-    mean, std, truth, distance = (np.concatenate(a) for a in (means, stds, truths, distances))
-    ceiling = float(np.sqrt(np.mean([np.nanvar(fields[i]) for i in set(order)])))
-    spread = fit_by_distance(truth - mean, std, distance, ceiling)
-    calibrated = spread.std(std, distance)
+    mean, std, truth, distance, unit = (np.concatenate(a) for a in (means, stds, truths, distances, units))
+    unit = np.where(unit > 0, unit, 1.0)
+    ceiling = float(np.sqrt(np.mean([np.nanvar(fields[i]) for i in set(order)])) / np.median(unit))
+    spread = fit_by_distance((truth - mean) / unit, std / unit, distance, ceiling)
+    calibrated = spread.std(std, distance, unit)
     return {"status": "calibrated", "std_scale": round(float(np.median(calibrated / std)), 4),
             "by_distance": spread.to_dict(), "held_out_cells": int(held_out), "fields": len(set(order)), "masks": len(means),
             "mask_shapes": how,

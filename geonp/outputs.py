@@ -24,7 +24,8 @@ def prediction_dataset(channels: xr.DataArray, value_attrs: dict, quantiles=(), 
 
     Channels: mean, std, quantiles..., exceedance probabilities..., samples...; or, with
     ``classes`` (a categorical model), one probability per class, then samples; with
-    ``distance_units``, last, each target's distance to its nearest observation.
+    ``distance_units``, last, each target's distance to its nearest observation and the std of
+    the observations it was conditioned on.
     """
     if classes is not None:
         variables = _class_variables(channels, value_attrs, classes)
@@ -43,8 +44,10 @@ def prediction_dataset(channels: xr.DataArray, value_attrs: dict, quantiles=(), 
             sample_attrs["flag_meanings"] = " ".join(classes)
         variables["samples"] = s.transpose("sample", ...).assign_attrs(sample_attrs)
     if distance_units is not None:
-        variables["distance_to_data"] = channels.isel(channel=-1, drop=True).assign_attrs(
+        variables["distance_to_data"] = channels.isel(channel=-2, drop=True).assign_attrs(
             {"long_name": "distance to the nearest observation", "units": distance_units})
+        variables["context_std"] = channels.isel(channel=-1, drop=True).assign_attrs(
+            _variable_attrs(value_attrs, "standard deviation of the observations conditioned on"))
     out = xr.Dataset(variables)
     out.attrs.update(attrs or {})
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

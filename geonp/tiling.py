@@ -155,14 +155,14 @@ class TilePredictor:
     thresholds: tuple[float, ...] = ()
     neighbours: int | None = None  # context by count: each cell of targets takes this many nearest observations
     spread: SpreadCalibration = SpreadCalibration()  # calibration of a Gaussian head's spread, by distance to data
-    distance_channel: bool = False  # append each target's distance to its nearest observation
+    distance_channel: bool = False  # append each target's distance to its nearest observation and its context's std
 
     @property
     def num_channels(self) -> int:
         head = self.config.likelihood
         if head.name == "categorical":
-            return head.num_classes + self.num_samples + self.distance_channel
-        return 2 + len(self.quantiles) + len(self.thresholds) + self.num_samples + self.distance_channel
+            return head.num_classes + self.num_samples + 2 * self.distance_channel
+        return 2 + len(self.quantiles) + len(self.thresholds) + self.num_samples + 2 * self.distance_channel
 
     def __call__(self, x, y, *rest, block_info=None):
         hours = rest[0] if self.temporal else None
@@ -226,7 +226,8 @@ class TilePredictor:
             mean = np.asarray(summary["mean"][0])
             std = s.unscale_std(np.asarray(summary["std"][0]) * scale)  # [N, 1] the data's units
             if calibrate:
-                calibrated = self.spread.std(std, nearest[:, None])
+                # tau is in units of each target's context std: a field twice as variable gets twice the spread
+                calibrated = self.spread.std(std, nearest[:, None], s.unscale_std(scale))
                 factor = np.where(std > 0, calibrated / np.where(std > 0, std, 1.0), 1.0)
             channels = [s.unscale_mean(mean * scale + offset), std * factor]
         spread = (lambda v: mean + factor * (v - mean)) if calibrate else (lambda v: v)  # noqa: E731
@@ -241,7 +242,7 @@ class TilePredictor:
             draws = np.asarray(head.sample(raw, key, self.num_samples))[:, 0]  # [S, N, 1]
             channels.extend(s.unscale_mean(spread(d) * scale + offset) for d in draws)
         if self.distance_channel:
-            channels.append(nearest[:, None])
+            channels += [nearest[:, None], s.unscale_std(scale[:, :1])]
         return np.concatenate(channels, axis=-1).astype(np.float32)
 
     def _group_batch(self, task, groups, tgt_space, tgt_time, tgt_cov):

@@ -72,7 +72,8 @@ def test_calibration_widens_overconfident_intervals_and_is_reported_and_saved(tm
     assert table["scale"] == sorted(table["scale"]) and table["floor"] == sorted(table["floor"])
     pred = model.predict(cloudy, progress=False, quantiles=[0.1])
     raw = model.predict(cloudy, progress=False, calibrated=False, distance=True, quantiles=[0.1])
-    std = calibration.SpreadCalibration.from_calibration(cal).std(raw["std"], raw["distance_to_data"])
+    std = calibration.SpreadCalibration.from_calibration(cal).std(raw["std"], raw["distance_to_data"],
+                                                                  raw["context_std"])
     np.testing.assert_allclose(pred["std"], std, rtol=1e-5)
     factor = pred["std"] / raw["std"]
     np.testing.assert_allclose(pred["mean"], raw["mean"], rtol=1e-6)
