@@ -383,7 +383,8 @@ class NeuralProcess:
                 on the std by distance to the nearest observation, ``calibration_["by_distance"]``;
                 see :mod:`geonp.calibration`); False: the model's own spread.
             distance: add ``distance_to_data``, each target's distance to its nearest observation
-                (km on the sphere, CRS units when projected).
+                (km on the sphere, CRS units when projected), and ``context_std``, the standard
+                deviation of the observations it was conditioned on (the unit of the calibration's floor).
         """
         self._check_fitted()
         quantiles = tuple(float(q) for q in (quantiles or ()))
