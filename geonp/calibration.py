@@ -17,12 +17,14 @@ and badly overconfident deep inside it, and there its own spread says little
 about its error (it misses variation on scales larger than its context). So
 the calibrated standard deviation is
 
-    std_cal(d) = sqrt((a(d) * std)^2 + tau(d)^2)       d: distance to the nearest observation
+    std_cal(d) = sqrt((a(d) * std)^2 + (tau(d) * s)^2)    d: distance to the nearest observation,
+                                                         s: std of the observations conditioned on
 
 with ``a(d)`` a factor on the model's own spread (below 1 where the model is
 underconfident) and ``tau(d)`` the spread it misses, added in quadrature, in
 units of the standard deviation of the observations each target is conditioned
-on (so a field, or a tile, twice as variable gets twice the spread). The held-out cells are split into up to ``MAX_BINS`` bins
+on (so a field, or a tile, twice as variable gets twice the spread). The
+held-out cells are split into up to ``MAX_BINS`` bins
 of their distance to the nearest remaining observation (at least ``MIN_BIN``
 cells each); in a bin whose intervals already cover 95%, ``a`` shrinks them to
 95% and ``tau = 0``; otherwise ``a = 1`` and ``tau`` is the smallest spread that
@@ -103,7 +105,7 @@ class SpreadCalibration:
                 "growth": self.growth, "ceiling": self.ceiling}
 
     @classmethod
-    def from_calibration(cls, calibration: dict | None) -> "SpreadCalibration":
+    def from_calibration(cls, calibration: dict | None) -> SpreadCalibration:
         """From a model's ``calibration_`` (a lone ``std_scale``, from before the distance bins: constant)."""
         calibration = calibration or {}
         table = calibration.get("by_distance")
@@ -289,6 +291,6 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     spread = fit_by_distance((truth - mean) / unit, std / unit, distance, ceiling)
     calibrated = spread.std(std, distance, unit)
     return {"status": "calibrated", "std_scale": round(float(np.median(calibrated / std)), 4),
-            "by_distance": spread.to_dict(), "held_out_cells": int(held_out), "fields": len(set(order)), "masks": len(means),
-            "mask_shapes": how,
+            "by_distance": spread.to_dict(), "held_out_cells": int(held_out), "fields": len(set(order)),
+            "masks": len(means), "mask_shapes": how,
             "before": summarise(mean, std, truth), "after": summarise(mean, calibrated, truth)}

@@ -43,7 +43,8 @@ def _prediction():
     exceed = 1.0 / (1.0 + np.exp(-(mean - 0.2) * 30.0))
     ds["exceedance"] = xr.DataArray(exceed[None].astype(np.float32), dims=("threshold", "lat", "lon"),
                                     coords={"threshold": [0.2], "lat": lat, "lon": lon},
-                                    attrs={"units": "1", "long_name": "probability that prevalence exceeds the threshold"})
+                                    attrs={"units": "1",
+                                           "long_name": "probability that prevalence exceeds the threshold"})
     ds["mode"] = _grid(lat, lon, (la > -6).astype(int) + (lo > 37).astype(int), "mode",
                        long_name="most probable class of state", flag_values=np.arange(3),
                        flag_meanings="susceptible infected recovered")
