@@ -71,7 +71,8 @@ Z95 = float(norm.ppf(0.975))
 
 @dataclasses.dataclass(frozen=True)
 class SpreadCalibration:
-    """``std_cal = sqrt((a(d) std)^2 + tau(d)^2)``, ``d`` a target's distance to its nearest observation.
+    """``std_cal = sqrt((a(d) std)^2 + (tau(d) s)^2)``, ``d`` a target's distance to its nearest observation,
+    ``s`` the std of the observations it was conditioned on.
 
     ``distance`` (increasing; km on the sphere, CRS units when projected) are the knots of
     ``scale`` (``a``) and ``floor`` (``tau``, in context standard deviations); between knots both are linear,

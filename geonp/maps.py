@@ -75,11 +75,18 @@ def land():
     return land
 
 
-def _add_coastlines(ax) -> bool:
+@functools.lru_cache(maxsize=4)
+def _coastline(path: Path):
+    """One shapefile's coastline as a cartopy feature, read once per session (every panel shares it)."""
     import cartopy.crs as ccrs
     import cartopy.feature as cfeature
     from cartopy.io.shapereader import Reader
 
+    return cfeature.ShapelyFeature(list(Reader(str(path)).geometries()), ccrs.PlateCarree(), facecolor="none",
+                                   edgecolor="black", linewidth=0.6)
+
+
+def _add_coastlines(ax) -> bool:
     files = coastline_files()
     if not files:
         if not _WARNED:
@@ -87,9 +94,7 @@ def _add_coastlines(ax) -> bool:
             warnings.warn(f"no coastline data: the bundled {BUNDLED_COASTLINE.name} is missing (a broken "
                           "install?), so the map has none; reinstall geonp.", UserWarning, stacklevel=3)
         return False
-    feature = cfeature.ShapelyFeature(Reader(str(files[0])).geometries(), ccrs.PlateCarree(), facecolor="none",
-                                      edgecolor="black", linewidth=0.6)
-    ax.add_feature(feature)
+    ax.add_feature(_coastline(files[0]))
     return True
 
 

@@ -113,6 +113,10 @@ class ContextSet:
             self._trees[task] = cKDTree(self.embedding[task])
         return self._trees[task]
 
+    def distance_to_nearest(self, task: int, points) -> np.ndarray:
+        """``[N]`` distance from each of ``points`` ``[N, E]`` (embedding units) to its nearest observation."""
+        return self.tree(task).query(points, k=1)[0]
+
     def select(self, task: int, centre, radius: float | None, hours_range=None, time_halo=None) -> np.ndarray:
         """Indices of the points within ``radius`` of ``centre`` (and of the time range), sorted."""
         n = self.size(task)
@@ -217,8 +221,9 @@ class TilePredictor:
         head = self.config.likelihood
         summary = head.predict(jax.numpy.asarray(raw))
         calibrate = head.name == "normal" and not self.spread.is_identity
-        nearest = (self.context.tree(task).query(emb, k=1)[0] if calibrate or self.distance_channel
-                   else None)  # [N] km / CRS units
+        if calibrate or self.distance_channel:
+            nearest = self.context.distance_to_nearest(task, emb)  # [N] km / CRS units
+            unit = s.unscale_std(scale)  # [N, Dy] each target's context std, the data's units
         factor = 1.0  # the calibration widens (or narrows) every distance from the mean by std_cal / std
         if head.name == "categorical":
             channels = [np.asarray(summary["probs"][0])]  # [N, K]
@@ -227,7 +232,7 @@ class TilePredictor:
             std = s.unscale_std(np.asarray(summary["std"][0]) * scale)  # [N, 1] the data's units
             if calibrate:
                 # tau is in units of each target's context std: a field twice as variable gets twice the spread
-                calibrated = self.spread.std(std, nearest[:, None], s.unscale_std(scale))
+                calibrated = self.spread.std(std, nearest[:, None], unit)
                 factor = np.where(std > 0, calibrated / np.where(std > 0, std, 1.0), 1.0)
             channels = [s.unscale_mean(mean * scale + offset), std * factor]
         spread = (lambda v: mean + factor * (v - mean)) if calibrate else (lambda v: v)  # noqa: E731
@@ -242,7 +247,7 @@ class TilePredictor:
             draws = np.asarray(head.sample(raw, key, self.num_samples))[:, 0]  # [S, N, 1]
             channels.extend(s.unscale_mean(spread(d) * scale + offset) for d in draws)
         if self.distance_channel:
-            channels += [nearest[:, None], s.unscale_std(scale[:, :1])]
+            channels += [nearest[:, None], unit[:, :1]]
         return np.concatenate(channels, axis=-1).astype(np.float32)
 
     def _group_batch(self, task, groups, tgt_space, tgt_time, tgt_cov):
@@ -337,6 +342,5 @@ def far_from_observations(context: ContextSet, task_map, x, y, kind: str, limit:
     far = np.zeros(x.shape, bool)
     for t, c in enumerate(task_map):
         if context.size(c):
-            distance = context.tree(c).query(euclidean_embedding(kind, x[t], y[t]), k=1)[0]
-            far[t] = distance > limit
+            far[t] = context.distance_to_nearest(c, euclidean_embedding(kind, x[t], y[t])) > limit
     return far
