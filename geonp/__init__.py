@@ -6,6 +6,7 @@
 __version__ = "0.1.0"
 
 from geonp import accessor as _accessor  # noqa: E402,F401  (registers .np)
+from geonp.aggregate import aggregate  # noqa: E402
 from geonp.errors import GeonpError  # noqa: E402
 from geonp.estimator import ARCHITECTURES, NeuralProcess, NotFittedError, load, pretrained  # noqa: E402
 
@@ -17,5 +18,5 @@ def plot(ds, variables=("mean", "std"), **kwargs):
     return _plot(ds, variables, **kwargs)
 
 
-__all__ = ["ARCHITECTURES", "GeonpError", "NeuralProcess", "NotFittedError", "load", "plot", "pretrained",
+__all__ = ["ARCHITECTURES", "GeonpError", "aggregate", "NeuralProcess", "NotFittedError", "load", "plot", "pretrained",
            "__version__"]

@@ -359,7 +359,8 @@ class NeuralProcess:
     def predict(self, context, target=None, *, quantiles: Sequence[float] | None = None, samples: int = 0,
                 exceedance: Sequence[float] | None = None, halo: float | str | None = None, tile: int = 128,
                 time_tile: int = 24, lazy: bool | None = None, seed: int = 0, spatial_dims=None, time_dim=None,
-                progress: bool | None = None, calibrated: bool = True, distance: bool = False) -> xr.Dataset:
+                progress: bool | None = None, calibrated: bool = True, distance: bool = False,
+                joint: bool = False) -> xr.Dataset:
         """Condition on the observed values of ``context`` and predict at ``target``.
 
         Args:
@@ -369,6 +370,11 @@ class NeuralProcess:
                 (with the covariates as variables when the model has any), or a DataFrame of points.
             quantiles: probabilities, e.g. ``[0.05, 0.5, 0.95]``; adds a ``quantiles`` variable.
             samples: draws from each point's predictive marginal; adds ``samples``.
+            joint: make the ``samples`` draws coherent across the target points of each task (time step,
+                member ...), by autoregressive sampling coarse to fine (:mod:`geonp.joint`): region means,
+                areas above a threshold and other functions of many points then have honest spread
+                (:func:`geonp.aggregate`). Costs about ``samples`` predictions of the targets; each task's
+                targets are predicted as one block. Normal, binomial and poisson models, not temporal.
             exceedance: thresholds t (binomial: prevalence, poisson: rate); adds ``exceedance``
                 = P(value > t) per point along a ``threshold`` dimension.
             halo: ``None`` (default): context by count, as in training: the targets are split into cells
@@ -394,6 +400,7 @@ class NeuralProcess:
         if int(samples) < 0 or tile < 1 or time_tile < 1:
             raise ConfigError(f"samples must be >= 0 and tile, time_tile >= 1; got {samples}, {tile}, {time_tile}.")
         head = self.config_.likelihood
+        self._check_joint(head, joint, int(samples))
         thresholds = self._thresholds(head, exceedance)
         if quantiles and not hasattr(head, "quantile"):
             raise ConfigError(f"a {head.name} model predicts class probabilities; it has no quantiles.")
@@ -423,10 +430,11 @@ class NeuralProcess:
             quantiles=quantiles, num_samples=int(samples), seed=seed, temporal=self.temporal, thresholds=thresholds,
             neighbours=self.max_context if halo is None and not self.temporal else None,  # temporal: by halo
             spread=self._spread() if calibrated else SpreadCalibration(),
-            distance_channel=bool(distance),
+            distance_channel=bool(distance), joint=bool(joint),
+            progress=bool(joint) and bool(self.progress if progress is None else progress),
         )
         far = self._far_from_data(predictor.context, task_map, tgt)
-        channels = self._channel_array(predictor, tgt, tile, time_tile)
+        channels = self._channel_array(predictor, tgt, None if joint else tile, time_tile)
         if lazy is None:
             lazy = _is_dask(context) or _is_dask(target) or tgt.x.size > LAZY_ABOVE_POINTS
         if not lazy:
@@ -444,6 +452,7 @@ class NeuralProcess:
             "halo": "all" if predictor.halo is None else predictor.halo,
             "halo_units": "km" if s.kind == "geographic" else "crs units",
             "steps_trained": int(getattr(self, "steps_trained_", 0)),
+            **({"samples": "joint" if joint else "marginal"} if samples else {}),
             **far,
             **self._calibration_attrs(predictor.spread),
         }
@@ -453,7 +462,8 @@ class NeuralProcess:
         value_attrs.setdefault("name", self.var_)
         out = prediction_dataset(channels, value_attrs, quantiles, int(samples), source_attrs, provenance,
                                  thresholds=thresholds, classes=_class_labels(head, value_attrs),
-                                 distance_units=(provenance["halo_units"] if distance else None))
+                                 distance_units=(provenance["halo_units"] if distance else None),
+                                 joint_samples=bool(joint))
         out = out.transpose(*[d for d in tgt.original_dims if d in out.dims], ...)
         if target is None and head.name == "normal":
             observed_values = ctx.template.transpose(*tgt.original_dims)
@@ -509,6 +519,21 @@ class NeuralProcess:
         if getattr(self, "count_var_", None):
             return [self.var_, self.count_var_]
         return None if isinstance(context, xr.DataArray) else self.var_
+
+    def _check_joint(self, head, joint: bool, samples: int):
+        from geonp.joint import JOINT_HEADS
+
+        if not joint:
+            return
+        if samples < 1:
+            raise ConfigError("joint=True makes the samples= draws coherent across points; pass samples=n "
+                              "(e.g. samples=100) as well.")
+        if head.name not in JOINT_HEADS:
+            raise ConfigError(f"joint samples need a {', '.join(JOINT_HEADS)} model; this one is {head.name}. "
+                              "Use joint=False for independent draws per point.")
+        if self.temporal:
+            raise ConfigError("joint samples are drawn over space, one task at a time; a temporal model mixes "
+                              "time steps. Predict one time step at a time with a spatial model, or joint=False.")
 
     @staticmethod
     def _thresholds(head, exceedance) -> tuple[float, ...]:
@@ -593,6 +618,8 @@ class NeuralProcess:
         for d in tgt.point_dims:
             if d == tgt.layout.time and self.temporal:
                 point_chunks.append(time_tile)
+            elif tile is None:  # joint draws: one block per task
+                point_chunks.append(t.sizes[d])
             else:
                 point_chunks.append(tile if len(tgt.point_dims) > 1 else tile * tile)
         chunks = (1,) * n_task + tuple(point_chunks)

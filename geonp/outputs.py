@@ -19,7 +19,7 @@ def _variable_attrs(source: dict, what: str) -> dict:
 
 def prediction_dataset(channels: xr.DataArray, value_attrs: dict, quantiles=(), num_samples: int = 0,
                        attrs: dict | None = None, provenance: dict | None = None, thresholds=(),
-                       classes=None, distance_units: str | None = None) -> xr.Dataset:
+                       classes=None, distance_units: str | None = None, joint_samples: bool = False) -> xr.Dataset:
     """Split a ``[..., channel]`` array into CF variables.
 
     Channels: mean, std, quantiles..., exceedance probabilities..., samples...; or, with
@@ -36,8 +36,13 @@ def prediction_dataset(channels: xr.DataArray, value_attrs: dict, quantiles=(), 
     if num_samples:
         s = channels.isel(channel=slice(start, start + num_samples)).rename(channel="sample")
         s = s.assign_coords(sample=np.arange(num_samples))
-        sample_attrs = _variable_attrs(value_attrs, "samples of the predictive marginal")
-        sample_attrs["comment"] = "independent draws per point (marginals, not spatially coherent fields)"
+        if joint_samples:
+            sample_attrs = _variable_attrs(value_attrs, "joint samples of the predictive distribution")
+            sample_attrs["comment"] = ("draws coherent across the points of each task (autoregressive, coarse to "
+                                       "fine: geonp.joint); functions of many points (region means) are valid")
+        else:
+            sample_attrs = _variable_attrs(value_attrs, "samples of the predictive marginal")
+            sample_attrs["comment"] = "independent draws per point (marginals, not spatially coherent fields)"
         if classes is not None:
             sample_attrs.pop("units", None)
             sample_attrs["flag_values"] = np.arange(len(classes), dtype=np.int16)

@@ -160,6 +160,8 @@ class TilePredictor:
     neighbours: int | None = None  # context by count: each cell of targets takes this many nearest observations
     spread: SpreadCalibration = SpreadCalibration()  # calibration of a Gaussian head's spread, by distance to data
     distance_channel: bool = False  # append each target's distance to its nearest observation and its context's std
+    joint: bool = False  # samples coherent across the block's targets (geonp.joint); blocks then span whole tasks
+    progress: bool = False  # a progress bar over the joint draws
 
     @property
     def num_channels(self) -> int:
@@ -244,8 +246,22 @@ class TilePredictor:
             key = jax.random.PRNGKey(self.seed)
             for i in location:
                 key = jax.random.fold_in(key, int(i))
-            draws = np.asarray(head.sample(raw, key, self.num_samples))[:, 0]  # [S, N, 1]
-            channels.extend(s.unscale_mean(spread(d) * scale + offset) for d in draws)
+            if self.joint:  # [S, N, 1] scaled units; the calibration widens each draw about the mean, as below
+                from geonp.joint import joint_draws, network_conditional
+
+                c = self.context
+                observed = {"embedding": c.embedding[task], "space": c.space[task], "time": c.time[task],
+                            "covariates": c.covariates[task]}
+                targets = {"embedding": emb, "space": tgt_space, "time": tgt_time, "covariates": tgt_cov}
+                weight = None if head.name == "normal" else float(np.max(c.values[task][:, 1]))
+                draws = joint_draws(network_conditional(self), observed, c.values[task], targets,
+                                    self.num_samples, key, count=self.neighbours or JOINT_CONTEXT,
+                                    pseudo_weight=weight, progress=self.progress)
+                centre = mean * scale + offset if head.name == "normal" else 0.0
+                channels.extend(s.unscale_mean(centre + factor * (d - centre)) for d in draws)
+            else:
+                draws = np.asarray(head.sample(raw, key, self.num_samples))[:, 0]  # [S, N, 1]
+                channels.extend(s.unscale_mean(spread(d) * scale + offset) for d in draws)
         if self.distance_channel:
             channels += [nearest[:, None], unit[:, :1]]
         return np.concatenate(channels, axis=-1).astype(np.float32)
@@ -290,6 +306,7 @@ class TilePredictor:
 
 
 GROUPS_PER_CALL = 8  # neighbourhoods predicted together in one model call
+JOINT_CONTEXT = 512  # context per neighbourhood for joint draws when prediction does not go by count
 
 
 def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int) -> list:
