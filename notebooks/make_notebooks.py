@@ -91,6 +91,20 @@ else:
     pred["interval_width"] = (pred["quantiles"].sel(quantile=0.975) - pred["quantiles"].sel(quantile=0.025)).assign_attrs(
         long_name="width of the 95% interval", units="1")
     fig = geonp.plot(pred, ["mean", "interval_width", "exceedance"], points=(villages.lon, villages.lat))"""),
+("md", "## Region-level prevalence from joint draws\n\nProgramme managers act on district means, not on pixels. A district's mean prevalence is a function of every cell in it, so its interval needs draws that are coherent across cells: `predict(..., samples=n, joint=True)` draws them autoregressively (coarse to fine), and `geonp.aggregate` turns them into region means with quantiles and P(mean > 30%). The regions here are three longitude bands of the country, for illustration; pass your district polygons (a dict of shapely geometries, a GeoDataFrame, or an integer label raster) and a population raster as `weights=`. Independent (marginal) draws would make every interval far too narrow."),
+("code", """import shapely
+
+if have_data:
+    coarse = grid.isel(lat=slice(None, None, 3), lon=slice(None, None, 3))
+    draws = model.predict(surveys, target=coarse, samples=32 if SMALL else 200, joint=True, progress=False)
+    bands = {"west": shapely.box(-17.0, 13.0, -15.6, 13.9), "central": shapely.box(-15.6, 13.0, -14.6, 13.9),
+             "east": shapely.box(-14.6, 13.0, -13.6, 13.9)}
+    districts = geonp.aggregate(draws, bands, exceedance=[0.3])
+    display(pd.DataFrame({"mean": districts["mean"].values,
+                          "2.5%": districts["quantiles"].sel(quantile=0.025).values,
+                          "97.5%": districts["quantiles"].sel(quantile=0.975).values,
+                          "P(mean > 0.3)": districts["exceedance"].sel(threshold=0.3).values},
+                         index=districts.region.values))"""),
 ("code", """if have_data:
     scores = cross_validate(model, villages, folds=3 if SMALL else 10)
     display(pd.DataFrame(scores).T)"""),

@@ -14,7 +14,8 @@ needs = lambda sub: pytest.mark.skipif(not (DATA / sub).is_dir(), reason=f"share
 
 @needs("disease_prevalence")
 def test_prevalence_flow_cross_validates_against_kriging_and_maps(tmp_path):
-    report = run_recipe("recipes/prevalence-gambia.yaml", {"output": str(tmp_path), "folds": 3, "grid": 24})
+    report = run_recipe("recipes/prevalence-gambia.yaml", {"output": str(tmp_path), "folds": 3, "grid": 24,
+                                                           "joint_samples": 32, "joint_points": 96})
     for method in ("geonp", "kriging"):
         scores = report["cv"][method]
         assert scores["n_locations"] == 65 and np.isfinite(scores["log_score"])
@@ -22,6 +23,10 @@ def test_prevalence_flow_cross_validates_against_kriging_and_maps(tmp_path):
     assert report["cv"]["geonp"]["rmse_weighted"] < 0.25
     assert (tmp_path / "prevalence.nc").is_file() and (tmp_path / "prevalence.png").is_file()
     assert json.loads((tmp_path / "report.json").read_text())["locations"] == 65
+    # the surveyed area's mean prevalence, with an interval from joint draws
+    (area,) = report["regions"]["table"]
+    assert area["region"] == "survey area" and 0.05 < area["q025"] < area["mean"] < area["q975"] < 0.8, area
+    assert (tmp_path / "regions.csv").is_file()
 
 
 @needs("era5_t2m_uk")

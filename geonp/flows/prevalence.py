@@ -17,6 +17,12 @@
 2. A map: prevalence mean, 95% interval width and P(prevalence > threshold) on a grid
    (``grid`` cells per side over the surveys' extent, or the points of ``grid_csv``), written
    as netCDF and PNG.
+3. With ``joint_samples: n``, region-level prevalence, the quantity programmes act on: the
+   mean prevalence of each region (``regions``: a GeoJSON or shapefile of polygons in lon/lat,
+   named by their ``region_name`` property; by default the area the surveys span, their
+   convex hull) with its 95% interval and P(region mean > threshold), from ``n`` joint draws
+   (:func:`geonp.aggregate`) at up to ``joint_points`` map points, weighted by the grid's
+   ``weights`` column (e.g. population) when given. Written to ``regions.csv``.
 """
 
 from __future__ import annotations
@@ -117,10 +123,72 @@ def prediction_grid(frame: pd.DataFrame, cells: int, grid_csv=None, lon: str = "
                               "lon": ("lon", lons, {"units": "degrees_east"})})
 
 
+def load_regions(path: Path, name: str | None) -> dict:
+    """Polygons (lon/lat) by name from a GeoJSON FeatureCollection or a shapefile."""
+    import shapely.geometry
+
+    if not path.is_file():
+        raise ConfigError(f"regions file {path} does not exist.")
+    if path.suffix.lower() in (".geojson", ".json"):
+        features = json.loads(path.read_text())["features"]
+        records = [(f.get("properties") or {}, shapely.geometry.shape(f["geometry"])) for f in features]
+    elif path.suffix.lower() == ".shp":
+        from cartopy.io import shapereader
+
+        records = [(r.attributes, r.geometry) for r in shapereader.Reader(str(path)).records()]
+    else:
+        raise ConfigError(f"regions {path}: expected a .geojson/.json FeatureCollection or a .shp shapefile.")
+    if name is not None and any(name not in props for props, _ in records):
+        raise ConfigError(f"regions {path}: region_name {name!r} is not a property of every region; properties: "
+                          f"{sorted(records[0][0]) if records else []}.")
+    return {(props[name] if name else i): geometry for i, (props, geometry) in enumerate(records)}
+
+
+def region_prevalence(model, frame: pd.DataFrame, targets, grid_table, num_samples: int, max_points: int,
+                      threshold: float, regions: dict | None, weights: str | None, seed: int = 0) -> dict:
+    """Region-mean prevalence with a 95% interval and P(mean > threshold), from joint draws."""
+    import shapely
+
+    import geonp
+
+    if isinstance(targets, pd.DataFrame):
+        if weights is not None and (grid_table is None or weights not in grid_table):
+            raise ConfigError(f"weights={weights!r} must be a column of grid_csv.")
+        table = targets.assign(_weight=grid_table[weights].to_numpy() if weights else 1.0)
+        rng = np.random.default_rng(seed)  # a random subset of the grid keeps the joint draws affordable
+        table = table.iloc[np.sort(rng.choice(len(table), min(max_points, len(table)), replace=False))]
+        points = table[["lon", "lat"]].reset_index(drop=True)
+    else:
+        if weights is not None:
+            raise ConfigError("weights= needs a grid_csv holding that column (e.g. Population).")
+        stride = max(1, int(np.ceil(np.sqrt(targets.lat.size * targets.lon.size / max_points))))
+        points = targets.isel(lat=slice(None, None, stride), lon=slice(None, None, stride))
+        table = None
+    started = time.perf_counter()
+    pred = model.predict(_dataset(frame), target=points, samples=num_samples, joint=True, seed=seed,
+                         progress=False)
+    seconds = time.perf_counter() - started
+    weight = None
+    if table is not None:
+        weight = xr.DataArray(table["_weight"].to_numpy(np.float64), dims="point", name=weights or "equal")
+    if regions is None:
+        hull = shapely.MultiPoint(np.c_[frame.lon, frame.lat]).convex_hull.buffer(1e-6)
+        regions = {"survey area": hull}
+    out = geonp.aggregate(pred, regions, weights=weight, quantiles=(0.025, 0.5, 0.975), exceedance=[threshold])
+    rows = [{"region": str(r), "mean": float(out["mean"].sel(region=r)),
+             "q025": float(out["quantiles"].sel(region=r, quantile=0.025)),
+             "q975": float(out["quantiles"].sel(region=r, quantile=0.975)),
+             f"P(mean > {threshold:g})": float(out["exceedance"].sel(region=r).squeeze()),
+             "points": int(out["cells"].sel(region=r))} for r in out.region.values]
+    return {"draws": num_samples, "points": int(pred["mean"].size), "weights": weights or "equal",
+            "seconds": round(seconds, 2), "table": rows}
+
+
 def run(base: Path, surveys: str, output: str, lon: str = "lon", lat: str = "lat", positives: str = "positive",
         examined: str = "examined", model: str = "prevalence-binomial", threshold: float = 0.3, folds: int = 10,
         grid: int = 96, grid_csv: str | None = None, grid_lon: str = "lon", grid_lat: str = "lat",
-        title: str = "", seed: int = 0) -> dict:
+        title: str = "", seed: int = 0, joint_samples: int = 0, joint_points: int = 1024,
+        regions: str | None = None, region_name: str | None = None, weights: str | None = None) -> dict:
     import geonp
 
     path = resolve_input(base, surveys, "survey")
@@ -144,6 +212,13 @@ def run(base: Path, surveys: str, output: str, lon: str = "lon", lat: str = "lat
     report = {"surveys": str(path.name), "locations": len(frame), "folds": folds, "cv": scores,
               "map_points": int(pred["mean"].size), "map_seconds": round(map_seconds, 2),
               "outputs": [str(out_dir / "prevalence.nc"), str(out_dir / "prevalence.png")]}
+    if joint_samples:
+        grid_table = pd.read_csv(resolve(base, grid_csv)) if grid_csv else None
+        report["regions"] = region_prevalence(
+            np_model, frame, targets, grid_table, joint_samples, joint_points, threshold,
+            load_regions(resolve(base, regions), region_name) if regions else None, weights, seed)
+        pd.DataFrame(report["regions"]["table"]).to_csv(out_dir / "regions.csv", index=False)
+        report["outputs"].append(str(out_dir / "regions.csv"))
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
     return report
