@@ -1,0 +1,317 @@
+"""Fitting a :class:`geonp.NeuralProcess`: the model to start from, the normalisation, meta-training on
+random neighbourhoods of the data, and the held-out calibration of the predictive spread.
+
+:class:`FittingMixin` holds ``fit`` and the steps it takes; the estimator class itself
+(:mod:`geonp.estimator`) only holds the hyperparameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from geonp.errors import CheckpointError, ConfigError
+from geonp.features import counts as counts_lib
+from geonp.features import tables as tables_lib
+from geonp.features.scaling import FeatureScaling, fit_scaling
+from geonp.nn import likelihoods
+from geonp.nn.models import BSATNPConfig, default_groups
+
+# the models of the TNP-KR / BSA-TNP / CMANP papers, as settings of one config (geonp.nn.models.BSATNPConfig)
+ARCHITECTURES = {
+    # biased scan attention (constant memory), anisotropic Gaussian bias folded into q k^T
+    "bsa-tnp": {"attention": "scan", "bias": "quadratic"},
+    "b-tnp": {"attention": "dense", "bias": "quadratic"},  # the same model, dense O(n^2) attention (reference)
+    "tnp-kr": {"attention": "scan", "bias": "kernel"},  # bias = non-negative sum of RKHS kernels per head
+    "dka": {"attention": "performer", "bias": "gaussian"},  # Deep Kernel Attention: O(n m) random features
+    "tnp-d": {"attention": "dense", "bias": "none", "embed_coordinates": True},  # coordinates in the tokens
+    "cmanp": {"family": "cmanp", "bias": "none", "embed_coordinates": True},  # constant memory latents
+}
+LAZY_ABOVE_POINTS = 4_000_000  # targets larger than this stay lazy unless lazy=False
+FAR_CHECK_POINTS = 4_000_000  # targets beyond the reach of the data are counted up to this many points
+
+
+def _resolve_pretrained(spec):
+    from geonp.model_store import available, load_model, pretrained
+
+    if spec is None:
+        return None
+    if isinstance(spec, str) and spec in available():
+        return pretrained(spec)
+    if Path(spec).is_dir():
+        return load_model(spec)
+    raise CheckpointError(f"pretrained={spec!r} is neither a bundled model ({available()}) nor a directory "
+                          "written by save().")
+
+
+
+class FittingMixin:
+    """``fit`` and its steps (mixed into :class:`geonp.NeuralProcess`)."""
+
+    def _new_config(self, x_dim: int) -> BSATNPConfig:
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"unknown arch {self.arch!r}; available: {sorted(ARCHITECTURES)}.")
+        groups = default_groups(temporal=self.temporal, bias=ARCHITECTURES[self.arch]["bias"])
+        return BSATNPConfig(x_dim=x_dim, y_dim=1, groups=groups,
+                            num_blocks=self.num_blocks, width=self.width, num_heads=self.num_heads,
+                            head_dim=self.head_dim, ff_dim=self.ff_dim, likelihood=self.likelihood,
+                            **ARCHITECTURES[self.arch])
+
+    def _start(self, x_dim: int):
+        """(config, params or None, scaling or None, value centering or None) to start fitting from."""
+        loaded = _resolve_pretrained(self.pretrained)
+        if loaded is None:
+            return self._new_config(x_dim), None, None, None
+        config, params, meta = loaded
+        if config.x_dim != x_dim:
+            if self.steps == 0:
+                raise ConfigError(
+                    f"the pretrained model takes {config.x_dim} covariate(s) but {x_dim} were given; train (steps > 0) "
+                    "to warm-start it with the new covariates, or start from scratch (pretrained=None)."
+                )
+            config, params = _with_covariates(config, params, x_dim, self.seed)
+            meta = {}  # the old normalisation has other covariates
+        has_time = any(g.name == "time" for g in config.groups)
+        if has_time != bool(self.temporal):
+            raise ConfigError(f"pretrained model {'has' if has_time else 'has no'} time group but temporal="
+                              f"{self.temporal}; set temporal={has_time}.")
+        if likelihoods.get_likelihood(self.likelihood) != config.likelihood:
+            raise ConfigError(f"the pretrained model has a {config.likelihood.name!r} likelihood, not "
+                              f"{self.likelihood!r}; geonp.pretrained(name) sets it for you.")
+        scaling = meta.get("scaling")
+        # how the model was trained to see a task's values ("task-scale": standardised by the context)
+        center = meta.get("center")
+        return config, params, FeatureScaling.from_dict(scaling) if scaling else None, center
+
+    def fit(self, data, var: str | None = None, covariates: Sequence[str] = (), *, trials: str | None = None,
+            exposure: str | None = None, spatial_dims=None, time_dim=None, crs=None, **params):
+        """Learn the normalisation of ``data`` and meta-train on random neighbourhoods of it.
+
+        Args:
+            data: a gridded DataArray/Dataset, a Dataset with a point (site) dimension, or a DataFrame
+                with latitude/longitude (or x/y) columns. NaN values are unobserved.
+            var: the variable to model (Datasets and DataFrames).
+            covariates: variables that enter the tokens (elevation, ...); they must be given at
+                prediction targets too.
+            trials: (binomial) the variable holding the number examined; ``var`` holds the positives.
+            exposure: (poisson, optional) the variable holding the exposure (population, person-years).
+            spatial_dims, time_dim, crs: overrides for coordinate detection.
+            **params: any constructor parameter, e.g. ``steps=200`` (``set_params`` first).
+        """
+        self.set_params(**params)
+        if not (isinstance(self.steps, int | np.integer) and self.steps >= 0):
+            raise ConfigError(f"steps must be an integer >= 0 (0: calibrate a pretrained model without training), "
+                              f"got {self.steps!r}.")
+        head = likelihoods.get_likelihood(self.likelihood)
+        if isinstance(var, list | tuple):
+            if len(var) != 1:
+                raise ConfigError(f"var={var!r}: one variable per model; fit one model per variable.")
+            var = var[0]
+        count_var = _count_variable(head, trials, exposure)
+        columns = [var, count_var] if count_var else var
+        table = tables_lib.to_table(data, columns, covariates, spatial_dims, time_dim, crs, temporal=self.temporal)
+        name = str(table.template.name)
+        self._check_observations(table, head, [name] + ([count_var] if count_var else []), "the training data")
+        observed = tables_lib.require_observations(table, "the training data")
+        config, params0, scaling0, center = self._start(len(covariates))
+
+        hours = table.hours[observed] if table.hours is not None else None
+        scaling = fit_scaling(
+            table.layout.kind, _snapshots(table, observed, self.seed), table.values[observed][:, :1], [name],
+            table.covariates[observed], list(covariates),
+            window_points=self.window_points, hours=hours, crs=table.layout.crs,
+            value_attrs=[_value_attrs(head, table.template, count_var)], seed=self.seed,
+            standardise=head.standardise, center=center,
+        )
+        if scaling0 is not None and self.steps == 0:
+            # a fitted model re-used without training keeps the length units it learned in;
+            # values and covariates are re-standardised on this data
+            scaling = dataclasses.replace(scaling, space_unit=scaling0.space_unit, time_unit=scaling0.time_unit)
+
+        history, steps_done = [], 0
+        if self.steps > 0:
+            params0, history, steps_done = self._train(config, params0, table, observed, scaling)
+        elif params0 is None:
+            raise ConfigError("steps=0 only calibrates a pretrained model; pass pretrained='gp2d-normal' (or a "
+                              "saved model) or steps > 0 to train.")
+
+        self.config_ = config
+        self.params_ = jax.tree_util.tree_map(np.asarray, params0)
+        self.scaling_ = scaling
+        self.var_ = name
+        self.count_var_ = count_var
+        self.covariates_ = tuple(str(c) for c in covariates)
+        self.layout_ = dataclasses.asdict(table.layout)
+        self.history_ = history
+        self.steps_trained_ = steps_done
+        self.n_observations_ = int(observed.sum())
+        self.calibration_ = self._calibrate(data, table, name, covariates, head)
+        # the calibration joins the last record of the history (a record of its own after steps=0)
+        self.history_ = [dict(r) for r in history] or [{"step": 0}]
+        self.history_[-1]["calibration"] = self.calibration_
+        return self
+
+    def _calibrate(self, data, table, name, covariates, head) -> dict:
+        """Held-out calibration of the predictive spread on this data (see :mod:`geonp.calibration`)."""
+        from geonp import calibration
+
+        if not head.standardise or head.name != "normal":
+            return {"status": f"not calibrated: a {head.name} model (only Gaussian fields are)", "std_scale": 1.0}
+        if counts_lib.is_survey(table) or self.temporal:
+            why = "point data" if counts_lib.is_survey(table) else "a temporal model"
+            return {"status": f"not calibrated: {why} (gridded fields only)", "std_scale": 1.0}
+        ds, _ = tables_lib.as_dataset(data, name)
+        spatial = table.layout.spatial
+        if not all(d in ds[name].dims for d in spatial):
+            return {"status": "not calibrated: the spatial coordinates are not grid dimensions", "std_scale": 1.0}
+        result = calibration.calibrate(self, ds[name], spatial, {c: ds[c] for c in covariates}, seed=self.seed)
+        if result["status"] != "calibrated":
+            warnings.warn(f"{result['status']}; the predictive spread is the model's own, uncalibrated.",
+                          UserWarning, stacklevel=3)
+        return result
+
+    @staticmethod
+    def _check_observations(table, head, names, what):
+        """Clear errors for illegal counts or coordinate-less survey rows; a warning for what is left out."""
+        counts_lib.check_point_coordinates(table)
+        for label, array in (("value", table.values), ("covariate", table.covariates)):
+            infinite = int(np.isinf(array).any(axis=-1).sum()) if array is not None and array.size else 0
+            if infinite:
+                warnings.warn(f"{what}: {infinite} point(s) hold an infinite {label} (+-inf); they are treated as "
+                              f"missing, like NaN. Replace them (e.g. data.where(np.isfinite(data))) to silence "
+                              "this, or fix the fill value upstream.", UserWarning, stacklevel=3)
+        if not head.standardise:
+            counts_lib.check_counts(table, head, names)
+        if counts_lib.is_survey(table):
+            excluded = counts_lib.excluded_points(table, names)
+            if excluded:
+                reasons = ", ".join(f"{n} ({why})" for why, n in excluded.items())
+                warnings.warn(f"{what}: left out {reasons}; they carry no usable observation.", UserWarning,
+                              stacklevel=3)
+
+    def _observed_by_task(self, table, observed, scaling, tasks) -> dict:
+        """Per task, the observed points as model inputs: lists of ``[n, ...]`` arrays.
+
+        ``embedding`` is Euclidean in km (geographic) or CRS units, for neighbourhood queries;
+        ``space``/``time`` are the bias features; covariates and values are standardised.
+        """
+        parts = {k: [] for k in ("embedding", "space", "time", "hours", "covariates", "values")}
+        for t in tasks:
+            m = observed[t]
+            x, y = table.x[t, m], table.y[t, m]
+            parts["embedding"].append(tables_lib.euclidean_embedding(scaling.kind, x, y))
+            parts["space"].append(scaling.space_features(x, y))
+            parts["hours"].append(table.hours[t, m] if table.hours is not None else None)
+            parts["time"].append(scaling.time_features(table.hours[t, m]) if self.temporal else None)
+            parts["covariates"].append(scaling.scale_covariates(table.covariates[t, m]))
+            parts["values"].append(scaling.scale_values(table.values[t, m]))
+        return parts
+
+    def _patch_sampler(self, table, observed, scaling, tasks):
+        from geonp.tasks.patches import PatchSampler
+
+        parts = self._observed_by_task(table, observed, scaling, tasks)
+        # windows are nearest neighbours in model units, across space and (temporal models) time
+        embedding = [e / scaling.space_unit if t is None else np.concatenate([e / scaling.space_unit, t], -1)
+                     for e, t in zip(parts["embedding"], parts["time"], strict=True)]
+        return PatchSampler(embedding, parts["space"], parts["time"], parts["covariates"], parts["values"],
+                            window_points=self.window_points, context_fraction=tuple(self.context_fraction),
+                            max_context=self.max_context, num_target=self.num_target,
+                            geographic=scaling.kind == "geographic", center=scaling.center)
+
+    def _train(self, config, params, table, observed, scaling):
+        from geonp.training.loop import TrainConfig, train
+
+        rng = np.random.default_rng(self.seed)
+        tasks = np.flatnonzero(observed.sum(axis=1) >= 2)
+        if tasks.size == 0:
+            raise tables_lib.DataError("no task (time step, member ...) has two observed points to train on.")
+        n_val = int(round(self.validation_fraction * tasks.size)) if tasks.size >= 5 else 0
+        shuffled = rng.permutation(tasks)
+        val_tasks, train_tasks = shuffled[:n_val], shuffled[n_val:]
+        sampler = self._patch_sampler(table, observed, scaling, train_tasks)
+        val_sampler = self._patch_sampler(table, observed, scaling, val_tasks) if n_val else None
+        tc = TrainConfig(
+            steps=self.steps, batch_size=self.batch_size, learning_rate=self.learning_rate,
+            warmup_steps=min(100, max(1, self.steps // 10)), seed=self.seed,
+            validate_every=max(10, 10 * math.ceil(self.steps / 100)), validation_batches=2,
+            time_budget=self.time_budget, patience=self.patience, progress=self.progress,
+        )
+        result = train(self._data_config(config, scaling), sampler, tc, params=params, validation_sampler=val_sampler)
+        return result.params, result.history, result.step
+
+    @staticmethod
+    def _data_config(config: BSATNPConfig, scaling: FeatureScaling) -> BSATNPConfig:
+        """The model config with the space group's metric for this data (same parameters)."""
+        groups = tuple(scaling.space_group(g) if g.name == "space" else g for g in config.groups)
+        return dataclasses.replace(config, groups=groups)
+
+
+def _snapshots(table, observed, seed: int, limit: int = 16) -> list:
+    """Observed points (Euclidean embedding) of up to ``limit`` single fields: one task, one time."""
+    rng = np.random.default_rng(seed)
+    tasks = np.flatnonzero(observed.sum(axis=1) >= 2)
+    out = []
+    for t in rng.permutation(tasks)[:limit]:
+        m = observed[t]
+        points = tables_lib.euclidean_embedding(table.layout.kind, table.x[t, m], table.y[t, m])
+        if table.hours is None:
+            out.append(points)
+            continue
+        hours = table.hours[t, m]  # a temporal task holds many time steps: split them
+        for h in rng.permutation(np.unique(hours))[:limit]:
+            out.append(points[hours == h])
+    return out
+
+
+def _with_covariates(config: BSATNPConfig, params, x_dim: int, seed: int):
+    """A warm start with ``x_dim`` covariates: every weight carried over, new embedding rows freshly initialised."""
+    import jax.numpy as jnp
+
+    from geonp.nn.models import build_model
+    from geonp.training.warm_start import transplant
+
+    config = dataclasses.replace(config, x_dim=x_dim)
+    meta = {g.name: jnp.zeros((1, 4, g.dim)) for g in config.groups}
+    inputs = (jnp.zeros((1, 4, x_dim)), jnp.ones((1, 4, config.y_columns)), meta, jnp.ones((1, 4), bool),
+              jnp.zeros((1, 4, x_dim)), meta)
+    fresh = build_model(config).init(jax.random.PRNGKey(seed), *inputs)
+    return config, transplant(params, fresh)[0]
+
+
+def _count_variable(head, trials, exposure) -> str | None:
+    """The second observation column's variable (binomial: trials, poisson: exposure), checked against the head."""
+    if head.name == "binomial":
+        if trials is None:
+            raise ConfigError("a binomial model needs trials='<variable with the number examined>' (var holds the "
+                              "positives); for 0/1 data use likelihood='bernoulli'.")
+        if exposure is not None:
+            raise ConfigError("exposure= belongs to a poisson model; a binomial one takes trials=.")
+        return str(trials)
+    if head.name == "poisson":
+        if trials is not None:
+            raise ConfigError("trials= belongs to a binomial model; a poisson one takes exposure= (optional).")
+        return None if exposure is None else str(exposure)
+    if trials is not None or exposure is not None:
+        raise ConfigError(f"trials=/exposure= are for binomial/poisson models; this one is {head.name!r}.")
+    return None
+
+
+def _value_attrs(head, template, count_var) -> dict:
+    """Attributes of what the model predicts: the variable itself, or a prevalence/rate/state of it."""
+    attrs = {k: v for k, v in template.attrs.items() if isinstance(v, str | int | float)}
+    name = str(template.name)
+    if head.name in ("binomial", "bernoulli"):
+        of = f"{name} / {count_var}" if count_var else name
+        return {"long_name": f"prevalence ({of})", "units": "1", "name": name}
+    if head.name == "poisson":
+        per = f" per unit of {count_var}" if count_var else ""
+        return {"long_name": f"rate of {name}{per}", "units": "1" if not count_var else f"1/({count_var})",
+                "name": name}
+    return attrs

@@ -1,0 +1,89 @@
+"""Saving and loading fitted estimators (safetensors + JSON, never pickle), and the bundled models by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import jax
+import numpy as np
+
+from geonp.errors import CheckpointError
+from geonp.features.scaling import FeatureScaling
+
+if TYPE_CHECKING:
+    from geonp.estimator import NeuralProcess
+
+
+class PersistenceMixin:
+    """``save`` (mixed into :class:`geonp.NeuralProcess`); :func:`load` reads it back."""
+
+    def save(self, path) -> Path:
+        """Write the fitted model (weights, config, normalisation) to the directory ``path`` atomically."""
+        from geonp.model_store import save_model
+
+        self._check_fitted()
+        metadata = {
+            "kind": "geonp.NeuralProcess", "estimator": _jsonable(self.get_params()),
+            "scaling": self.scaling_.to_dict(), "var": self.var_, "count_var": self.count_var_,
+            "covariates": list(self.covariates_),
+            "layout": self.layout_, "steps": int(self.steps_trained_), "n_observations": self.n_observations_,
+            "history": self.history_[-50:], "calibration": getattr(self, "calibration_", None),
+        }
+        return save_model(path, self.config_, self.params_, metadata)
+
+
+def pretrained(name: str, **params) -> NeuralProcess:
+    """A model shipped inside the package, by name (offline; ``geonp.model_store.available()`` lists them).
+
+    Models that ship their normalisation (trained on real data or on lattices in cell units) come back
+    fitted; the others (``gp2d-normal``, ``prevalence-binomial``) come back ready to calibrate on your
+    data without training: ``geonp.pretrained("prevalence-binomial").fit(ds, "positive", trials="examined",
+    steps=0)``, or to fine-tune with ``steps > 0``.
+    """
+    from geonp.estimator import NeuralProcess
+    from geonp.model_store import PRETRAINED_DIR, available
+    from geonp.model_store import pretrained as load_bundled
+
+    if name not in available():
+        raise CheckpointError(f"no pretrained model named {name!r}; available: {available()}.")
+    config, _, meta = load_bundled(name)
+    if meta.get("kind") == "geonp.NeuralProcess":
+        return load(PRETRAINED_DIR / name).set_params(**params)
+    params = {"likelihood": config.likelihood.to_dict(), "steps": 0, **params}
+    params.setdefault("temporal", any(g.name == "time" for g in config.groups))
+    return NeuralProcess(pretrained=name, **params)
+
+
+def load(path) -> NeuralProcess:
+    """Load a model written by :meth:`NeuralProcess.save` (safetensors + JSON; never pickle)."""
+    from geonp.estimator import NeuralProcess
+    from geonp.model_store import load_model
+
+    config, params, meta = load_model(path)
+    if meta.get("kind") != "geonp.NeuralProcess" or "scaling" not in meta:
+        raise CheckpointError(
+            f"{path} holds model weights without a fitted normalisation (not written by NeuralProcess.save). Use "
+            f"geonp.NeuralProcess(pretrained={str(path)!r}).fit(data, steps=0) to calibrate it on your data."
+        )
+    estimator_params = dict(meta.get("estimator", {}))
+    valid = set(NeuralProcess._param_names())
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in estimator_params.items() if k in valid}
+    model = NeuralProcess(**kwargs)
+    model.config_ = config
+    model.params_ = jax.tree_util.tree_map(np.asarray, params)
+    model.scaling_ = FeatureScaling.from_dict(meta["scaling"])
+    model.var_ = meta["var"]
+    model.count_var_ = meta.get("count_var")
+    model.covariates_ = tuple(meta.get("covariates", ()))
+    model.layout_ = meta.get("layout", {})
+    model.history_ = meta.get("history", [])
+    model.steps_trained_ = int(meta.get("steps", 0))
+    if meta.get("calibration") is not None:
+        model.calibration_ = meta["calibration"]
+    model.n_observations_ = int(meta.get("n_observations", 0))
+    return model
+
+
+def _jsonable(params: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}

@@ -1,0 +1,335 @@
+"""Prediction with a fitted :class:`geonp.NeuralProcess`: targets, context rule, tiles, calibration, outputs.
+
+:class:`PredictionMixin` holds ``predict``: the context's observations become a
+:class:`~geonp.tiling.ContextSet`, the targets a dask array of tiles predicted by a
+:class:`~geonp.tiling.TilePredictor`, and the channels a CF Dataset (:mod:`geonp.outputs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Sequence
+
+import dask.array as dsa
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from geonp.calibration import SpreadCalibration
+from geonp.errors import ConfigError, MetadataMismatchError
+from geonp.features import tables as tables_lib
+from geonp.features.grids import refined_grid
+from geonp.features.scaling import TASK_RADIUS
+from geonp.outputs import prediction_dataset
+from geonp.progress import TILE_PREFIX, TileProgress
+from geonp.tiling import ContextSet, TilePredictor, auto_halo, far_from_observations
+
+LAZY_ABOVE_POINTS = 4_000_000  # targets larger than this stay lazy unless lazy=False
+FAR_CHECK_POINTS = 4_000_000  # targets beyond the reach of the data are counted up to this many points
+
+
+class PredictionMixin:
+    """``predict`` and its steps (mixed into :class:`geonp.NeuralProcess`)."""
+
+    def predict(self, context, target=None, *, quantiles: Sequence[float] | None = None, samples: int = 0,
+                exceedance: Sequence[float] | None = None, halo: float | str | None = None, tile: int = 128,
+                time_tile: int = 24, lazy: bool | None = None, seed: int = 0, spatial_dims=None, time_dim=None,
+                progress: bool | None = None, calibrated: bool = True, distance: bool = False,
+                joint: bool = False) -> xr.Dataset:
+        """Condition on the observed values of ``context`` and predict at ``target``.
+
+        Args:
+            context: data like ``fit``'s (a DataArray, or a Dataset holding ``var`` and the covariates).
+            target: ``None`` (every cell of the context grid; adds ``filled``), an integer factor
+                (a grid that many times finer), a DataArray/Dataset whose coordinates are the targets
+                (with the covariates as variables when the model has any), or a DataFrame of points.
+            quantiles: probabilities, e.g. ``[0.05, 0.5, 0.95]``; adds a ``quantiles`` variable.
+            samples: draws from each point's predictive marginal; adds ``samples``.
+            joint: make the ``samples`` draws coherent across the target points of each task (time step,
+                member ...), by autoregressive sampling coarse to fine (:mod:`geonp.joint`): region means,
+                areas above a threshold and other functions of many points then have honest spread
+                (:func:`geonp.aggregate`). Costs about ``samples`` predictions of the targets; each task's
+                targets are predicted as one block. Normal, binomial and poisson models, not temporal.
+            exceedance: thresholds t (binomial: prevalence, poisson: rate); adds ``exceedance``
+                = P(value > t) per point along a ``threshold`` dimension.
+            halo: ``None`` (default): context by count, as in training: the targets are split into cells
+                and each cell conditions on its ``max_context`` nearest observations (and every target on
+                its own 4 nearest), however dense the data; a distance in km (geographic) or CRS units:
+                all context within it around each tile; ``"all"``: all context (exact, slower).
+            tile: target tile size in grid cells per side (points for point targets).
+            time_tile: time steps per tile for temporal models.
+            lazy: return dask-backed variables (compute on write); default: lazy when the context or
+                target is dask-backed or the target has more than 4M points.
+            calibrated: apply the spread calibration learned by ``fit`` on held-out cells (a factor
+                on the std by distance to the nearest observation, ``calibration_["by_distance"]``;
+                see :mod:`geonp.calibration`); False: the model's own spread.
+            distance: add ``distance_to_data``, each target's distance to its nearest observation
+                (km on the sphere, CRS units when projected), and ``context_std``, the standard
+                deviation of the observations it was conditioned on (the unit of the calibration's floor).
+        """
+        self._check_fitted()
+        quantiles = tuple(float(q) for q in (quantiles or ()))
+        bad = [q for q in quantiles if not 0 < q < 1]
+        if bad:
+            raise ConfigError(f"quantiles must be probabilities strictly between 0 and 1; got {bad}.")
+        if int(samples) < 0 or tile < 1 or time_tile < 1:
+            raise ConfigError(f"samples must be >= 0 and tile, time_tile >= 1; got {samples}, {tile}, {time_tile}.")
+        head = self.config_.likelihood
+        self._check_joint(head, joint, int(samples))
+        thresholds = self._thresholds(head, exceedance)
+        if quantiles and not hasattr(head, "quantile"):
+            raise ConfigError(f"a {head.name} model predicts class probabilities; it has no quantiles.")
+        s = self.scaling_
+        ctx = tables_lib.to_table(context, self._context_var(context), self.covariates_, spatial_dims, time_dim,
+                                  s.crs, temporal=self.temporal)
+        self._check_observations(ctx, head, [self.var_] + ([self.count_var_] if self.count_var_ else []),
+                                 "the context")
+        if ctx.layout.kind != s.kind:
+            raise MetadataMismatchError(
+                f"the model was fitted on {s.kind} coordinates but this data is {ctx.layout.kind} "
+                f"({ctx.layout.spatial}); use data in the same kind of coordinates, or pass spatial_dims/crs."
+            )
+        observed = tables_lib.require_observations(ctx, "the context")
+        tgt = self._target_table(context, ctx, target, spatial_dims, time_dim)
+        task_map = self._task_map(ctx, tgt)
+        empty = sorted(set(np.flatnonzero(observed.sum(axis=1) == 0).tolist()) & set(task_map.tolist()))
+        if empty:
+            labels = [dict(zip(ctx.task_dims, ctx.task_labels[i], strict=True)) for i in empty[:3]]
+            warnings.warn(f"{len(empty)} task(s) have no observation (e.g. {labels}); their predictions are NaN. "
+                          "Drop those steps or add observations.", UserWarning, stacklevel=2)
+        predictor = TilePredictor(
+            config=self._data_config(self.config_, s), params=self.params_, scaling=s,
+            context=ContextSet(**self._observed_by_task(ctx, observed, s, range(ctx.num_tasks))),
+            task_shape=tuple(tgt.template.sizes[d] for d in tgt.task_dims),
+            task_map=task_map, halo=self._halo_distance(halo), time_halo=self._time_halo(halo),
+            quantiles=quantiles, num_samples=int(samples), seed=seed, temporal=self.temporal, thresholds=thresholds,
+            neighbours=self.max_context if halo is None and not self.temporal else None,  # temporal: by halo
+            spread=self._spread() if calibrated else SpreadCalibration(),
+            distance_channel=bool(distance), joint=bool(joint),
+            progress=bool(joint) and bool(self.progress if progress is None else progress),
+        )
+        far = self._far_from_data(predictor.context, task_map, tgt)
+        channels = self._channel_array(predictor, tgt, None if joint else tile, time_tile)
+        if lazy is None:
+            lazy = _is_dask(context) or _is_dask(target) or tgt.x.size > LAZY_ABOVE_POINTS
+        if not lazy:
+            n_tiles = int(np.prod(channels.data.numblocks))
+            show = self.progress if progress is None else progress
+            with TileProgress(n_tiles, enabled=show and n_tiles > 1):
+                channels = channels.compute()  # a dask.distributed Client, if one is active
+
+        source_attrs = dict(context.attrs) if isinstance(context, xr.Dataset) else {}
+        provenance = {
+            "model": f"{self.arch} ({self.config_.likelihood.name})", "version": _version(),
+            "context_points": int(observed.sum()),
+            "context_rule": (f"nearest {predictor.neighbours} per cell" if predictor.neighbours else
+                             "all" if predictor.halo is None else f"within {predictor.halo:.4g} of each tile"),
+            "halo": "all" if predictor.halo is None else predictor.halo,
+            "halo_units": "km" if s.kind == "geographic" else "crs units",
+            "steps_trained": int(getattr(self, "steps_trained_", 0)),
+            **({"samples": "joint" if joint else "marginal"} if samples else {}),
+            **far,
+            **self._calibration_attrs(predictor.spread),
+        }
+        value_attrs = dict(s.value_attrs[0] if s.value_attrs else {})
+        if head.standardise:
+            value_attrs.update(ctx.template.attrs)
+        value_attrs.setdefault("name", self.var_)
+        out = prediction_dataset(channels, value_attrs, quantiles, int(samples), source_attrs, provenance,
+                                 thresholds=thresholds, classes=_class_labels(head, value_attrs),
+                                 distance_units=(provenance["halo_units"] if distance else None),
+                                 joint_samples=bool(joint))
+        out = out.transpose(*[d for d in tgt.original_dims if d in out.dims], ...)
+        if target is None and head.name == "normal":
+            observed_values = ctx.template.transpose(*tgt.original_dims)
+            if bool(observed_values.notnull().all()):
+                warnings.warn("the data have no gap to fill (every cell is observed): 'filled' equals the data and "
+                              "'mean' re-predicts the observed cells from their neighbours. Pass target= (a finer "
+                              "factor, a grid, points) to predict elsewhere.", UserWarning, stacklevel=2)
+            out["filled"] = observed_values.where(observed_values.notnull(), out["mean"]).assign_attrs(
+                {**out["mean"].attrs, "long_name": f"observations, gaps filled with the predictive mean of "
+                                                  f"{value_attrs.get('long_name', self.var_)}"})
+        return out
+
+    def _far_from_data(self, context: ContextSet, task_map, tgt) -> dict:
+        """Count (and warn about) targets farther from every observation than one training task's radius."""
+        s = self.scaling_
+        limit = TASK_RADIUS * s.space_unit
+        units = "km" if s.kind == "geographic" else "crs units"
+        attrs = {"far_from_data_distance": limit, "far_from_data_units": units}
+        if tgt.x.size > FAR_CHECK_POINTS:
+            return {**attrs, "far_from_data": "not checked (more than 4M targets)"}
+        far = far_from_observations(context, task_map, tgt.x, tgt.y, s.kind, limit)
+        n = int(far.sum())
+        if n:
+            warnings.warn(
+                f"{n} of {far.size} target(s) ({100 * n / far.size:.1f}%) lie farther than {limit:.4g} {units} "
+                "from any observation (beyond the neighbourhood a training task covers): there the prediction "
+                "falls back towards the prior (the neighbourhood mean, a wide spread). They are counted in "
+                "attrs['geonp_far_from_data']; add observations or restrict the targets to trust them.",
+                UserWarning, stacklevel=3)
+        return {**attrs, "far_from_data": n}
+
+    def _spread(self) -> SpreadCalibration:
+        return SpreadCalibration.from_calibration(getattr(self, "calibration_", None))
+
+    def _calibration_attrs(self, applied: SpreadCalibration) -> dict:
+        cal = getattr(self, "calibration_", None) or {"status": "not calibrated: fitted before calibration existed"}
+        attrs = {"calibration": cal.get("status", "")}
+        if applied.is_identity:
+            attrs["calibration_std_scale"] = 1.0
+        else:  # the median factor on held-out cells, and the table (distances in the halo's units)
+            attrs["calibration_std_scale"] = cal.get("std_scale", applied.scale[0])
+            attrs["calibration_distance"] = np.asarray(applied.distance)
+            attrs["calibration_std_factor"] = np.asarray(applied.scale)
+            attrs["calibration_std_floor"] = np.asarray(applied.floor)
+        for when in ("before", "after"):
+            for k, v in cal.get(when, {}).items():
+                attrs[f"calibration_held_out_{k}_{when}"] = v
+        if "held_out_cells" in cal:
+            attrs["calibration_held_out_cells"] = cal["held_out_cells"]
+        return attrs
+
+    def _context_var(self, context):
+        if getattr(self, "count_var_", None):
+            return [self.var_, self.count_var_]
+        return None if isinstance(context, xr.DataArray) else self.var_
+
+    def _check_joint(self, head, joint: bool, samples: int):
+        from geonp.joint import JOINT_HEADS
+
+        if not joint:
+            return
+        if samples < 1:
+            raise ConfigError("joint=True makes the samples= draws coherent across points; pass samples=n "
+                              "(e.g. samples=100) as well.")
+        if head.name not in JOINT_HEADS:
+            raise ConfigError(f"joint samples need a {', '.join(JOINT_HEADS)} model; this one is {head.name}. "
+                              "Use joint=False for independent draws per point.")
+        if self.temporal:
+            raise ConfigError("joint samples are drawn over space, one task at a time; a temporal model mixes "
+                              "time steps. Predict one time step at a time with a spatial model, or joint=False.")
+
+    @staticmethod
+    def _thresholds(head, exceedance) -> tuple[float, ...]:
+        thresholds = tuple(float(t) for t in (exceedance or ()))
+        if not thresholds:
+            return ()
+        if not hasattr(head, "exceedance"):
+            raise ConfigError(f"exceedance= needs a binomial, bernoulli or poisson model; this one is {head.name}. "
+                              "For a Gaussian field use quantiles= instead.")
+        upper = 1.0 if head.name in ("binomial", "bernoulli") else math.inf
+        bad = [t for t in thresholds if not 0 < t < upper]
+        if bad:
+            raise ConfigError(f"exceedance thresholds must lie in (0, {upper}) for a {head.name} model; got {bad}.")
+        return thresholds
+
+    def _target_table(self, context, ctx, target, spatial_dims, time_dim):
+        kw = dict(temporal=self.temporal, need_values=False, time_reference=ctx.time_reference)
+        if target is None:  # the context's own points, covariates included
+            return dataclasses.replace(ctx, values=None)
+        if isinstance(target, int | float | np.integer | np.floating) and not isinstance(target, bool):
+            if self.covariates_:
+                raise MetadataMismatchError(
+                    f"the model uses covariates {list(self.covariates_)}, which a resolution factor cannot "
+                    "provide; pass target=<a Dataset on the fine grid holding those variables>."
+                )
+            ds, _ = tables_lib.as_dataset(context, self._context_var(context))
+            target = refined_grid(ds, ctx.layout, target)
+        if isinstance(target, pd.DataFrame):
+            target = tables_lib.dataframe_to_dataset(target)
+        if isinstance(target, xr.DataArray):
+            target = target.to_dataset(name=str(target.name) if target.name is not None else "_target")
+        if not isinstance(target, xr.Dataset):
+            raise ConfigError(f"target must be None, a resolution factor, a DataArray/Dataset or a DataFrame; got "
+                              f"{type(target).__name__}.")
+        # broadcast the target over the context's task dims it lacks (each time step, member ...)
+        missing = {d: ctx.template[d].values for d in ctx.task_dims
+                   if d not in target.dims and d in ctx.template.coords}
+        if missing:
+            target = target.expand_dims(missing)
+        return tables_lib.to_table(target, None, self.covariates_, spatial_dims, time_dim, self.scaling_.crs,
+                                   task_dims=ctx.task_dims, **kw)
+
+    @staticmethod
+    def _task_map(ctx, tgt) -> np.ndarray:
+        if tuple(tgt.task_dims) != tuple(ctx.task_dims):
+            raise MetadataMismatchError(
+                f"the target's task dimensions {list(tgt.task_dims)} do not match the context's "
+                f"{list(ctx.task_dims)}; select them (e.g. .isel(time=0)) or give the target the same dims."
+            )
+        lookup = {label: i for i, label in enumerate(ctx.task_labels)}
+        labels = tgt.task_labels
+        missing = [lab for lab in labels if lab not in lookup]
+        if missing:
+            raise MetadataMismatchError(
+                f"{len(missing)} target task(s) (e.g. {dict(zip(tgt.task_dims, missing[0], strict=True))}) have no "
+                "context with the same coordinates; select matching steps."
+            )
+        return np.array([lookup[lab] for lab in labels], np.int64)
+
+
+    def _halo_distance(self, halo):
+        if isinstance(halo, str):
+            if halo != "all":
+                raise ConfigError(f"halo={halo!r}: pass a distance, None (automatic) or 'all'.")
+            return None
+        if halo is None:
+            return auto_halo(self.params_, "space", self.config_) * self.scaling_.space_unit
+        if not halo > 0:
+            raise ConfigError(f"halo must be a positive distance, got {halo}.")
+        return float(halo)
+
+    def _time_halo(self, halo):
+        if not self.temporal or isinstance(halo, str):
+            return None
+        return auto_halo(self.params_, "time", self.config_) * self.scaling_.time_unit
+
+    def _channel_array(self, predictor: TilePredictor, tgt, tile: int, time_tile: int) -> xr.DataArray:
+        t = tgt.template
+        shape = tuple(t.shape)
+        n_task = len(tgt.task_dims)
+        point_chunks = []
+        for d in tgt.point_dims:
+            if d == tgt.layout.time and self.temporal:
+                point_chunks.append(time_tile)
+            elif tile is None:  # joint draws: one block per task
+                point_chunks.append(t.sizes[d])
+            else:
+                point_chunks.append(tile if len(tgt.point_dims) > 1 else tile * tile)
+        chunks = (1,) * n_task + tuple(point_chunks)
+        inputs = [tgt.x, tgt.y] + ([tgt.hours] if self.temporal else [])
+        inputs += [tgt.covariates[..., j] for j in range(tgt.covariates.shape[-1])]
+        arrays = [dsa.from_array(np.asarray(a).reshape(shape), chunks=chunks) for a in inputs]
+        n_ch = predictor.num_channels
+        from dask.base import tokenize
+
+        name = f"{TILE_PREFIX}-{tokenize(predictor.config.to_dict(), *[a.name for a in arrays], id(predictor))}"
+        data = dsa.map_blocks(predictor, *arrays, new_axis=len(shape), chunks=arrays[0].chunks + ((n_ch,),),
+                              dtype=np.float32, meta=np.empty((0,) * (len(shape) + 1), np.float32), name=name)
+        coords = {k: v for k, v in t.coords.items()}
+        return xr.DataArray(data, dims=tuple(t.dims) + ("channel",), coords=coords)
+
+
+def _class_labels(head, value_attrs) -> tuple[str, ...] | None:
+    """Class names of a categorical model: CF ``flag_meanings`` when present, else 0..K-1."""
+    if head.name != "categorical":
+        return None
+    names = str(value_attrs.get("flag_meanings", "")).split()
+    return tuple(names) if len(names) == head.num_classes else tuple(str(i) for i in range(head.num_classes))
+
+
+def _is_dask(obj) -> bool:
+    if isinstance(obj, xr.DataArray):
+        return obj.chunks is not None
+    if isinstance(obj, xr.Dataset):
+        return bool(obj.chunks)
+    return False
+
+
+def _version() -> str:
+    from geonp import __version__
+
+    return __version__
