@@ -6,6 +6,7 @@
 __version__ = "0.1.0"
 
 from geonp import accessor as _accessor  # noqa: E402,F401  (registers .np)
+from geonp import design  # noqa: E402,F401  (geonp.design.next_sites)
 from geonp.aggregate import aggregate  # noqa: E402
 from geonp.errors import GeonpError  # noqa: E402
 from geonp.estimator import ARCHITECTURES, NeuralProcess, NotFittedError, load, pretrained  # noqa: E402
@@ -18,5 +19,5 @@ def plot(ds, variables=("mean", "std"), **kwargs):
     return _plot(ds, variables, **kwargs)
 
 
-__all__ = ["ARCHITECTURES", "GeonpError", "aggregate", "NeuralProcess", "NotFittedError", "load", "plot", "pretrained",
-           "__version__"]
+__all__ = ["ARCHITECTURES", "GeonpError", "NeuralProcess", "NotFittedError", "aggregate", "design", "load", "plot",
+           "pretrained", "__version__"]

@@ -108,6 +108,13 @@ if have_data:
 ("code", """if have_data:
     scores = cross_validate(model, villages, folds=3 if SMALL else 10)
     display(pd.DataFrame(scores).T)"""),
+("md", "## Where to survey next\n\n`geonp.design.next_sites` picks new sites greedily: each step scores the candidates (here the predictive variance of prevalence; also `criterion=\"exceedance\"` with a threshold, or `\"integrated\"` for the whole map's variance), takes the best and adds a fantasised survey there, so the next pick moves elsewhere."),
+("code", """if have_data:
+    lon, lat = np.meshgrid(coarse.lon.values, coarse.lat.values)
+    candidates = pd.DataFrame({"lon": lon.ravel(), "lat": lat.ravel()})
+    sites = geonp.design.next_sites(model, villages[["lon", "lat", "positive", "examined"]], candidates, n=5)
+    display(sites)
+    fig = geonp.plot(pred, ["std"], points=(sites.lon, sites.lat))"""),
 ("md", "Bad survey rows are errors, not silent drops: positives above the number examined, negative or fractional counts, or rows without coordinates."),
 ("code", """if have_data:
     broken = villages.assign(positive=villages.positive + villages.examined)

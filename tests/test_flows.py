@@ -15,7 +15,7 @@ needs = lambda sub: pytest.mark.skipif(not (DATA / sub).is_dir(), reason=f"share
 @needs("disease_prevalence")
 def test_prevalence_flow_cross_validates_against_kriging_and_maps(tmp_path):
     report = run_recipe("recipes/prevalence-gambia.yaml", {"output": str(tmp_path), "folds": 3, "grid": 24,
-                                                           "joint_samples": 32, "joint_points": 96})
+                                                           "joint_samples": 32, "joint_points": 96, "next_sites": 3})
     for method in ("geonp", "kriging"):
         scores = report["cv"][method]
         assert scores["n_locations"] == 65 and np.isfinite(scores["log_score"])
@@ -27,6 +27,7 @@ def test_prevalence_flow_cross_validates_against_kriging_and_maps(tmp_path):
     (area,) = report["regions"]["table"]
     assert area["region"] == "survey area" and 0.05 < area["q025"] < area["mean"] < area["q975"] < 0.8, area
     assert (tmp_path / "regions.csv").is_file()
+    assert [s["order"] for s in report["next_sites"]] == [1, 2, 3] and (tmp_path / "next_sites.csv").is_file()
 
 
 @needs("era5_t2m_uk")

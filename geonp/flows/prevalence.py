@@ -23,6 +23,9 @@
    convex hull) with its 95% interval and P(region mean > threshold), from ``n`` joint draws
    (:func:`geonp.aggregate`) at up to ``joint_points`` map points, weighted by the grid's
    ``weights`` column (e.g. population) when given. Written to ``regions.csv``.
+4. With ``next_sites: n``, where to survey next: ``n`` map points chosen greedily by
+   ``design_criterion`` (``variance``, ``exceedance`` of ``threshold``; :func:`geonp.design.next_sites`)
+   among up to ``joint_points`` map points. Written to ``next_sites.csv``.
 """
 
 from __future__ import annotations
@@ -184,11 +187,23 @@ def region_prevalence(model, frame: pd.DataFrame, targets, grid_table, num_sampl
             "seconds": round(seconds, 2), "table": rows}
 
 
+def _candidate_sites(targets, max_points: int, seed: int) -> pd.DataFrame:
+    """Up to ``max_points`` of the map's points (a random subset) as candidate survey sites."""
+    if isinstance(targets, pd.DataFrame):
+        table = targets[["lon", "lat"]]
+    else:
+        lon, lat = np.meshgrid(targets.lon.values, targets.lat.values)
+        table = pd.DataFrame({"lon": lon.ravel(), "lat": lat.ravel()})
+    rng = np.random.default_rng(seed)
+    return table.iloc[np.sort(rng.choice(len(table), min(max_points, len(table)), replace=False))]
+
+
 def run(base: Path, surveys: str, output: str, lon: str = "lon", lat: str = "lat", positives: str = "positive",
         examined: str = "examined", model: str = "prevalence-binomial", threshold: float = 0.3, folds: int = 10,
         grid: int = 96, grid_csv: str | None = None, grid_lon: str = "lon", grid_lat: str = "lat",
         title: str = "", seed: int = 0, joint_samples: int = 0, joint_points: int = 1024,
-        regions: str | None = None, region_name: str | None = None, weights: str | None = None) -> dict:
+        regions: str | None = None, region_name: str | None = None, weights: str | None = None,
+        next_sites: int = 0, design_criterion: str = "variance") -> dict:
     import geonp
 
     path = resolve_input(base, surveys, "survey")
@@ -219,6 +234,13 @@ def run(base: Path, surveys: str, output: str, lon: str = "lon", lat: str = "lat
             load_regions(resolve(base, regions), region_name) if regions else None, weights, seed)
         pd.DataFrame(report["regions"]["table"]).to_csv(out_dir / "regions.csv", index=False)
         report["outputs"].append(str(out_dir / "regions.csv"))
+    if next_sites:
+        candidates = _candidate_sites(targets, joint_points, seed)
+        chosen = geonp.design.next_sites(np_model, frame[["lon", "lat", "positive", "examined"]], candidates,
+                                         next_sites, criterion=design_criterion, threshold=threshold)
+        chosen.to_csv(out_dir / "next_sites.csv", index=False)
+        report["next_sites"] = chosen[["lon", "lat", "order", "score"]].to_dict("records")
+        report["outputs"].append(str(out_dir / "next_sites.csv"))
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
     return report
