@@ -33,7 +33,34 @@ FAR_CHECK_POINTS = 4_000_000  # targets beyond the reach of the data are counted
 class PredictionMixin:
     """``predict`` and its steps (mixed into :class:`geonp.NeuralProcess`)."""
 
-    def predict(self, context, target=None, *, quantiles: Sequence[float] | None = None, samples: int = 0,
+    def condition(self, context):
+        """Keep ``context`` (data like ``fit``'s) as the observations ``predict(target=...)`` conditions on."""
+        self._check_fitted()
+        self.context_ = context
+        return self
+
+    def update(self, new_observations):
+        """Add observations to those kept by :meth:`condition`; ``predict`` then conditions on all of them.
+
+        ``new_observations`` has the context's form: rows of the same table (DataFrame), points along
+        the same site dimension, or a field on the same grid whose non-missing cells are the new (or
+        corrected) values. Every architecture re-conditions on the union at the next ``predict``, which
+        equals conditioning on all data at once; the constant-memory update of ``arch="cmanp"``
+        (``geonp.nn.cmanp.CMANP.update``, O(new points)) is not used by the estimator yet.
+        """
+        self._check_fitted()
+        current = getattr(self, "context_", None)
+        self.context_ = new_observations if current is None else append_observations(current, new_observations)
+        return self
+
+    def _conditioned(self):
+        context = getattr(self, "context_", None)
+        if context is None:
+            raise ConfigError("predict() without context needs observations kept by model.condition(data) (or "
+                              "model.update(data)); or pass them: model.predict(data, target).")
+        return context
+
+    def predict(self, context=None, target=None, *, quantiles: Sequence[float] | None = None, samples: int = 0,
                 exceedance: Sequence[float] | None = None, halo: float | str | None = None, tile: int = 128,
                 time_tile: int = 24, lazy: bool | None = None, seed: int = 0, spatial_dims=None, time_dim=None,
                 progress: bool | None = None, calibrated: bool = True, distance: bool = False,
@@ -41,7 +68,8 @@ class PredictionMixin:
         """Condition on the observed values of ``context`` and predict at ``target``.
 
         Args:
-            context: data like ``fit``'s (a DataArray, or a Dataset holding ``var`` and the covariates).
+            context: data like ``fit``'s (a DataArray, or a Dataset holding ``var`` and the covariates);
+                ``None``: the observations kept by :meth:`condition` and :meth:`update`.
             target: ``None`` (every cell of the context grid; adds ``filled``), an integer factor
                 (a grid that many times finer), a DataArray/Dataset whose coordinates are the targets
                 (with the covariates as variables when the model has any), or a DataFrame of points.
@@ -70,6 +98,8 @@ class PredictionMixin:
                 deviation of the observations it was conditioned on (the unit of the calibration's floor).
         """
         self._check_fitted()
+        if context is None:
+            context = self._conditioned()
         quantiles = tuple(float(q) for q in (quantiles or ()))
         bad = [q for q in quantiles if not 0 < q < 1]
         if bad:
@@ -333,3 +363,24 @@ def _version() -> str:
     from geonp import __version__
 
     return __version__
+
+
+def append_observations(current, new):
+    """``current`` observations with ``new`` ones added: rows of a table, sites along the site dimension,
+    or, on a grid, the new non-missing values over the old ones."""
+    if isinstance(current, pd.DataFrame) or isinstance(new, pd.DataFrame):
+        if not (isinstance(current, pd.DataFrame) and isinstance(new, pd.DataFrame)):
+            raise ConfigError("update() takes new observations of the context's kind: a DataFrame after a DataFrame.")
+        return pd.concat([current, new], ignore_index=True)
+    if not isinstance(new, type(current)):
+        raise ConfigError(f"update() takes new observations of the context's kind ({type(current).__name__}), "
+                          f"got {type(new).__name__}.")
+    from geonp.features.coordinates import find_coordinates
+
+    layout = find_coordinates(current)
+    sites = set(current[layout.y].dims) if layout.y in current.coords else set()
+    if len(sites) == 1 and layout.y not in current.dims:  # point data: sites along one dimension
+        (dim,) = sites
+        merged = xr.concat([current, new], dim=dim, data_vars="all", coords="different", compat="equals")
+        return merged.assign_coords({dim: np.arange(merged.sizes[dim])}) if dim in merged.coords else merged
+    return new.combine_first(current)
