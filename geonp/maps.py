@@ -29,7 +29,9 @@ spill over the sea; the polygon test is shapely's.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import textwrap
 import warnings
 from collections.abc import Sequence
@@ -70,7 +72,8 @@ def land():
     if not BUNDLED_COASTLINE.is_file():
         raise ConfigError(f"the bundled coastline {BUNDLED_COASTLINE} is missing; reinstall geonp "
                           "(pip install --force-reinstall geonp) or pass mask= a shapely polygon of your own.")
-    land = shapely.union_all([shapely.make_valid(g) for g in Reader(str(BUNDLED_COASTLINE)).geometries()])
+    with _quiet_shapefile_reader():
+        land = shapely.union_all([shapely.make_valid(g) for g in Reader(str(BUNDLED_COASTLINE)).geometries()])
     shapely.prepare(land)
     return land
 
@@ -82,8 +85,23 @@ def _coastline(path: Path):
     import cartopy.feature as cfeature
     from cartopy.io.shapereader import Reader
 
-    return cfeature.ShapelyFeature(list(Reader(str(path)).geometries()), ccrs.PlateCarree(), facecolor="none",
-                                   edgecolor="black", linewidth=0.6)
+    with _quiet_shapefile_reader():
+        geometries = list(Reader(str(path)).geometries())
+    return cfeature.ShapelyFeature(geometries, ccrs.PlateCarree(), facecolor="none", edgecolor="black",
+                                   linewidth=0.6)
+
+
+@contextlib.contextmanager
+def _quiet_shapefile_reader():
+    """pyshp logs a warning for every GSHHS polygon stored as holes only (it reads them correctly as rings);
+    keep those out of the user's output."""
+    logger = logging.getLogger("shapefile")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _add_coastlines(ax) -> bool:
