@@ -154,15 +154,7 @@ def _membership(pred, samples, layout, space, regions, names) -> tuple[xr.DataAr
 
 
 def _label_membership(samples, space, labels: xr.DataArray) -> tuple[xr.DataArray, list]:
-    missing = [d for d in space if d not in labels.dims]
-    if missing:
-        raise MetadataMismatchError(f"the region labels have dims {list(labels.dims)}; they need the prediction's "
-                                    f"spatial dims {space}. Put the labels on the prediction's grid.")
-    try:
-        labels, _ = xr.align(labels, samples.isel(sample=0, drop=True), join="exact")
-    except ValueError as error:
-        raise MetadataMismatchError(f"the region labels' coordinates differ from the prediction's grid ({error}); "
-                                    "regrid the labels (e.g. labels.reindex_like(pred, method='nearest')).") from None
+    labels = _on_prediction_grid(labels, samples, space, "the region labels", "labels")
     values = labels.values
     if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
         raise ConfigError(f"region labels must be integers (negative or NaN: no region); got {values.dtype}.")
@@ -217,15 +209,21 @@ def _weights(pred, samples, layout, space, weights) -> xr.DataArray:
             {d: 0 for d in samples.dims if d not in space and d != "sample"}, drop=True)
     if not isinstance(weights, xr.DataArray):
         raise ConfigError(f"weights must be an xr.DataArray on the prediction's grid; got {type(weights).__name__}.")
-    missing = [d for d in space if d not in weights.dims]
-    if missing:
-        raise MetadataMismatchError(f"weights have dims {list(weights.dims)}; they need the prediction's spatial "
-                                    f"dims {space}.")
-    try:
-        weights, _ = xr.align(weights, samples.isel(sample=0, drop=True), join="exact")
-    except ValueError as error:
-        raise MetadataMismatchError(f"the weights' coordinates differ from the prediction's grid ({error}); "
-                                    "regrid them first (e.g. weights.reindex_like(pred, method='nearest')).") from None
+    weights = _on_prediction_grid(weights, samples, space, "the weights", "weights")
     if bool((weights < 0).any()):
         raise ConfigError("weights must be >= 0 (a population or an area).")
     return weights.fillna(0.0)
+
+
+def _on_prediction_grid(array: xr.DataArray, samples: xr.DataArray, space, what: str, name: str) -> xr.DataArray:
+    """``array`` checked to lie on the prediction's grid: its spatial dims, the same coordinates exactly."""
+    missing = [d for d in space if d not in array.dims]
+    if missing:
+        raise MetadataMismatchError(f"{what} have dims {list(array.dims)}; they need the prediction's spatial dims "
+                                    f"{space}. Put them on the prediction's grid.")
+    try:
+        array, _ = xr.align(array, samples.isel(sample=0, drop=True), join="exact")
+    except ValueError as error:
+        raise MetadataMismatchError(f"the coordinates of {what} differ from the prediction's grid ({error}); regrid "
+                                    f"them first (e.g. {name}.reindex_like(pred, method='nearest')).") from None
+    return array

@@ -246,7 +246,7 @@ class TilePredictor:
             key = jax.random.PRNGKey(self.seed)
             for i in location:
                 key = jax.random.fold_in(key, int(i))
-            if self.joint:  # [S, N, 1] scaled units; the calibration widens each draw about the mean, as below
+            if self.joint:  # [S, N, 1] draws coherent across the targets, in scaled units
                 from geonp.joint import joint_draws, network_conditional
 
                 c = self.context
@@ -257,11 +257,10 @@ class TilePredictor:
                 draws = joint_draws(network_conditional(self), observed, c.values[task], targets,
                                     self.num_samples, key, count=self.neighbours or JOINT_CONTEXT,
                                     pseudo_weight=weight, progress=self.progress)
-                centre = mean * scale + offset if head.name == "normal" else 0.0
-                channels.extend(s.unscale_mean(centre + factor * (d - centre)) for d in draws)
+                draws = (draws - offset) / scale  # each target's standardised units, as the marginal draws
             else:
                 draws = np.asarray(head.sample(raw, key, self.num_samples))[:, 0]  # [S, N, 1]
-                channels.extend(s.unscale_mean(spread(d) * scale + offset) for d in draws)
+            channels.extend(s.unscale_mean(spread(d) * scale + offset) for d in draws)
         if self.distance_channel:
             channels += [nearest[:, None], unit[:, :1]]
         return np.concatenate(channels, axis=-1).astype(np.float32)

@@ -157,9 +157,9 @@ def region_prevalence(model, frame: pd.DataFrame, targets, grid_table, num_sampl
     if isinstance(targets, pd.DataFrame):
         if weights is not None and (grid_table is None or weights not in grid_table):
             raise ConfigError(f"weights={weights!r} must be a column of grid_csv.")
-        table = targets.assign(_weight=grid_table[weights].to_numpy() if weights else 1.0)
-        rng = np.random.default_rng(seed)  # a random subset of the grid keeps the joint draws affordable
-        table = table.iloc[np.sort(rng.choice(len(table), min(max_points, len(table)), replace=False))]
+        # a random subset of the grid keeps the joint draws affordable
+        table = _random_rows(targets.assign(_weight=grid_table[weights].to_numpy() if weights else 1.0),
+                             max_points, seed)
         points = table[["lon", "lat"]].reset_index(drop=True)
     else:
         if weights is not None:
@@ -194,6 +194,11 @@ def _candidate_sites(targets, max_points: int, seed: int) -> pd.DataFrame:
     else:
         lon, lat = np.meshgrid(targets.lon.values, targets.lat.values)
         table = pd.DataFrame({"lon": lon.ravel(), "lat": lat.ravel()})
+    return _random_rows(table, max_points, seed)
+
+
+def _random_rows(table: pd.DataFrame, max_points: int, seed: int) -> pd.DataFrame:
+    """Up to ``max_points`` rows of ``table``, drawn at random (seeded), in their original order."""
     rng = np.random.default_rng(seed)
     return table.iloc[np.sort(rng.choice(len(table), min(max_points, len(table)), replace=False))]
 
