@@ -10,8 +10,11 @@ run gets per step, task sampling included:
 
 * ``before``: the per-head RBF bias (5 basis functions per head,
   ``bias="rbf-per-head"``) with tasks sampled in line, as the loop did before;
-* ``after``: the default config (quadratic bias folded into q k^T) with tasks
-  sampled ahead on a background thread.
+* ``after``: the default config (quadratic bias folded into q k^T) with the
+  default loop: tasks sampled in line on a small CPU and ahead in a sampler
+  process elsewhere (``auto_prefetch``); also timed prefetched, and with each
+  drawn batch serving 4 steps through symmetries of the prior
+  (``TrainConfig(task_reuse=4)``, opt-in: ``geonp.training.reuse``).
 
 Seconds per step are taken between the loop's own records at step 10 and at
 the last record before the end (compilation and the final validation excluded).
@@ -39,7 +42,9 @@ import jax.numpy as jnp
 from geonp.nn.bias import CoordinateGroup
 from geonp.nn.models import BSATNPConfig
 from geonp.tasks.gp import GPTaskSampler
-from geonp.training.loop import TrainConfig, train
+from geonp.training import loop
+from geonp.training.loop import TrainConfig, auto_prefetch, train
+from geonp.training.reuse import resolve_reuse
 
 BATCH, CONTEXT, TARGETS = 16, 512, 256
 N_ATTENTION, HEAD_DIM, BLOCK = 4096, 64, 512
@@ -66,10 +71,11 @@ class BeforeGPTaskSampler(GPTaskSampler):
             return super().sample(key, batch_size)
 
 
-def seconds_per_step(config: BSATNPConfig, steps: int, prefetch: int, sampler_class=GPTaskSampler) -> float:
+def seconds_per_step(config: BSATNPConfig, steps: int, prefetch: int, sampler_class=GPTaskSampler,
+                     task_reuse: int | None = None) -> float:
     sampler = sampler_class(num_context=(CONTEXT, CONTEXT), num_target=TARGETS)
     tc = TrainConfig(steps=steps + 20, batch_size=BATCH, validate_every=10**9, validation_batches=1,
-                     checkpoint_dir=None, progress=False, prefetch=prefetch)
+                     checkpoint_dir=None, progress=False, prefetch=prefetch, task_reuse=task_reuse)
     history = train(config, sampler, tc).history
     at = {r["step"]: r["seconds"] for r in history}
     return (at[steps + 10] - at[10]) / steps
@@ -121,8 +127,10 @@ def main():
     attention = attention_gflops()
     before = seconds_per_step(BEFORE, args.steps, prefetch=0, sampler_class=BeforeGPTaskSampler)
     inline = seconds_per_step(AFTER, args.steps, prefetch=0)
+    reused = seconds_per_step(AFTER, args.steps, prefetch=0, task_reuse=4)
+    loop.PREFETCH_MIN_STEPS = 0  # the loop samples short runs in line; time the sampler process here all the same
     prefetched = seconds_per_step(AFTER, args.steps, prefetch=2)
-    after = prefetched if TrainConfig().prefetch else inline
+    after = prefetched if auto_prefetch() else inline
     result = {
         "train_step_s": round(after, 4), "train_step_s_before": round(before, 4),
         "train_speedup": round(before / after, 3),
@@ -130,8 +138,10 @@ def main():
         "attention_matmul_ratio": round(attention / matmul, 3),
         "shapes": {"batch": BATCH, "context": CONTEXT, "targets": TARGETS, "attention_n": N_ATTENTION},
         "before": {"bias": BEFORE.bias, "sampling": "in line"},
-        "after": {"bias": AFTER.bias, "sampling": "prefetched" if TrainConfig().prefetch else "in line"},
+        "after": {"bias": AFTER.bias, "sampling": "prefetched" if auto_prefetch() else "in line",
+                  "task_reuse": resolve_reuse(TrainConfig().task_reuse, GPTaskSampler())},
         "after_inline_s": round(inline, 4), "after_prefetched_s": round(prefetched, 4),
+        "after_reuse4_s": round(reused, 4), "train_speedup_reuse4": round(before / reused, 3),
         "machine": f"{platform.machine()}, {jax.device_count()} x {jax.devices()[0].platform}, jax {jax.__version__}",
         "config_after": {k: v for k, v in dataclasses.asdict(AFTER).items() if k in ("num_blocks", "width",
                                                                                     "num_heads", "head_dim")},

@@ -37,11 +37,12 @@ MODELS = {
         "release": "field-normal",
         "description": "Gaussian fields as real rasters are: 1-3 anisotropic components with length scales "
                        "from a grid cell to trends, SNR 1-1000, seen through cloud gaps, scattered sites and "
-                       "block means (geonp/tasks/fields.py); values standardised per task by their context",
+                       "block means, told their support (geonp/tasks/fields.py); values standardised per task by "
+                       "their context",
         "tasks": "fields",
         "likelihood": "normal",
         "seed_from": "gp2d-normal",
-        "seed_model": {"bias": "quadratic", "groups": None, "q_block": 256, "k_block": 512},
+        "seed_model": {"bias": "quadratic", "groups": None, "q_block": 256, "k_block": 512, "support": True},
         "center": "task-scale",
         "batch_size": 16,
         "learning_rate": 3e-4,
@@ -57,6 +58,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--install", action="store_true", help="write the release into the package")
+    parser.add_argument("--add-support", action="store_true", help="continue the release with a support input "
+                        "(block means; geonp.features.support), its new embedding row starting at zero")
     parser.add_argument("--seed", type=int, help="task stream (default: the release's total steps)")
     parser.add_argument("--evaluate", metavar="RELEASE", help="only score a release (folder or bundled name) "
                                                               "against the exact GP on its task prior")
@@ -68,6 +71,8 @@ def main(argv=None) -> dict:
     name = spec["release"]
     if name in available():
         init_from, model, done = name, None, int(pretrained(name)[2].get("total_steps", 0))
+        if args.add_support:
+            model = {"support": True}
     else:  # first session: the seed model's attention stack, a fresh bias and schedule
         init_from, model, done = spec["seed_from"], spec["seed_model"], 0
     output = PACKAGE / name if args.install else ROOT / "runs" / name

@@ -22,6 +22,7 @@ from geonp.errors import ConfigError, MetadataMismatchError
 from geonp.features import tables as tables_lib
 from geonp.features.grids import refined_grid
 from geonp.features.scaling import TASK_RADIUS
+from geonp.features.support import TRAINED_UP_TO, support_between
 from geonp.outputs import prediction_dataset
 from geonp.progress import TILE_PREFIX, TileProgress
 from geonp.tiling import ContextSet, TilePredictor, auto_halo, far_from_observations
@@ -129,6 +130,7 @@ class PredictionMixin:
             labels = [dict(zip(ctx.task_dims, ctx.task_labels[i], strict=True)) for i in empty[:3]]
             warnings.warn(f"{len(empty)} task(s) have no observation (e.g. {labels}); their predictions are NaN. "
                           "Drop those steps or add observations.", UserWarning, stacklevel=2)
+        support = self._support(ctx, tgt, joint)
         predictor = TilePredictor(
             config=self._data_config(self.config_, s), params=self.params_, scaling=s,
             context=ContextSet(**self._observed_by_task(ctx, observed, s, range(ctx.num_tasks))),
@@ -138,7 +140,7 @@ class PredictionMixin:
             neighbours=self.max_context if halo is None and not self.temporal else None,  # temporal: by halo
             spread=self._spread() if calibrated else SpreadCalibration(),
             distance_channel=bool(distance), joint=bool(joint),
-            progress=bool(joint) and bool(self.progress if progress is None else progress),
+            progress=bool(joint) and bool(self.progress if progress is None else progress), support=support,
         )
         far = self._far_from_data(predictor.context, task_map, tgt)
         channels = self._channel_array(predictor, tgt, None if joint else tile, time_tile)
@@ -160,6 +162,7 @@ class PredictionMixin:
             "halo_units": "km" if s.kind == "geographic" else "crs units",
             "steps_trained": int(getattr(self, "steps_trained_", 0)),
             **({"samples": "joint" if joint else "marginal"} if samples else {}),
+            **({"context_support": round(support, 3)} if self.config_.support else {}),
             **far,
             **self._calibration_attrs(predictor.spread),
         }
@@ -221,6 +224,21 @@ class PredictionMixin:
         if "held_out_cells" in cal:
             attrs["calibration_held_out_cells"] = cal["held_out_cells"]
         return attrs
+
+    def _support(self, ctx, tgt, joint: bool) -> float:
+        """log2 of the context cells' side in target cells for a model that reads it (downscaling), else 0."""
+        if not self.config_.support:
+            return 0.0
+        support = support_between(ctx, tgt)
+        if support and joint:
+            raise ConfigError("joint samples from block means (a context grid coarser than the targets) are not "
+                              "supported yet; use marginal samples (joint=False), or predict on the context grid.")
+        if support > TRAINED_UP_TO + 0.1:
+            warnings.warn(f"the context cells are {2 ** support:.1f} times the target cells' side; the model was "
+                          f"trained on block means of up to {2 ** TRAINED_UP_TO:.0f}x, so it extrapolates here. "
+                          "Downscale in steps (e.g. 4x, then 2x) or check against a held-out fine field.",
+                          UserWarning, stacklevel=3)
+        return support
 
     def _context_var(self, context):
         if getattr(self, "count_var_", None):

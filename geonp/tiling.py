@@ -32,6 +32,7 @@ import numpy as np
 
 from geonp.calibration import SpreadCalibration
 from geonp.features.scaling import TASK_RADIUS, FeatureScaling
+from geonp.features.support import SUPPORT
 from geonp.inference import predict_raw
 from geonp.nn.bias import bias_family
 from geonp.nn.models import BSATNPConfig
@@ -162,6 +163,7 @@ class TilePredictor:
     distance_channel: bool = False  # append each target's distance to its nearest observation and its context's std
     joint: bool = False  # samples coherent across the block's targets (geonp.joint); blocks then span whole tasks
     progress: bool = False  # a progress bar over the joint draws
+    support: float = 0.0  # log2 of a context cell's side in target cells (geonp.features.support), support models
 
     @property
     def num_channels(self) -> int:
@@ -299,6 +301,8 @@ class TilePredictor:
             if self.temporal:
                 batch["meta_ctx"]["time"][i, : ci.size] = c.time[task][ci]
                 batch["meta_tgt"]["time"][i, : ti.size] = tgt_time[ti]
+        if self.config.support:
+            batch["meta_ctx"][SUPPORT] = np.full((size, n_ctx, 1), self.support)
         for i in range(len(groups), size):  # padding tasks: one dummy observed point, no targets
             batch["mask_ctx"][i, 0] = True
         return Batch(y_tgt=np.zeros((size, n_tgt, self.config.y_columns)), **batch), standardisations

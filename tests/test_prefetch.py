@@ -8,6 +8,7 @@ import pytest
 
 from geonp.tasks.gp import GPTaskSampler
 from geonp.training.prefetch import Prefetcher
+from geonp.training.reuse import StepBatches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +27,7 @@ class BrokenSampler:
 def test_prefetched_batches_equal_in_line_batches_in_order():
     sampler = GPTaskSampler(num_context=(5, 20), num_target=7)
     key = jax.random.PRNGKey(3)
-    with Prefetcher(sampler, 2, key, start=4, stop=9) as batches:
+    with Prefetcher(StepBatches(sampler, 2, key), start=4, stop=9) as batches:
         got = list(batches)
     assert [step for step, _ in got] == [4, 5, 6, 7, 8]
     for step, batch in got:
@@ -36,7 +37,7 @@ def test_prefetched_batches_equal_in_line_batches_in_order():
 
 
 def test_a_sampler_error_is_raised_at_its_step_with_its_message():
-    with Prefetcher(BrokenSampler(fail_at=2), 1, jax.random.PRNGKey(0), start=0, stop=5) as batches:
+    with Prefetcher(StepBatches(BrokenSampler(fail_at=2), 1, jax.random.PRNGKey(0)), start=0, stop=5) as batches:
         assert next(batches)[0] == 0 and next(batches)[0] == 1
         with pytest.raises(RuntimeError, match="(?s)step 2 failed.*deliberately broken"):
             next(batches)

@@ -28,6 +28,7 @@ from geonp.model_store import available, load_model, pretrained, save_model
 from geonp.nn.models import BSATNPConfig
 from geonp.recipes import resolve
 from geonp.training.loop import TrainConfig, init_params, train
+from geonp.training.reuse import resolve_reuse
 from geonp.training.warm_start import transplant
 
 
@@ -82,8 +83,10 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
     probe, _ = sampler.sample(jax.random.PRNGKey(seed), 2)
     params = init_params(config, probe, seed)
     report = None
+    # a new support input extends the source (zero embedding rows: the same function at step 0), its lineage goes on
+    adds_support = bool(source_params is not None and config.support and not source_config.support)
     if source_params is not None:
-        params, report = transplant(source_params, params)
+        params, report = transplant(source_params, params, zero_new=adds_support)
     run_dir = resolve(base, run_dir) if run_dir else resolve(base, output).with_suffix(".run")
     tc = TrainConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                      checkpoint_dir=str(Path(run_dir) / "state"), checkpoint_every=100,
@@ -94,15 +97,17 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
         "description": description, "tasks": tasks, "task_options": task_options or {},
         "init_from": init_from, "warm_start": {k: len(v) for k, v in (report or {}).items()},
         "steps": result.step, "planned_steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
+        "task_reuse": resolve_reuse(tc.task_reuse, sampler),
         "train_seconds": round(result.seconds, 1), "machine": machine(),
         "trained_on": datetime.date.today().isoformat(), "first_val_nll": val[0] if val else None,
         "final_val_nll": val[-1] if val else None,
     }
     # lineage: the source's training continues only when its whole network carried over (same tasks family)
-    continued = report is not None and not report["fresh"] and not report["partial"]
+    continued = report is not None and not report["fresh"] and (not report["partial"] or adds_support)
     earlier = source_meta.get("sessions", []) if continued else []
     before = int(source_meta.get("total_steps", source_meta.get("steps", 0))) if continued else 0
-    this_session = {k: meta[k] for k in ("steps", "train_seconds", "machine", "trained_on", "final_val_nll")}
+    this_session = {k: meta[k] for k in ("steps", "train_seconds", "machine", "trained_on", "final_val_nll",
+                                         "task_reuse")}
     meta.update(total_steps=before + result.step, sessions=[*earlier, this_session],
                 total_hours=round(sum(r.get("train_seconds", 0.0) for r in [*earlier, this_session]) / 3600, 3))
     if center is not None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import jax.numpy as jnp
 
 from geonp.errors import ConfigError, reject_unknown_fields
+from geonp.features.support import context_support
 from geonp.nn import bias as bias_lib
 from geonp.nn import kernel_bias, likelihoods
 
@@ -50,6 +51,7 @@ class BSATNPConfig:
     q_block: int = 256  # tiles of the scan; 256 x 512 measured fastest for training on CPU (benchmarks/speed.py)
     k_block: int = 512
     embed_coordinates: bool = False  # also put raw coordinates in the tokens (breaks invariance)
+    support: bool = False  # context tokens carry log2 of their footprint in target cells (geonp.features.support)
     bias: str = "quadratic"  # "quadratic", "rbf-per-head", "kernel", "gaussian", "none"; see bias.bias_family
     kernels: tuple[str, ...] = kernel_bias.KERNELS  # bias="kernel" only
     num_features: int = 64  # random features per head, attention="performer" only
@@ -117,13 +119,15 @@ class BSATNPConfig:
 
 
 def context_features(cfg: BSATNPConfig, x_ctx, y_ctx, meta_ctx, mask_ctx):
-    """Context token features ``[B, Nc, 1 + E*Dy + Dx (+ coordinates)]`` before the embedding MLP."""
+    """Context token features ``[B, Nc, 1 + E*Dy + Dx (+ coordinates) (+ support)]`` before the embedding MLP."""
     real = mask_ctx[..., None]
     # padded context values never leak in (and a valid dummy keeps log/logit encodings finite)
     y_enc = jnp.where(real, cfg.likelihood.encode(jnp.where(real, y_ctx, 1.0)), 0.0)  # [B, Nc, E * Dy]
     parts = [jnp.ones_like(y_enc[..., :1]), y_enc, x_ctx.astype(y_enc.dtype)]
     if cfg.embed_coordinates:
         parts += [meta_ctx[g.name].astype(y_enc.dtype) for g in cfg.groups]
+    if cfg.support:  # last: a model warm-started with it added keeps every other embedding row
+        parts.append(jnp.where(real, context_support(meta_ctx, y_enc).astype(y_enc.dtype), 0.0))
     return jnp.concatenate(parts, axis=-1)
 
 
@@ -134,4 +138,6 @@ def target_features(cfg: BSATNPConfig, x_tgt, meta_tgt):
     parts = [jnp.zeros(n + (1 + cfg.likelihood.encoded_columns * cfg.y_dim,), dtype), x_tgt.astype(dtype)]
     if cfg.embed_coordinates:
         parts += [meta_tgt[g.name].astype(dtype) for g in cfg.groups]
+    if cfg.support:  # the targets are the unit of support
+        parts.append(jnp.zeros(n + (1,), dtype))
     return jnp.concatenate(parts, axis=-1)

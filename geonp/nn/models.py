@@ -11,8 +11,10 @@ fields pick the pieces (``geonp.NeuralProcess(arch=...)`` names the usual sets):
 
 Tokens (coordinates are *not* in them; they act only through the attention bias):
 
-    context point:  [1, encode(y), x_covariates]     (encode: the likelihood's, e.g. empirical logit)
-    test point:     [0, 0,         x_covariates]
+    context point:  [1, encode(y), x_covariates, (support)]   (encode: the likelihood's, e.g. empirical logit)
+    test point:     [0, 0,         x_covariates, (0)]
+
+(support: log2 of a block mean's side in target cells, with ``support=True``; geonp.features.support)
 
 (observation first, covariates last: a model warm-started from one without
 covariates keeps its embedding rows, see ``geonp.training.warm_start``.)

@@ -20,7 +20,8 @@ prediction time look alike. Each task picks one layout:
                  third of the grid) or scattered at random
     "scattered"  irregular points (stations, surveys) at a density that varies by task
     "coarse"     block means of b x b cells (b in 2..4) as context, the fine cells as targets
-                 (downscaling; the block mean is exact: the mean of the latent over its cells)
+                 (downscaling; the block mean is exact: the mean of the latent over its cells);
+                 the batch tells a model so: ``meta_ctx["support"] = log2(b)`` (0 for the other layouts)
 
 and then chooses context and targets as :func:`geonp.tiling.neighbourhoods` does at
 prediction time: a centre (inside a gap, for most gap tasks), the ``n`` observations nearest
@@ -34,7 +35,7 @@ measured on exactly these tasks.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -42,6 +43,7 @@ from scipy.spatial.distance import cdist
 
 from geonp.errors import ConfigError
 from geonp.features.scaling import task_standardisation
+from geonp.features.support import SUPPORT
 from geonp.tasks import kernels
 from geonp.tasks.batch import Batch
 
@@ -71,6 +73,9 @@ class _Field(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class FieldTaskSampler:
     """Sampler of real-raster-like tasks. ``sample(key, batch_size)`` -> ``(Batch, FieldTaskInfo)``."""
+
+    # exact symmetries of the task prior (geonp.training.reuse): isotropic, zero-mean
+    symmetries: ClassVar[tuple[str, ...]] = ("dihedral", "sign")
 
     num_context: int = 512  # most context points per task (padding size)
     min_context: int = 16
@@ -121,12 +126,15 @@ class FieldTaskSampler:
         y_ctx = np.zeros((batch_size, nc, 1), np.float32)
         x_ctx = np.zeros((batch_size, nc, 2), np.float32)
         mask = np.zeros((batch_size, nc), bool)
+        support = np.zeros((batch_size, nc, 1), np.float32)
         for b, t in enumerate(tasks):
             n = len(t["y_ctx"])
             y_ctx[b, :n, 0], x_ctx[b, :n], mask[b, :n] = t["y_ctx"], t["x_ctx"], True
+            support[b, :n] = t["support"]
         stack = lambda name: np.stack([t[name] for t in tasks])  # noqa: E731
         batch = Batch(
-            x_ctx=np.zeros((batch_size, nc, 0), np.float32), y_ctx=y_ctx, meta_ctx={"space": x_ctx}, mask_ctx=mask,
+            x_ctx=np.zeros((batch_size, nc, 0), np.float32), y_ctx=y_ctx, meta_ctx={"space": x_ctx, SUPPORT: support},
+            mask_ctx=mask,
             x_tgt=np.zeros((batch_size, nt, 0), np.float32), y_tgt=stack("y_tgt")[..., None].astype(np.float32),
             meta_tgt={"space": stack("x_tgt").astype(np.float32)}, mask_tgt=np.ones((batch_size, nt), bool),
         )
@@ -161,6 +169,7 @@ class FieldTaskSampler:
         x_ctx = x_obs if blocks == 1 else x_obs.reshape(n_o, blocks, 2).mean(axis=1)
         return {
             "layout": layout, "x_ctx": x_ctx - origin, "y_ctx": (y_obs - offset) / scale,
+            "support": 0.5 * np.log2(blocks),  # a block of b x b cells: log2(b) (geonp.features.support)
             "x_tgt": x_tgt - origin, "y_tgt": (y_tgt - offset) / scale, "hidden": hidden,
             "oracle_mean": (oracle_mean - offset) / scale, "oracle_std": oracle_std / scale,
         }

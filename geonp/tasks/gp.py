@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from geonp.errors import ConfigError
+from geonp.features.support import SUPPORT
 from geonp.tasks import kernels
 from geonp.tasks.batch import Batch
 
@@ -40,6 +41,9 @@ class GPHyperparameters(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class GPTaskSampler:
     """Sampler of 2-D GP regression tasks. ``sample(key, batch_size)`` -> (Batch, GPHyperparameters)."""
+
+    # exact symmetries of the task prior (geonp.training.reuse): isotropic, zero-mean
+    symmetries: ClassVar[tuple[str, ...]] = ("dihedral", "sign")
 
     kernels: tuple[str, ...] = kernels.KERNELS
     lengthscale_beta: tuple[float, float] = (3.0, 7.0)
@@ -86,7 +90,7 @@ class GPTaskSampler:
 
 def shift_batch(batch: Batch, offset: float) -> Batch:
     """The same tasks with every spatial coordinate moved by ``offset`` (e.g. [-2,2]^2 -> [8,12]^2)."""
-    move = lambda meta: {k: v + offset for k, v in meta.items()}  # noqa: E731
+    move = lambda meta: {k: v if k == SUPPORT else v + offset for k, v in meta.items()}  # noqa: E731
     return batch._replace(meta_ctx=move(batch.meta_ctx), meta_tgt=move(batch.meta_tgt))
 
 

@@ -15,6 +15,7 @@ of the prevalence surface from sparse surveys of varied sizes.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,9 @@ SURVEY_GP = GPTaskSampler(num_context=(16, 384), num_target=256, noise_std=(0.02
 @dataclasses.dataclass(frozen=True)
 class BinomialSurveySampler:
     """``sample(key, batch_size) -> (Batch, GPHyperparameters)`` with ``y = (positives, examined)``."""
+
+    # exact symmetries of the task prior (geonp.training.reuse): isotropic; counts are never negated
+    symmetries: ClassVar[tuple[str, ...]] = ("dihedral",)
 
     gp: GPTaskSampler = SURVEY_GP
     logit_mean: tuple[float, float] = (-3.5, 1.0)  # prevalence ~3% .. 73% at the centre of the surface

@@ -1,7 +1,9 @@
 """Meta-training: sample a batch of tasks, take a jitted optimiser step, repeat.
 
-Reproducible: the batch of step t is drawn from ``fold_in(seed_key, t)``, so a
-run resumed from a checkpoint sees exactly the batches it would have seen.
+Reproducible: the batch of step t is a function of t alone (drawn from
+``fold_in(seed_key, t)``, or, with task reuse, a symmetric view of the batch
+drawn for ``t // reuse``: ``geonp.training.reuse``), so a run resumed from a
+checkpoint sees exactly the batches it would have seen.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import os
 import time
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from geonp.nn.models import BSATNPConfig, build_model
 from geonp.tasks.batch import Batch
 from geonp.training.optim import make_optimizer
 from geonp.training.prefetch import Prefetcher
+from geonp.training.reuse import StepBatches, resolve_reuse
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +56,8 @@ class TrainConfig:
     time_budget: float | None = None
     patience: int | None = None  # early stopping: validations without improvement before stopping
     progress: bool = True
-    prefetch: int = 2  # batches sampled ahead in a sampler process (0: sample in line)
+    prefetch: int | None = None  # batches sampled ahead in a sampler process (0: in line); None: auto_prefetch()
+    task_reuse: int | None = None  # steps per sampled batch (geonp.training.reuse); None: 1
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -74,6 +79,17 @@ class TrainResult:
 
 
 PREFETCH_MIN_STEPS = 200  # shorter runs sample in line: starting the sampler process costs several seconds
+PREFETCH_MIN_CORES = 8
+
+
+def auto_prefetch() -> int:
+    """Batches to sample ahead: 2 on an accelerator or a CPU with many cores, else 0.
+
+    On a 2-core CPU the step already keeps both cores busy, and a sampler process
+    beside it made steps slower, not faster (0.97 vs 0.77 s per step with task
+    reuse, benchmarks/speed.py); with reuse, sampling in line costs ~0.05 s a step.
+    """
+    return 2 if jax.default_backend() != "cpu" or (os.cpu_count() or 1) >= PREFETCH_MIN_CORES else 0
 
 
 def _picklable(sampler) -> bool:
@@ -110,10 +126,10 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
     model = build_model(config)
     optimizer = make_optimizer(tc.steps, tc.learning_rate, tc.warmup_steps, tc.weight_decay, tc.clip_norm)
     seed_key = jax.random.PRNGKey(tc.seed)
-    sample = lambda key: sampler.sample(key, tc.batch_size)[0]  # noqa: E731
+    batch_of_step = StepBatches(sampler, tc.batch_size, seed_key, resolve_reuse(tc.task_reuse, sampler))
 
     if params is None:
-        params = init_params(config, sample(seed_key), tc.seed)
+        params = init_params(config, sampler.sample(seed_key, tc.batch_size)[0], tc.seed)
     # a private copy: the step donates its input buffers, and the caller's params must survive that
     params = jax.tree_util.tree_map(jnp.array, params)
     state = {"params": params, "opt_state": optimizer.init(params)}
@@ -144,9 +160,10 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
                mininterval=1.0)
     step, running = start_step, []
     best_val, best_params, since_best, stopped_early = math.inf, None, 0, False
-    prefetching = tc.prefetch > 0 and tc.steps - start_step >= PREFETCH_MIN_STEPS and _picklable(sampler)
-    batches = Prefetcher(sampler, tc.batch_size, seed_key, start_step, tc.steps, tc.prefetch) if prefetching else (
-        (t, sample(jax.random.fold_in(seed_key, t))) for t in range(start_step, tc.steps))
+    depth = auto_prefetch() if tc.prefetch is None else tc.prefetch
+    prefetching = depth > 0 and tc.steps - start_step >= PREFETCH_MIN_STEPS and _picklable(sampler)
+    batches = Prefetcher(batch_of_step, start_step, tc.steps, depth) if prefetching else (
+        (t, batch_of_step(t)) for t in range(start_step, tc.steps))
     with contextlib.closing(batches):  # the sampler process stops however the loop ends
         for batch_step, batch in batches:
             assert batch_step == step

@@ -1,6 +1,6 @@
 """Batches drawn ahead of the training step, in a separate process.
 
-The batch of step t is still ``sampler.sample(fold_in(seed_key, t), B)``, in
+The batch of step t is still ``batch_of_step(t)`` (``geonp.training.reuse.StepBatches``), in
 order, so a prefetched run sees exactly the batches of an unprefetched one and
 resumes exactly. Sampling (a float64 Cholesky per GP task, for instance) then
 overlaps the optimiser step instead of waiting for it.
@@ -24,17 +24,16 @@ import numpy as np
 SAMPLER_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
-def _produce(sampler, batch_size: int, key_data, start: int, stop: int, out, stop_event):
+def _produce(batch_of_step, start: int, stop: int, out, stop_event):
     """The sampler process: put ``(step, batch as numpy, None)`` or ``(step, None, message)`` on ``out``."""
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + SAMPLER_XLA_FLAGS).strip()
     import jax  # initialised here, after the flags
 
-    key = jax.numpy.asarray(key_data)
     for step in range(start, stop):
         if stop_event.is_set():
             return
         try:
-            batch = sampler.sample(jax.random.fold_in(key, step), batch_size)[0]
+            batch = batch_of_step(step)
             item = (step, jax.tree_util.tree_map(np.asarray, batch), None)
         except Exception:  # handed to the trainer, never lost
             item = (step, None, traceback.format_exc())
@@ -51,18 +50,18 @@ def _produce(sampler, batch_size: int, key_data, start: int, stop: int, out, sto
 class Prefetcher:
     """Iterator over ``(step, batch)`` for ``step = start .. stop - 1``, ``depth`` batches ahead.
 
-    ``sampler`` must be picklable (the task samplers are frozen dataclasses).
+    ``batch_of_step`` must be picklable (the task samplers are frozen dataclasses).
     Use as a context manager (or call :meth:`close`). An exception in the
     sampler is re-raised here, at the step it belongs to, with its traceback.
     """
 
-    def __init__(self, sampler, batch_size: int, seed_key, start: int, stop: int, depth: int = 2):
+    def __init__(self, batch_of_step, start: int, stop: int, depth: int = 2):
         ctx = multiprocessing.get_context("spawn")  # never fork a process that holds an XLA runtime
         self._queue = ctx.Queue(maxsize=max(depth, 1))
         self._stop = ctx.Event()
         self._process = ctx.Process(
             target=_produce, name="geonp-prefetch", daemon=True,
-            args=(sampler, batch_size, np.asarray(seed_key), start, stop, self._queue, self._stop),
+            args=(batch_of_step, start, stop, self._queue, self._stop),
         )
         self._process.start()
         self._remaining = stop - start

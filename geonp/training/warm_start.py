@@ -14,10 +14,13 @@ import jax
 import numpy as np
 
 
-def transplant(source, target):
+def transplant(source, target, zero_new: bool = False):
     """``target``'s tree with ``source``'s values wherever the paths match (overlapping block if shapes differ).
 
-    Returns ``(params, report)``: report maps "copied", "partial" and "fresh" to lists of paths.
+    ``zero_new``: entries outside the overlapping block are zero instead of freshly initialised, so a
+    new token input (an extra embedding row) starts with no effect and the model computes exactly
+    what the source did. Returns ``(params, report)``: report maps "copied", "partial" and "fresh" to
+    lists of paths.
     """
     flat_source = {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_leaves_with_path(source)}
     report = {"copied": [], "partial": [], "fresh": []}
@@ -33,7 +36,7 @@ def transplant(source, target):
             report["copied"].append(name)
             return old.astype(fresh.dtype)
         block = tuple(slice(0, min(a, b)) for a, b in zip(old.shape, fresh.shape, strict=True))
-        out = fresh.copy()
+        out = np.zeros_like(fresh) if zero_new else fresh.copy()
         out[block] = old[block]
         report["partial"].append(name)
         return out
