@@ -119,6 +119,7 @@ class FittingMixin:
         name = str(table.template.name)
         self._check_observations(table, head, [name] + ([count_var] if count_var else []), "the training data")
         observed = tables_lib.require_observations(table, "the training data")
+        _warn_constant_covariates(table, observed, covariates)
         config, params0, scaling0, center = self._start(len(covariates))
 
         hours = table.hours[observed] if table.hours is not None else None
@@ -188,7 +189,7 @@ class FittingMixin:
                               "this, or fix the fill value upstream.", UserWarning, stacklevel=3)
         if not head.standardise:
             counts_lib.check_counts(table, head, names)
-        if counts_lib.is_survey(table):
+        if counts_lib.is_survey(table) or table.covariates.shape[-1]:  # grids: cells whose covariate is missing
             excluded = counts_lib.excluded_points(table, names)
             if excluded:
                 reasons = ", ".join(f"{n} ({why})" for why, n in excluded.items())
@@ -268,6 +269,15 @@ def _snapshots(table, observed, seed: int, limit: int = 16) -> list:
         for h in rng.permutation(np.unique(hours))[:limit]:
             out.append(points[hours == h])
     return out
+
+
+def _warn_constant_covariates(table, observed, names) -> None:
+    for j, name in enumerate(names):
+        values = table.covariates[..., j][observed]
+        if values.size and np.nanstd(values) == 0:
+            warnings.warn(f"covariate {name!r} takes one value ({float(values.flat[0]):g}) at every observation: it "
+                          "carries no information for the model (and is scaled to 0). Drop it, or use data where "
+                          "it varies.", UserWarning, stacklevel=3)
 
 
 def _with_covariates(config: BSATNPConfig, params, x_dim: int, seed: int):

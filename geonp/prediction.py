@@ -124,6 +124,7 @@ class PredictionMixin:
             )
         observed = tables_lib.require_observations(ctx, "the context")
         tgt = self._target_table(context, ctx, target, spatial_dims, time_dim)
+        _warn_missing_target_covariates(tgt, self.covariates_)
         task_map = self._task_map(ctx, tgt)
         empty = sorted(set(np.flatnonzero(observed.sum(axis=1) == 0).tolist()) & set(task_map.tolist()))
         if empty:
@@ -359,6 +360,17 @@ class PredictionMixin:
                               dtype=np.float32, meta=np.empty((0,) * (len(shape) + 1), np.float32), name=name)
         coords = {k: v for k, v in t.coords.items()}
         return xr.DataArray(data, dims=tuple(t.dims) + ("channel",), coords=coords)
+
+
+def _warn_missing_target_covariates(tgt, names) -> None:
+    if not names:
+        return
+    located = np.isfinite(tgt.x) & np.isfinite(tgt.y)
+    missing = located & ~np.isfinite(tgt.covariates).all(axis=-1)
+    if missing.any():
+        warnings.warn(f"{int(missing.sum())} of {int(located.sum())} target point(s) have no value of a covariate "
+                      f"({list(names)}); their predictions are NaN. Fill the covariate there (e.g. from a finer "
+                      "product) or mask those points.", UserWarning, stacklevel=3)
 
 
 def _class_labels(head, value_attrs) -> tuple[str, ...] | None:

@@ -136,3 +136,27 @@ def test_a_raster_without_gaps_says_there_is_nothing_to_fill(field, calibrated):
     with pytest.warns(UserWarning, match="no gap to fill"):
         pred = calibrated.predict(field.isel(time=[0]), progress=False)
     np.testing.assert_array_equal(pred["filled"].values, field.isel(time=[0]).transpose(*pred["filled"].dims).values)
+
+
+def _with_elevation(elevation):
+    ds = xr.Dataset({"t2m": smooth_field(np.arange(50.0, 54.0, 0.25), np.arange(-4.0, 0.0, 0.25), times=1)})
+    ds["elevation"] = (("lat", "lon"), np.broadcast_to(elevation, (ds.sizes["lat"], ds.sizes["lon"])).copy())
+    return ds
+
+
+def test_covariates_missing_or_constant_are_reported():
+    ramp = _with_elevation(np.linspace(0.0, 500.0, 16))
+    holes = ramp.copy()
+    holes["elevation"] = holes["elevation"].where(holes["lat"] > 50.6)  # 3 rows of cells without elevation
+    model = geonp.NeuralProcess(pretrained="t2m-elevation", steps=0)
+    with pytest.warns(UserWarning, match=r"left out 48 .*\(a covariate missing\)"):
+        model.fit(holes, "t2m", covariates=["elevation"])
+    with pytest.warns(UserWarning, match="48 of 256 target point.*no value of a covariate"):
+        pred = model.predict(holes)
+    assert int(pred["mean"].isnull().sum()) == 48
+    with pytest.warns(UserWarning, match="'elevation' takes one value .* no information"):
+        geonp.NeuralProcess(pretrained="t2m-elevation", steps=0).fit(_with_elevation(120.0), "t2m",
+                                                                    covariates=["elevation"])
+    with pytest.raises(ConfigError, match="takes 1 covariate"):
+        geonp.NeuralProcess(pretrained="t2m-elevation", steps=0).fit(
+            ramp.assign(slope=ramp["elevation"] * 2), "t2m", covariates=["elevation", "slope"])
