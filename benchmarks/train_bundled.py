@@ -12,6 +12,7 @@ lives in ``runs/<name>-from-<steps>.run``, named after the release it started fr
 The last line of output is JSON: steps this session, total steps, validation NLL, seconds.
 
     python benchmarks/train_bundled.py --model field --evaluate runs/field-normal   # gap to the exact GP
+    python benchmarks/train_bundled.py --model prevalence --minutes 40   # binomial, with 4 covariate slots
 
 scores a release against the exact GP posterior on fresh tasks of its prior (per layout).
 """
@@ -46,6 +47,21 @@ MODELS = {
         "center": "task-scale",
         "batch_size": 16,
         "learning_rate": 3e-4,
+        "extend": {"support": True},  # inputs a release gains, their embedding rows starting at zero
+    },
+    "prevalence": {
+        "release": "prevalence-binomial",
+        "description": "binomial prevalence: GP(0, k) plus up to 4 covariates of random kinds and effects through "
+                       "a logit link, binomial surveys (5..200 examined); geonp/tasks/prevalence.py, covariates.py",
+        "tasks": "binomial-survey",
+        "task_options": {"covariate_slots": 4},
+        "likelihood": "binomial",
+        "seed_from": "gp2d-normal",
+        "seed_model": {"x_dim": 8, "covariate_slots": 4},
+        "center": None,
+        "batch_size": 8,
+        "learning_rate": 3e-4,
+        "extend": {"x_dim": 8, "covariate_slots": 4},
     },
 }
 
@@ -58,8 +74,6 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--install", action="store_true", help="write the release into the package")
-    parser.add_argument("--add-support", action="store_true", help="continue the release with a support input "
-                        "(block means; geonp.features.support), its new embedding row starting at zero")
     parser.add_argument("--seed", type=int, help="task stream (default: the release's total steps)")
     parser.add_argument("--evaluate", metavar="RELEASE", help="only score a release (folder or bundled name) "
                                                               "against the exact GP on its task prior")
@@ -70,15 +84,17 @@ def main(argv=None) -> dict:
         return evaluate(args.evaluate, spec)
     name = spec["release"]
     if name in available():
-        init_from, model, done = name, None, int(pretrained(name)[2].get("total_steps", 0))
-        if args.add_support:
-            model = {"support": True}
+        release_config, _, release_meta = pretrained(name)
+        init_from, done = name, int(release_meta.get("total_steps", release_meta.get("steps", 0)))
+        # inputs the release does not have yet (support, covariate slots) join with zero embedding rows
+        model = {k: v for k, v in spec.get("extend", {}).items() if getattr(release_config, k) != v} or None
     else:  # first session: the seed model's attention stack, a fresh bias and schedule
         init_from, model, done = spec["seed_from"], spec["seed_model"], 0
     output = PACKAGE / name if args.install else ROOT / "runs" / name
     result = pretrain.run(
         ROOT, tasks=spec["tasks"], output=str(output), likelihood=spec["likelihood"], init_from=init_from,
-        model=model, steps=args.steps, batch_size=args.batch_size or spec["batch_size"],
+        model=model, task_options=spec.get("task_options"), steps=args.steps,
+        batch_size=args.batch_size or spec["batch_size"],
         learning_rate=args.learning_rate or spec["learning_rate"], time_budget=60.0 * args.minutes,
         seed=args.seed if args.seed is not None else done, run_dir=str(ROOT / "runs" / f"{name}-from-{done}.run"),
         description=spec["description"], center=spec["center"],
@@ -94,6 +110,9 @@ def evaluate(release: str, spec: dict) -> dict:
     from geonp.evaluation import evaluate_fields
     from geonp.model_store import load_model
 
+    if spec["tasks"] != "fields":
+        raise SystemExit(f"--evaluate scores field models against the exact GP; {spec['release']} is scored by "
+                         "its recipes (recipes/prevalence-*.yaml).")
     config, params, meta = pretrained(release) if release in available() else load_model(release)
     scores = evaluate_fields(config, params, pretrain.make_sampler(spec["tasks"]))
     summary = {name: {"model_nll": round(r["model"]["nll"], 4), "oracle_nll": round(r["oracle"]["nll"], 4),

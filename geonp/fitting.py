@@ -69,7 +69,11 @@ class FittingMixin:
         if loaded is None:
             return self._new_config(x_dim), None, None, None
         config, params, meta = loaded
-        if config.x_dim != x_dim:
+        if config.covariate_slots:  # 0..K covariates of any meaning, zero-shot
+            if x_dim > config.covariate_slots:
+                raise ConfigError(f"the pretrained model takes at most K={config.covariate_slots} covariates; got "
+                                  f"{x_dim}. Keep the {config.covariate_slots} most relevant ones.")
+        elif config.x_dim != x_dim:
             if self.steps == 0:
                 raise ConfigError(
                     f"the pretrained model takes {config.x_dim} covariate(s) but {x_dim} were given; train (steps > 0) "
@@ -130,6 +134,7 @@ class FittingMixin:
             value_attrs=[_value_attrs(head, table.template, count_var)], seed=self.seed,
             standardise=head.standardise, center=center,
         )
+        scaling = dataclasses.replace(scaling, covariate_slots=config.covariate_slots)
         if scaling0 is not None and self.steps == 0:
             # a fitted model re-used without training keeps the length units it learned in;
             # values and covariates are re-standardised on this data

@@ -12,7 +12,8 @@ standardised. ``FeatureScaling`` holds the conversion from the user's units:
                          the level of the field (an hour of ERA5 can sit 2 std from the mean);
                          center="task-scale" also divides by the context's standard deviation
                          (floored), so the model never has to know the field's amplitude either
-    covariates           (x - covariate_mean) / covariate_std
+    covariates           (x - covariate_mean) / covariate_std (in K slots with in-use flags, for a model
+                         that takes up to K covariates of any meaning: geonp.tasks.covariates)
 
 It is plain data (JSON-friendly), so ``load`` + ``predict`` on new data
 reproduces a fitted model exactly.
@@ -53,6 +54,7 @@ class FeatureScaling:
     value_attrs: tuple[dict, ...] = ()  # attrs of each value variable (units, long_name ...), for outputs
     center: str = "task"  # "task": values relative to each task's (tile's) context mean; "task-scale": also
     # divided by the context's std; "global": neither
+    covariate_slots: int = 0  # K > 0: the model takes up to K covariates as [x_0..x_{K-1}, used_0..used_{K-1}]
 
     def __post_init__(self):
         if self.kind not in ("geographic", "projected"):
@@ -67,6 +69,10 @@ class FeatureScaling:
             raise ConfigError("value_names, value_mean and value_std must have the same length.")
         if not (len(self.covariate_names) == len(self.covariate_mean) == len(self.covariate_std)):
             raise ConfigError("covariate_names, covariate_mean and covariate_std must have the same length.")
+        if self.covariate_slots and len(self.covariate_names) > self.covariate_slots:
+            raise ConfigError(f"the model takes at most K={self.covariate_slots} covariates; got "
+                              f"{len(self.covariate_names)} ({list(self.covariate_names)}). Keep the "
+                              f"{self.covariate_slots} most relevant ones.")
         for name, std in zip(self.value_names + self.covariate_names, self.value_std + self.covariate_std,
                              strict=True):
             if not (std > 0 and math.isfinite(std)):
@@ -111,16 +117,25 @@ class FeatureScaling:
         return np.asarray(std, np.float64) * np.asarray(self.value_std)
 
     def scale_covariates(self, covariates) -> np.ndarray:
-        """``[..., Dx]`` covariates in user units -> standardised (``Dx = 0`` gives an empty last axis)."""
+        """``[..., Dx]`` covariates in user units -> standardised (``Dx = 0`` gives an empty last axis).
+
+        A model with covariate slots gets ``[..., 2K]``: the ``Dx`` standardised covariates, zeros in
+        the unused slots, then a flag per slot (1 where a covariate is given).
+        """
         x = np.asarray(covariates, np.float64)
         if x.shape[-1] != len(self.covariate_names):
             raise MetadataMismatchError(
                 f"got {x.shape[-1]} covariate column(s) but the model was fitted with "
                 f"{list(self.covariate_names)}."
             )
-        if not self.covariate_names:
-            return x
-        return (x - np.asarray(self.covariate_mean)) / np.asarray(self.covariate_std)
+        if self.covariate_names:
+            x = (x - np.asarray(self.covariate_mean)) / np.asarray(self.covariate_std)
+        if self.covariate_slots:  # the slot layout of geonp.tasks.covariates: values, then in-use flags
+            n, k = x.shape[-1], self.covariate_slots
+            unused = np.zeros(x.shape[:-1] + (k - n,))
+            flags = np.broadcast_to(np.arange(k) < n, x.shape[:-1] + (k,)).astype(np.float64)
+            x = np.concatenate([x, unused, flags], axis=-1)
+        return x
 
     def task_standardisation(self, y_ctx) -> tuple[np.ndarray, np.ndarray]:
         """``(offset, scale)`` of one task (tile): see :func:`task_standardisation`."""

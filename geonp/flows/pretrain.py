@@ -83,10 +83,15 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
     probe, _ = sampler.sample(jax.random.PRNGKey(seed), 2)
     params = init_params(config, probe, seed)
     report = None
-    # a new support input extends the source (zero embedding rows: the same function at step 0), its lineage goes on
-    adds_support = bool(source_params is not None and config.support and not source_config.support)
+    # new inputs (support, covariate slots) extend the source: zero embedding rows, the same function at step 0,
+    # and its lineage goes on
+    extends = bool(source_params is not None and ((config.support and not source_config.support)
+                                                  or config.x_dim > source_config.x_dim))
+    if extends and config.x_dim > source_config.x_dim and (source_config.support or config.embed_coordinates):
+        raise ConfigError("new covariate columns sit before the coordinate and support columns of the token; "
+                          "extend a model with covariates before giving it support.")
     if source_params is not None:
-        params, report = transplant(source_params, params, zero_new=adds_support)
+        params, report = transplant(source_params, params, zero_new=extends)
     run_dir = resolve(base, run_dir) if run_dir else resolve(base, output).with_suffix(".run")
     tc = TrainConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                      checkpoint_dir=str(Path(run_dir) / "state"), checkpoint_every=100,
@@ -103,7 +108,7 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
         "final_val_nll": val[-1] if val else None,
     }
     # lineage: the source's training continues only when its whole network carried over (same tasks family)
-    continued = report is not None and not report["fresh"] and (not report["partial"] or adds_support)
+    continued = report is not None and not report["fresh"] and (not report["partial"] or extends)
     earlier = source_meta.get("sessions", []) if continued else []
     before = int(source_meta.get("total_steps", source_meta.get("steps", 0))) if continued else 0
     this_session = {k: meta[k] for k in ("steps", "train_seconds", "machine", "trained_on", "final_val_nll",

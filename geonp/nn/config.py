@@ -52,6 +52,7 @@ class BSATNPConfig:
     k_block: int = 512
     embed_coordinates: bool = False  # also put raw coordinates in the tokens (breaks invariance)
     support: bool = False  # context tokens carry log2 of their footprint in target cells (geonp.features.support)
+    covariate_slots: int = 0  # K > 0: takes 0..K covariates of any meaning, x_dim = 2K (geonp.tasks.covariates)
     bias: str = "quadratic"  # "quadratic", "rbf-per-head", "kernel", "gaussian", "none"; see bias.bias_family
     kernels: tuple[str, ...] = kernel_bias.KERNELS  # bias="kernel" only
     num_features: int = 64  # random features per head, attention="performer" only
@@ -71,6 +72,9 @@ class BSATNPConfig:
         if bad:
             raise ConfigError(f"BSATNPConfig: {', '.join(bad)} out of range; sizes must be positive "
                               "(x_dim may be 0).")
+        if self.covariate_slots and self.x_dim != 2 * self.covariate_slots:
+            raise ConfigError(f"a model with {self.covariate_slots} covariate slots takes x_dim = "
+                              f"{2 * self.covariate_slots} (values and in-use flags); got x_dim={self.x_dim}.")
         if self.attention not in ("scan", "dense", "performer"):
             raise ConfigError(f"attention must be 'scan', 'dense' or 'performer', got {self.attention!r}.")
         object.__setattr__(self, "bias", bias_lib.canonical_bias(self.bias))

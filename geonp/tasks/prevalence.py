@@ -9,7 +9,9 @@ Per task (every quantity drawn per task, the GP's own kernel and length scale as
     positives       k ~ Binomial(n, sigmoid(eta))   (context and targets alike)
 
 Observations are ``y = (k, n)``; the model learns the predictive distribution
-of the prevalence surface from sparse surveys of varied sizes.
+of the prevalence surface from sparse surveys of varied sizes. With
+``covariate_slots = K``, up to K covariates of random kinds add their effects to
+the logit and enter the tokens (:mod:`geonp.tasks.covariates`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from geonp.errors import ConfigError
+from geonp.tasks import covariates as covariate_prior
 from geonp.tasks.gp import GPTaskSampler
 
 SURVEY_GP = GPTaskSampler(num_context=(16, 384), num_target=256, noise_std=(0.02, 0.3))
@@ -37,10 +40,13 @@ class BinomialSurveySampler:
     logit_mean: tuple[float, float] = (-3.5, 1.0)  # prevalence ~3% .. 73% at the centre of the surface
     logit_scale: tuple[float, float] = (0.3, 2.0)
     trials: tuple[float, float] = (5.0, 200.0)  # examined per location, log-uniform
+    covariate_slots: int = 0  # K > 0: up to K covariates with effects on the logit (geonp.tasks.covariates)
 
     def __post_init__(self):
         if not (1 <= self.trials[0] <= self.trials[1]):
             raise ConfigError(f"trials must be (min, max) with 1 <= min <= max, got {self.trials}.")
+        if self.covariate_slots < 0:
+            raise ConfigError(f"covariate_slots must be >= 0, got {self.covariate_slots}.")
         if not (0 < self.logit_scale[0] <= self.logit_scale[1]):
             raise ConfigError(f"logit_scale must be positive (min, max), got {self.logit_scale}.")
 
@@ -52,11 +58,27 @@ class BinomialSurveySampler:
         mu = jax.random.uniform(k_mu, (batch_size, 1, 1), minval=self.logit_mean[0], maxval=self.logit_mean[1])
         sigma = jax.random.uniform(k_sigma, (batch_size, 1, 1), minval=self.logit_scale[0],
                                    maxval=self.logit_scale[1])
+        effects = (jnp.zeros_like(batch.y_ctx), jnp.zeros_like(batch.y_tgt))
+        if self.covariate_slots:
+            batch, effects = self._with_covariates(jax.random.fold_in(key, 7), batch)
         observed = []
         for side, (values, k_side) in enumerate(zip((batch.y_ctx, batch.y_tgt), jax.random.split(k_y), strict=True)):
             log_n = jax.random.uniform(jax.random.fold_in(k_n, side), values.shape, minval=jnp.log(self.trials[0]),
                                        maxval=jnp.log(self.trials[1]))
             n = jnp.round(jnp.exp(log_n))
-            k = jax.random.binomial(k_side, n, jax.nn.sigmoid(mu + sigma * values))
+            k = jax.random.binomial(k_side, n, jax.nn.sigmoid(mu + sigma * values + effects[side]))
             observed.append(jnp.concatenate([k, n], axis=-1).astype(jnp.float32))
         return batch._replace(y_ctx=observed[0], y_tgt=observed[1]), hyper
+
+    def _with_covariates(self, key, batch):
+        """The batch with ``2K`` covariate columns, and the covariates' logit effects at context and targets."""
+        prior = covariate_prior.CovariatePrior(slots=self.covariate_slots)
+        nc = batch.y_ctx.shape[1]
+        points = jnp.concatenate([batch.meta_ctx["space"], batch.meta_tgt["space"]], axis=1)  # [B, Nc + Nt, 2]
+        standardise_on = jnp.concatenate([batch.mask_ctx, jnp.zeros_like(batch.mask_tgt)], axis=1)
+        k_x, k_effect = jax.random.split(key)
+        x, kinds = covariate_prior.draw_covariates(prior, k_x, points, standardise_on)
+        effect, used = covariate_prior.draw_effects(prior, k_effect, x, kinds)
+        columns = covariate_prior.slot_columns(x, used)  # [B, Nc + Nt, 2K]
+        batch = batch._replace(x_ctx=columns[:, :nc], x_tgt=columns[:, nc:])
+        return batch, (effect[:, :nc], effect[:, nc:])

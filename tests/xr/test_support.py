@@ -1,8 +1,5 @@
 """Support: a model told that its context values are block means of a coarser grid (downscaling)."""
 
-import dataclasses
-import json
-
 import jax
 import numpy as np
 import pytest
@@ -12,10 +9,9 @@ import geonp
 from geonp.errors import ConfigError
 from geonp.features.support import SUPPORT, support_between
 from geonp.features.tables import to_table
-from geonp.model_store import pretrained, save_model
-from geonp.nn.models import build_model
 from geonp.tasks.fields import FieldTaskSampler
-from geonp.training.warm_start import transplant
+
+from .conftest import extended_release
 
 
 def _grid(step, n, seed=0):
@@ -50,46 +46,19 @@ def test_coarse_field_tasks_carry_their_block_factor_and_others_none():
                 assert np.all(real == 0.0)
 
 
-def _support_release(tmp_path, row_value: float):
-    """field-normal extended with a support input (zero embedding row, or a perturbed one)."""
-    config, params, meta = pretrained("field-normal")
-    extended = dataclasses.replace(config, support=True)
-    fresh = build_model(extended).init(jax.random.PRNGKey(0), *_probe(extended))
-    params, report = transplant(params, fresh, zero_new=True)
-    assert len(report["partial"]) == 1  # only the embedding's input kernel grows, by one row
-    grown = report["partial"][0]
-
-    def set_support_row(path, leaf):
-        leaf = np.array(leaf)
-        if jax.tree_util.keystr(path) == grown:
-            leaf[-1] = row_value  # the support input's row: zero, or a weight that makes it matter
-        return leaf
-
-    params = jax.tree_util.tree_map_with_path(set_support_row, params)
-    path = tmp_path / f"support-{row_value}"
-    save_model(path, extended, params, json.loads(json.dumps(meta)))
-    return geonp.NeuralProcess(pretrained=str(path))
-
-
-def _probe(config):
-    meta = {g.name: np.zeros((1, 4, g.dim), np.float32) for g in config.groups}
-    return (np.zeros((1, 4, config.x_dim), np.float32), np.ones((1, 4, config.y_columns), np.float32), meta,
-            np.ones((1, 4), bool), np.zeros((1, 4, config.x_dim), np.float32), meta)
-
-
 def test_downscaling_tells_a_support_model_the_factor_and_a_zero_row_changes_nothing(tmp_path):
     coarse = _grid(0.5, 10, seed=1)
     plain = geonp.pretrained("field-normal")
     plain.fit(coarse, steps=0)
     reference = plain.predict(coarse, target=2, progress=False)
 
-    zero = _support_release(tmp_path, 0.0)
+    zero = extended_release("field-normal", tmp_path, {"support": True}, 0.0)
     zero.fit(coarse, steps=0)
     same = zero.predict(coarse, target=2, progress=False)
     assert same.attrs["geonp_context_support"] == pytest.approx(1.0)
     np.testing.assert_allclose(same["mean"], reference["mean"], atol=1e-4)
 
-    moved = _support_release(tmp_path, 0.5)
+    moved = extended_release("field-normal", tmp_path, {"support": True}, 0.5)
     moved.fit(coarse, steps=0)
     told = moved.predict(coarse, target=2, progress=False)
     assert float(np.abs(told["mean"] - reference["mean"]).max()) > 1e-3  # the factor reaches the tokens
