@@ -64,10 +64,10 @@ class FittingMixin:
                             **ARCHITECTURES[self.arch])
 
     def _start(self, x_dim: int):
-        """(config, params or None, scaling or None, value centering or None) to start fitting from."""
+        """(config, params or None, scaling or None, {center, far_context}) to start fitting from."""
         loaded = _resolve_pretrained(self.pretrained)
         if loaded is None:
-            return self._new_config(x_dim), None, None, None
+            return self._new_config(x_dim), None, None, {"center": None, "far_context": 0}
         config, params, meta = loaded
         if config.covariate_slots:  # 0..K covariates of any meaning, zero-shot
             if x_dim > config.covariate_slots:
@@ -90,8 +90,10 @@ class FittingMixin:
                               f"{self.likelihood!r}; geonp.pretrained(name) sets it for you.")
         scaling = meta.get("scaling")
         # how the model was trained to see a task's values ("task-scale": standardised by the context)
-        center = meta.get("center")
-        return config, params, FeatureScaling.from_dict(scaling) if scaling else None, center
+        # how it was trained to see a task's values ("task-scale": standardised by the context), and how many
+        # of a full context's slots went to far observations (geonp.features.far_context)
+        rule = {"center": meta.get("center"), "far_context": int(meta.get("far_context", 0))}
+        return config, params, FeatureScaling.from_dict(scaling) if scaling else None, rule
 
     def fit(self, data, var: str | None = None, covariates: Sequence[str] = (), *, trials: str | None = None,
             exposure: str | None = None, spatial_dims=None, time_dim=None, crs=None, **params):
@@ -124,7 +126,7 @@ class FittingMixin:
         self._check_observations(table, head, [name] + ([count_var] if count_var else []), "the training data")
         observed = tables_lib.require_observations(table, "the training data")
         _warn_constant_covariates(table, observed, covariates)
-        config, params0, scaling0, center = self._start(len(covariates))
+        config, params0, scaling0, context_rule = self._start(len(covariates))
 
         hours = table.hours[observed] if table.hours is not None else None
         scaling = fit_scaling(
@@ -132,9 +134,10 @@ class FittingMixin:
             table.covariates[observed], list(covariates),
             window_points=self.window_points, hours=hours, crs=table.layout.crs,
             value_attrs=[_value_attrs(head, table.template, count_var)], seed=self.seed,
-            standardise=head.standardise, center=center,
+            standardise=head.standardise, center=context_rule["center"],
         )
-        scaling = dataclasses.replace(scaling, covariate_slots=config.covariate_slots)
+        scaling = dataclasses.replace(scaling, covariate_slots=config.covariate_slots,
+                                      far_context=context_rule["far_context"])
         if scaling0 is not None and self.steps == 0:
             # a fitted model re-used without training keeps the length units it learned in;
             # values and covariates are re-standardised on this data

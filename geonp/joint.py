@@ -85,7 +85,7 @@ def coarse_to_fine_rounds(points: np.ndarray, first: int = FIRST_ROUND, growth: 
 
 
 def joint_draws(conditional, context: dict, values, targets: dict, num_samples: int, key, count: int = 512,
-                pseudo_weight: float | None = None, progress: bool = False) -> np.ndarray:
+                pseudo_weight: float | None = None, progress: bool = False, far: int = 0) -> np.ndarray:
     """``[S, N, Dy]`` draws at ``N`` targets, coherent across them (the units of ``values``).
 
     Args:
@@ -98,6 +98,7 @@ def joint_draws(conditional, context: dict, values, targets: dict, num_samples: 
         num_samples: S, the number of joint draws.
         key: a ``jax.random.PRNGKey``.
         count: context points per neighbourhood (the model's training context size).
+        far: of those, how many are far observations (a model trained so; geonp.features.far_context).
         pseudo_weight: count models: a drawn prevalence or rate ``p`` joins the context as ``(p * w, w)``.
     """
     from geonp.tiling import ContextSet, neighbourhoods
@@ -113,7 +114,7 @@ def joint_draws(conditional, context: dict, values, targets: dict, num_samples: 
         positions = ContextSet(embedding=[points["embedding"]], space=[None], time=[None], hours=[None],
                                covariates=[None], values=[values[0]])
         n_ctx = positions.size(0)
-        groups = (neighbourhoods(targets["embedding"][round_index], positions, 0, count) if n_ctx > count
+        groups = (neighbourhoods(targets["embedding"][round_index], positions, 0, count, far) if n_ctx > count
                   else [(np.arange(round_index.size), np.arange(n_ctx))])
         for t_local, ci in groups:
             ti = round_index[t_local]

@@ -157,7 +157,7 @@ class PredictionMixin:
         provenance = {
             "model": f"{self.arch} ({self.config_.likelihood.name})", "version": _version(),
             "context_points": int(observed.sum()),
-            "context_rule": (f"nearest {predictor.neighbours} per cell" if predictor.neighbours else
+            "context_rule": (_count_rule(predictor.neighbours, s.far_context) if predictor.neighbours else
                              "all" if predictor.halo is None else f"within {predictor.halo:.4g} of each tile"),
             "halo": "all" if predictor.halo is None else predictor.halo,
             "halo_units": "km" if s.kind == "geographic" else "crs units",
@@ -360,6 +360,12 @@ class PredictionMixin:
                               dtype=np.float32, meta=np.empty((0,) * (len(shape) + 1), np.float32), name=name)
         coords = {k: v for k, v in t.coords.items()}
         return xr.DataArray(data, dims=tuple(t.dims) + ("channel",), coords=coords)
+
+
+def _count_rule(count: int, far: int) -> str:
+    if far:
+        return f"nearest {count - far} and {far} far (geonp.features.far_context) per cell"
+    return f"nearest {count} per cell"
 
 
 def _warn_missing_target_covariates(tgt, names) -> None:

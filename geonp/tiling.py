@@ -31,6 +31,7 @@ import jax
 import numpy as np
 
 from geonp.calibration import SpreadCalibration
+from geonp.features.far_context import far_indices
 from geonp.features.scaling import TASK_RADIUS, FeatureScaling
 from geonp.features.support import SUPPORT
 from geonp.inference import predict_raw
@@ -199,7 +200,7 @@ class TilePredictor:
         s = self.scaling
         emb = euclidean_embedding(s.kind, x, y)
         if self.neighbours is not None:  # context by count; a small context set is used whole
-            groups = (neighbourhoods(emb, self.context, task, self.neighbours)
+            groups = (neighbourhoods(emb, self.context, task, self.neighbours, far=s.far_context)
                       if self.context.size(task) > self.neighbours else
                       [(np.arange(x.size), np.arange(self.context.size(task)))])
         else:
@@ -258,7 +259,7 @@ class TilePredictor:
                 weight = None if head.name == "normal" else float(np.max(c.values[task][:, 1]))
                 draws = joint_draws(network_conditional(self), observed, c.values[task], targets,
                                     self.num_samples, key, count=self.neighbours or JOINT_CONTEXT,
-                                    pseudo_weight=weight, progress=self.progress)
+                                    pseudo_weight=weight, progress=self.progress, far=s.far_context)
                 draws = (draws - offset) / scale  # each target's standardised units, as the marginal draws
             else:
                 draws = np.asarray(head.sample(raw, key, self.num_samples))[:, 0]  # [S, N, 1]
@@ -312,7 +313,7 @@ GROUPS_PER_CALL = 8  # neighbourhoods predicted together in one model call
 JOINT_CONTEXT = 512  # context per neighbourhood for joint draws when prediction does not go by count
 
 
-def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int) -> list:
+def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int, far: int = 0) -> list:
     """Split the targets into cells, each conditioned on the ``count`` observations nearest to it.
 
     Cells are squares (cubes in the 3-D km embedding of the sphere) of side
@@ -322,6 +323,9 @@ def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int) -> list:
     every target additionally keeps its own 4 nearest observations. So no cell
     conditions on (much) more points than the model was trained with, however
     dense the data, and a cell inside a large gap conditions on the gap's edges.
+    With ``far`` > 0 (a model trained so), ``far`` of the ``count`` slots go to farther
+    observations drawn as in training (:func:`geonp.features.far_context.far_indices`,
+    seeded by the cell, so a prediction is reproducible).
 
     Returns ``[(target indices, context indices sorted), ...]``.
     """
@@ -337,14 +341,19 @@ def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int) -> list:
     cell_of = cell_of.reshape(-1)
     order = np.argsort(cell_of, kind="stable")
     bounds = np.flatnonzero(np.diff(cell_of[order])) + 1
-    k = min(count, n)
+    far = far if n > count else 0  # a context that fits whole is used whole
+    k = min(count - far, n)
     own = np.atleast_2d(tree.query(emb_tgt, k=min(4, n))[1])
     own = own.reshape(len(emb_tgt), -1)
     groups = []
     for t_idx in np.split(order, bounds):
         centre = emb_tgt[t_idx].mean(axis=0)
-        nearest = np.atleast_1d(tree.query(centre, k=k)[1])
-        groups.append((t_idx, np.unique(np.concatenate([nearest, own[t_idx].reshape(-1)]))))
+        reach, nearest = (np.atleast_1d(a) for a in tree.query(centre, k=k))
+        chosen = [nearest, own[t_idx].reshape(-1)]
+        if far:
+            rng = np.random.default_rng(np.abs(np.round(centre * 1e3)).astype(np.int64).tolist())
+            chosen.append(far_indices(tree, centre, float(reach[-1]), far, rng, nearest))
+        groups.append((t_idx, np.unique(np.concatenate(chosen))))
     return groups
 
 

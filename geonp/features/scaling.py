@@ -55,6 +55,7 @@ class FeatureScaling:
     center: str = "task"  # "task": values relative to each task's (tile's) context mean; "task-scale": also
     # divided by the context's std; "global": neither
     covariate_slots: int = 0  # K > 0: the model takes up to K covariates as [x_0..x_{K-1}, used_0..used_{K-1}]
+    far_context: int = 0  # of a cell's context slots, how many go to far observations (geonp.features.far_context)
 
     def __post_init__(self):
         if self.kind not in ("geographic", "projected"):

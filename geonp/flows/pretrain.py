@@ -117,6 +117,8 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
                 total_hours=round(sum(r.get("train_seconds", 0.0) for r in [*earlier, this_session]) / 3600, 3))
     if center is not None:
         meta["center"] = center
+    if getattr(sampler, "far_fraction", 0.0):  # the context rule prediction must follow for this model
+        meta["far_context"] = round(sampler.far_fraction * sampler.num_context)
     if scaling is not None:
         from geonp.features.scaling import FeatureScaling
 

@@ -26,6 +26,8 @@ prediction time look alike. Each task picks one layout:
 and then chooses context and targets as :func:`geonp.tiling.neighbourhoods` does at
 prediction time: a centre (inside a gap, for most gap tasks), the ``n`` observations nearest
 to it (``n`` from tens up to ``num_context``) and the ``num_target`` cells nearest to it.
+With ``far_fraction`` > 0, a full context gives that share of its slots to farther
+observations (:mod:`geonp.features.far_context`), on a grid twice as wide to hold them.
 Values are standardised by their context's mean and standard deviation, as prediction does
 (``FeatureScaling.center = "task-scale"``); the exact GP posterior of every target, in the
 same units, comes with the batch (:class:`FieldTaskInfo`), so the gap to the oracle is
@@ -42,6 +44,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.spatial.distance import cdist
 
 from geonp.errors import ConfigError
+from geonp.features.far_context import FAR_REACH, far_indices
 from geonp.features.scaling import task_standardisation
 from geonp.features.support import SUPPORT
 from geonp.tasks import kernels
@@ -95,6 +98,7 @@ class FieldTaskSampler:
     coarse_factors: tuple[int, ...] = (2, 3, 4)
     coarse_cells: int = 1536  # fine cells behind a coarse task's context (the cost of its covariance)
     jitter: float = 1e-6
+    far_fraction: float = 0.0  # of a full context given to far points (geonp.features.far_context); 0: none
 
     def __post_init__(self):
         unknown = set(self.layouts) - set(LAYOUTS)
@@ -111,6 +115,8 @@ class FieldTaskSampler:
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ConfigError(f"{name} must be (low, high) with 0 < low <= high, got {(lo, hi)}.")
+        if not 0.0 <= self.far_fraction <= 0.5:
+            raise ConfigError(f"far_fraction must be in [0, 0.5], got {self.far_fraction}.")
         if not 1 <= self.components[0] <= self.components[1]:
             raise ConfigError(f"components must be (min, max) with 1 <= min <= max, got {self.components}.")
         if self.grid_side ** 2 * self.observed_fraction[0] < 2 * self.num_context:
@@ -153,7 +159,10 @@ class FieldTaskSampler:
         # half the tasks condition on the full context, as every tile does at prediction; the rest on fewer
         full = rng.uniform() < 0.5
         n_context = self.num_context if full else round(_log_uniform(rng, self.min_context, self.num_context))
-        x_obs, blocks, x_tgt, hidden = getattr(self, f"_{layout}")(rng, n_context)
+        # a full context gives some slots to far points, as prediction does for a model trained so (not for
+        # block means, whose covariance grows with the cells behind each)
+        far = round(self.far_fraction * n_context) if full and layout != "coarse" else 0
+        x_obs, blocks, x_tgt, hidden = getattr(self, f"_{layout}")(rng, n_context, far)
         cov_oo, cov_ot, cov_tt = _covariances(field, x_obs, blocks, x_tgt)
         n_o = len(cov_oo)
         joint = np.block([[cov_oo + field.noise_std**2 * np.eye(n_o), cov_ot], [cov_ot.T, cov_tt]])
@@ -191,8 +200,8 @@ class FieldTaskSampler:
     # ------------------------------------------------------------------ layouts: (observed points, cells per
     # observation, targets [Nt, 2], hidden [Nt]); observed points are [n * cells, 2] (cells of each block together)
 
-    def _gaps(self, rng, n_context):
-        side = self.grid_side
+    def _gaps(self, rng, n_context, far=0):
+        side = 2 * self.grid_side if far else self.grid_side  # room for points up to FAR_REACH x the near reach
         fraction = rng.uniform(*self.observed_fraction)
         spacing = np.sqrt(fraction / self.density)
         cells = _grid(side, spacing)  # [side^2, 2]
@@ -208,21 +217,26 @@ class FieldTaskSampler:
         centre = cells[rng.choice(candidates)]
         distance = np.sum((cells - centre) ** 2, axis=1)
         obs_index = np.flatnonzero(observed)
-        context = obs_index[np.argsort(distance[obs_index], kind="stable")[:n_context]]
+        context = obs_index[np.argsort(distance[obs_index], kind="stable")[: n_context - far]]
+        context = _with_far(cells, obs_index, context, centre, far, rng)
         targets = np.argsort(distance, kind="stable")[: self.num_target]
         return cells[context], 1, cells[targets], ~observed[targets]
 
-    def _scattered(self, rng, n_context):
+    def _scattered(self, rng, n_context, far=0):
         density = self.density * _log_uniform(rng, 0.5, 2.0)
         half = np.sqrt(2.0 * self.num_context / density)  # a square holding twice the largest context
+        if far:  # and room for points up to FAR_REACH x the near reach
+            half = max(half, FAR_REACH * np.sqrt(n_context / (np.pi * density)))
         points = rng.uniform(-half, half, size=(int(4 * half * half * density), 2))
-        context = points[np.argsort(np.sum(points**2, axis=1), kind="stable")[:n_context]]
+        index = np.arange(len(points))
+        near = np.argsort(np.sum(points**2, axis=1), kind="stable")[: n_context - far]
+        context = points[_with_far(points, index, near, np.zeros(2), far, rng)]
         # the targets of one prediction cell: the square around the centre holding half the context
         cell = 0.5 * np.sqrt(0.5 * n_context / density)
         targets = rng.uniform(-cell, cell, size=(self.num_target, 2))
         return context, 1, targets, np.zeros(self.num_target, bool)
 
-    def _coarse(self, rng, n_context):
+    def _coarse(self, rng, n_context, far=0):
         factor = int(rng.choice(self.coarse_factors))
         coarse_spacing = np.sqrt(1.0 / self.density)
         fine = coarse_spacing / factor
@@ -239,6 +253,19 @@ class FieldTaskSampler:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _with_far(points, candidates, near, centre, far: int, rng) -> np.ndarray:
+    """``near`` (indices into ``points``) plus up to ``far`` far observations among ``candidates``."""
+    if not far:
+        return near
+    from scipy.spatial import cKDTree
+
+    reach = float(np.sqrt(np.max(np.sum((points[near] - centre) ** 2, axis=1))))
+    position = {int(c): i for i, c in enumerate(candidates)}
+    exclude = np.array([position[int(i)] for i in near])
+    chosen = far_indices(cKDTree(points[candidates]), centre, reach, far, rng, exclude)
+    return np.concatenate([near, candidates[chosen]])
 
 
 def _seed_words(key) -> list[int]:

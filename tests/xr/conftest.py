@@ -66,25 +66,27 @@ def tiny(gappy):
     return geonp.NeuralProcess(steps=12, seed=3, **TINY).fit(gappy)
 
 
-def extended_release(name, tmp_path, changes: dict, new_rows: float = 0.0):
+def extended_release(name, tmp_path, changes: dict, new_rows: float = 0.0, metadata: dict | None = None):
     """A bundled model given new token inputs (``changes`` to its config, e.g. ``{"support": True}``), saved
-    under ``tmp_path``: its new embedding rows are zero (the same function) or ``new_rows`` (so they matter)."""
+    under ``tmp_path``: its new embedding rows are zero (the same function) or ``new_rows`` (so they matter);
+    ``metadata`` updates its config.json metadata (e.g. a context rule)."""
     config, params, meta = pretrained(name)
     extended = dataclasses.replace(config, **changes)
     groups = {g.name: np.zeros((1, 4, g.dim), np.float32) for g in extended.groups}
     probe = (np.zeros((1, 4, extended.x_dim), np.float32), np.ones((1, 4, extended.y_columns), np.float32), groups,
              np.ones((1, 4), bool), np.zeros((1, 4, extended.x_dim), np.float32), groups)
     params, report = transplant(params, build_model(extended).init(jax.random.PRNGKey(0), *probe), zero_new=True)
-    assert len(report["partial"]) == 1  # only the embedding's input kernel grows
+    assert len(report["partial"]) == (1 if changes else 0)  # only the embedding's input kernel grows
     old_rows = {jax.tree_util.keystr(p): v.shape[0] for p, v in jax.tree_util.tree_leaves_with_path(
         pretrained(name)[1])}
 
     def set_new_rows(path, leaf):
         leaf = np.array(leaf)
-        if jax.tree_util.keystr(path) == report["partial"][0]:
+        if report["partial"] and jax.tree_util.keystr(path) == report["partial"][0]:
             leaf[old_rows[report["partial"][0]]:] = new_rows
         return leaf
 
-    path = tmp_path / f"{name}-{'-'.join(changes)}-{new_rows}"
-    save_model(path, extended, jax.tree_util.tree_map_with_path(set_new_rows, params), json.loads(json.dumps(meta)))
+    path = tmp_path / f"{name}-{'-'.join([*changes, *(metadata or {})])}-{new_rows}"
+    save_model(path, extended, jax.tree_util.tree_map_with_path(set_new_rows, params),
+               {**json.loads(json.dumps(meta)), **(metadata or {})})
     return geonp.NeuralProcess(pretrained=str(path), likelihood=extended.likelihood.to_dict(), steps=0)
