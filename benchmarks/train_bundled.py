@@ -49,8 +49,9 @@ MODELS = {
         "learning_rate": 3e-4,
         "extend": {"support": True},  # inputs a release gains, their embedding rows starting at zero
         # from the fifth session on: 64 of a full context's 512 slots go to far observations (its prediction
-        # rule follows, through the release's metadata); compare realdata.py --quick against the release before
-        "task_options": {"far_fraction": 0.125},
+        # rule follows, through the release's metadata), and gap tasks from 5% observed (satellite rasters under
+        # heavy cloud); compare realdata.py --quick against the release before
+        "task_options": {"far_fraction": 0.125, "observed_fraction": [0.05, 0.95]},
     },
     "prevalence": {
         "release": "prevalence-binomial",

@@ -92,7 +92,8 @@ class FieldTaskSampler:
     component_variance: tuple[float, float] = (0.01, 1.0)
     snr: tuple[float, float] = (1.0, 1000.0)  # signal std / noise std
     density: float = 32.0  # observations per square model unit (512 in a 4 x 4 training task)
-    observed_fraction: tuple[float, float] = (0.25, 0.95)  # of a gap task's grid
+    observed_fraction: tuple[float, float] = (0.25, 0.95)  # of a gap task's grid (lower: the grid grows to hold
+    # twice the context)
     grid_side: int = 64
     gap_centre_probability: float = 0.75  # gap tasks centred on a hidden cell
     coarse_factors: tuple[int, ...] = (2, 3, 4)
@@ -119,9 +120,9 @@ class FieldTaskSampler:
             raise ConfigError(f"far_fraction must be in [0, 0.5], got {self.far_fraction}.")
         if not 1 <= self.components[0] <= self.components[1]:
             raise ConfigError(f"components must be (min, max) with 1 <= min <= max, got {self.components}.")
-        if self.grid_side ** 2 * self.observed_fraction[0] < 2 * self.num_context:
-            raise ConfigError("grid_side is too small to hold num_context observations at the lowest "
-                              "observed_fraction; raise grid_side.")
+        if not 0.0 < self.observed_fraction[0] <= self.observed_fraction[1] <= 1.0:
+            raise ConfigError(f"observed_fraction must be (low, high) with 0 < low <= high <= 1, got "
+                              f"{self.observed_fraction}.")
 
     # ------------------------------------------------------------------ sampling
 
@@ -201,8 +202,11 @@ class FieldTaskSampler:
     # observation, targets [Nt, 2], hidden [Nt]); observed points are [n * cells, 2] (cells of each block together)
 
     def _gaps(self, rng, n_context, far=0):
-        side = 2 * self.grid_side if far else self.grid_side  # room for points up to FAR_REACH x the near reach
         fraction = rng.uniform(*self.observed_fraction)
+        # a grid that holds twice the context however sparse the observations, and with far context room for
+        # points up to FAR_REACH x the near reach
+        side = max(self.grid_side, int(np.ceil(np.sqrt(2.0 * self.num_context / fraction))))
+        side = 2 * side if far else side
         spacing = np.sqrt(fraction / self.density)
         cells = _grid(side, spacing)  # [side^2, 2]
         if rng.uniform() < 0.8:  # contiguous blobs, from single cells to a third of the grid

@@ -87,5 +87,12 @@ def test_bad_options_are_refused_with_the_fix():
         FieldTaskSampler(layouts=("clouds",), layout_weights=(1.0,))
     with pytest.raises(ConfigError, match="lengthscale"):
         FieldTaskSampler(lengthscale=(0.0, 1.0))
-    with pytest.raises(ConfigError, match="grid_side"):
-        FieldTaskSampler(grid_side=16)
+    with pytest.raises(ConfigError, match="observed_fraction"):
+        FieldTaskSampler(observed_fraction=(0.0, 0.5))
+
+
+def test_sparse_grids_grow_to_hold_the_context():
+    batch, info = _only("gaps", observed_fraction=(0.05, 0.1)).sample(5, 6)
+    full = info.n_context == 512
+    assert full.any() and np.all(np.asarray(batch.mask_ctx)[full].sum(1) == 512)
+    assert np.all(np.isfinite(info.oracle_mean)) and np.all(info.oracle_std > 0)
