@@ -28,7 +28,6 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +36,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import geonp  # noqa: E402
-from geonp.features.coordinates import local_km  # noqa: E402
-from geonp.features.tables import dataframe_to_dataset  # noqa: E402
-from geonp.flows.prevalence import _Q  # noqa: E402
+from geonp.flows.prevalence import _binomial_model, _dataset, geonp_latent, kriging_latent  # noqa: E402
 from geonp.metrics_counts import count_scores  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "disease_prevalence"
@@ -80,48 +76,22 @@ def tanzania() -> pd.DataFrame | None:
 
 
 # --------------------------------------------------------------------------- methods: (loc, scale) of the logit
+# (geonp.flows.prevalence: the recipes' own CV, kriging with the covariates as a linear trend)
 
 
 def geonp_method(model_path: str, covariates: list[str]):
+    """The model calibrated on each training fold (with ``covariates``), then the flow's latent at the test fold."""
     def predict(train: pd.DataFrame, test: pd.DataFrame):
-        columns = ["lon", "lat", "positive", "examined", *covariates]
-        model = geonp.NeuralProcess(pretrained=model_path, likelihood="binomial", steps=0, progress=False)
-        model.fit(dataframe_to_dataset(train[columns], "site"), "positive", trials="examined",
-                  covariates=covariates)
-        target = dataframe_to_dataset(test[["lon", "lat", *covariates]], "site")
-        pred = model.predict(dataframe_to_dataset(train[columns], "site"), target, quantiles=_Q, progress=False)
-        q = pred["quantiles"].transpose(..., "quantile").values.astype(np.float64)
-        lq = np.log(np.clip(q, 1e-7, 1 - 1e-7) / np.clip(1 - q, 1e-7, 1))
-        return lq[:, 1], np.maximum((lq[:, 2] - lq[:, 0]) / 2.0, 1e-3)
+        model = _binomial_model(ROOT, model_path)
+        model.set_params(progress=False).fit(_dataset(train, covariates), "positive", trials="examined",
+                                             covariates=covariates)
+        return geonp_latent(model, train, test)
 
     return predict
 
 
 def regression_kriging(covariates: list[str]):
-    def predict(train: pd.DataFrame, test: pd.DataFrame):
-        from pykrige.ok import OrdinaryKriging
-
-        to_km = local_km(float(train.lon.mean()), float(train.lat.mean()))
-        xs, ys = to_km.transform(train.lon.values, train.lat.values)
-        xt, yt = to_km.transform(test.lon.values, test.lat.values)
-        k, n = train.positive.values, train.examined.values
-        z = np.log((k + 0.5) / (n - k + 0.5))
-        mean_x, std_x = train[covariates].mean(), train[covariates].std().replace(0, 1)
-        design = np.c_[np.ones(len(train)), ((train[covariates] - mean_x) / std_x).values]
-        design_t = np.c_[np.ones(len(test)), ((test[covariates] - mean_x) / std_x).values]
-        beta, *_ = np.linalg.lstsq(design, z, rcond=None)
-        residual = z - design @ beta
-        sigma2 = float(residual @ residual) / max(len(z) - design.shape[1], 1)
-        trend_var = sigma2 * np.einsum("ij,jk,ik->i", design_t, np.linalg.pinv(design.T @ design), design_t)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ok = OrdinaryKriging(xs, ys, residual, variogram_model="exponential", exact_values=False)
-            res_mean, res_var = ok.execute("points", xt, yt)
-        nugget = float(ok.variogram_model_parameters[-1])
-        scale = np.sqrt(np.maximum(np.asarray(res_var), 0.0) + nugget + trend_var)
-        return design_t @ beta + np.asarray(res_mean), scale
-
-    return predict
+    return lambda train, test: kriging_latent(train, test, covariates=covariates)
 
 
 # --------------------------------------------------------------------------- cross-validation
@@ -150,7 +120,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=4, help="simulated survey sets")
     parser.add_argument("--quick", action="store_true", help="2 simulated sets, Tanzania included")
     args = parser.parse_args()
-    model = args.model if Path(args.model).exists() else str(args.model)
+    model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
     seeds = 2 if args.quick else args.seeds
 
     runs = []

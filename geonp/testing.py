@@ -1,10 +1,13 @@
-"""Random inputs for checking and benchmarking attention (used by tests/ and benchmarks/)."""
+"""Helpers for tests and benchmarks: random attention inputs, bundled models given new inputs."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 
 import jax
+import numpy as np
 
 from geonp.nn import bias as bias_lib
 
@@ -27,3 +30,35 @@ def random_attention_inputs(seed, B, Nq, Nk, H=2, Dh=8, groups=SPACE_TIME, ampli
     params = bias_lib.init_rbf_bias(ks[5], groups, H, amplitude_mean=0.0, amplitude_std=amplitude_std)
     bias_fn = functools.partial(bias_lib.rbf_bias, groups=groups)
     return q, k, v, q_meta, k_meta, params, bias_fn
+
+
+def extended_release(name, folder, changes: dict, new_rows: float = 0.0, metadata: dict | None = None):
+    """A bundled model given new token inputs (``changes`` to its config, e.g. ``{"support": True}``), saved
+    under ``folder``: its new embedding rows are zero (the same function) or ``new_rows`` (so they matter);
+    ``metadata`` updates its config.json metadata (e.g. a context rule)."""
+    from geonp.estimator import NeuralProcess
+    from geonp.model_store import pretrained, save_model
+    from geonp.nn.models import build_model
+    from geonp.training.warm_start import transplant
+
+    config, params, meta = pretrained(name)
+    extended = dataclasses.replace(config, **changes)
+    groups = {g.name: np.zeros((1, 4, g.dim), np.float32) for g in extended.groups}
+    probe = (np.zeros((1, 4, extended.x_dim), np.float32), np.ones((1, 4, extended.y_columns), np.float32), groups,
+             np.ones((1, 4), bool), np.zeros((1, 4, extended.x_dim), np.float32), groups)
+    params, report = transplant(params, build_model(extended).init(jax.random.PRNGKey(0), *probe), zero_new=True)
+    if len(report["partial"]) != (1 if changes else 0):  # only the embedding's input kernel may grow
+        raise ValueError(f"{changes} changed more than the token embedding's inputs: {report['partial']}.")
+    old_rows = {jax.tree_util.keystr(p): v.shape[0] for p, v in jax.tree_util.tree_leaves_with_path(
+        pretrained(name)[1])}
+
+    def set_new_rows(path, leaf):
+        leaf = np.array(leaf)
+        if report["partial"] and jax.tree_util.keystr(path) == report["partial"][0]:
+            leaf[old_rows[report["partial"][0]]:] = new_rows
+        return leaf
+
+    path = folder / f"{name}-{'-'.join([*changes, *(metadata or {})])}-{new_rows}"
+    save_model(path, extended, jax.tree_util.tree_map_with_path(set_new_rows, params),
+               {**json.loads(json.dumps(meta)), **(metadata or {})})
+    return NeuralProcess(pretrained=str(path), likelihood=extended.likelihood.to_dict(), steps=0)

@@ -26,6 +26,10 @@
 4. With ``next_sites: n``, where to survey next: ``n`` map points chosen greedily by
    ``design_criterion`` (``variance``, ``exceedance`` of ``threshold``; :func:`geonp.design.next_sites`)
    among up to ``joint_points`` map points. Written to ``next_sites.csv``.
+
+With ``covariates: [EVI, Temperature, ...]`` (columns of the surveys and of ``grid_csv``), a
+model with covariate slots (``geonp.tasks.covariates``) conditions on them without training,
+and the kriging baseline becomes regression kriging on the same covariates.
 """
 
 from __future__ import annotations
@@ -51,28 +55,36 @@ from geonp.recipes import resolve, resolve_input
 _Q = (float(norm.cdf(-1.0)), 0.5, float(norm.cdf(1.0)))
 
 
-def read_surveys(path, lon: str, lat: str, positives: str, examined: str) -> pd.DataFrame:
+def read_surveys(path, lon: str, lat: str, positives: str, examined: str, covariates=()) -> pd.DataFrame:
     frame = pd.read_csv(path)
-    missing = [c for c in (lon, lat, positives, examined) if c not in frame.columns]
+    missing = [c for c in (lon, lat, positives, examined, *covariates) if c not in frame.columns]
     if missing:
         raise ConfigError(f"{path}: column(s) {missing} not found; it has {list(frame.columns)}.")
     return frame.rename(columns={lon: "lon", lat: "lat", positives: "positive", examined: "examined"})
 
 
-def _dataset(frame: pd.DataFrame) -> xr.Dataset:
-    return dataframe_to_dataset(frame[["lon", "lat", "positive", "examined"]], "location")
+def _dataset(frame: pd.DataFrame, covariates=()) -> xr.Dataset:
+    return dataframe_to_dataset(frame[["lon", "lat", "positive", "examined", *covariates]], "location")
 
 
 def geonp_latent(model, train: pd.DataFrame, test: pd.DataFrame):
-    """(loc, scale) of the logit prevalence at ``test`` locations, conditioned on ``train``."""
-    pred = model.predict(_dataset(train), target=test[["lon", "lat"]], quantiles=_Q, progress=False)
+    """(loc, scale) of the logit prevalence at ``test`` locations, conditioned on ``train`` (and the
+    covariates the model was fitted with, ``model.covariates_``, at both)."""
+    covariates = list(model.covariates_)
+    target = dataframe_to_dataset(test[["lon", "lat", *covariates]], "point") if covariates else test[["lon", "lat"]]
+    pred = model.predict(_dataset(train, covariates), target=target, quantiles=_Q, progress=False)
     q = pred["quantiles"].transpose("point", "quantile").values.astype(np.float64)
     lq = logit(np.clip(q, 1e-7, 1 - 1e-7))
     return lq[:, 1], np.maximum((lq[:, 2] - lq[:, 0]) / 2.0, 1e-3)
 
 
-def kriging_latent(train: pd.DataFrame, test: pd.DataFrame, variogram: str = "exponential"):
-    """Ordinary kriging of the empirical logit: (loc, scale) at ``test`` (scale includes the nugget)."""
+def kriging_latent(train: pd.DataFrame, test: pd.DataFrame, variogram: str = "exponential", covariates=()):
+    """Kriging of the empirical logit: (loc, scale) at ``test`` (scale includes the nugget).
+
+    Without covariates, ordinary kriging; with them, regression kriging: least squares of the
+    empirical logit on the standardised covariates, ordinary kriging of the residuals, the trend
+    added back, its standard error added to the variance.
+    """
     from pykrige.ok import OrdinaryKriging
 
     both = pd.concat([train, test])
@@ -81,16 +93,26 @@ def kriging_latent(train: pd.DataFrame, test: pd.DataFrame, variogram: str = "ex
     xt, yt = to_km.transform(test.lon.values, test.lat.values)
     k, n = train.positive.values, train.examined.values
     z = np.log((k + 0.5) / (n - k + 0.5))
+    covariates = list(covariates)
+    mean_x, std_x = train[covariates].mean(), train[covariates].std().replace(0.0, 1.0)
+    design = np.c_[np.ones(len(train)), ((train[covariates] - mean_x) / std_x).to_numpy()]
+    design_t = np.c_[np.ones(len(test)), ((test[covariates] - mean_x) / std_x).to_numpy()]
+    beta = np.linalg.lstsq(design, z, rcond=None)[0] if covariates else np.zeros(1)
+    residual = z - design @ beta
+    trend_var = np.zeros(len(test))
+    if covariates:
+        sigma2 = float(residual @ residual) / max(len(z) - design.shape[1], 1)
+        trend_var = sigma2 * np.einsum("ij,jk,ik->i", design_t, np.linalg.pinv(design.T @ design), design_t)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ok = OrdinaryKriging(xs, ys, z, variogram_model=variogram, exact_values=False)
+        ok = OrdinaryKriging(xs, ys, residual, variogram_model=variogram, exact_values=False)
         mean, var = ok.execute("points", xt, yt)
     nugget = float(ok.variogram_model_parameters[-1])
-    return np.asarray(mean), np.sqrt(np.maximum(np.asarray(var), 0.0) + nugget)
+    return design_t @ beta + np.asarray(mean), np.sqrt(np.maximum(np.asarray(var), 0.0) + nugget + trend_var)
 
 
 def cross_validate(model, frame: pd.DataFrame, folds: int = 10, seed: int = 0) -> dict:
-    """Leave-location-out CV scores of geonp and kriging (same folds)."""
+    """Leave-location-out CV scores of geonp and kriging (same folds; both with the model's covariates)."""
     rng = np.random.default_rng(seed)
     fold = rng.permutation(len(frame)) % folds
     latents = {"geonp": [np.zeros(len(frame)), np.zeros(len(frame))],
@@ -98,7 +120,8 @@ def cross_validate(model, frame: pd.DataFrame, folds: int = 10, seed: int = 0) -
     seconds = {"geonp": 0.0, "kriging": 0.0}
     for f in range(folds):
         train, test = frame[fold != f], frame[fold == f]
-        for name, method in (("geonp", lambda a, b: geonp_latent(model, a, b)), ("kriging", kriging_latent)):
+        kriging = lambda a, b: kriging_latent(a, b, covariates=model.covariates_)  # noqa: E731
+        for name, method in (("geonp", lambda a, b: geonp_latent(model, a, b)), ("kriging", kriging)):
             started = time.perf_counter()
             loc, scale = method(train, test)
             seconds[name] += time.perf_counter() - started
@@ -110,13 +133,21 @@ def cross_validate(model, frame: pd.DataFrame, folds: int = 10, seed: int = 0) -
     return out
 
 
-def prediction_grid(frame: pd.DataFrame, cells: int, grid_csv=None, lon: str = "lon", lat: str = "lat"):
+def prediction_grid(frame: pd.DataFrame, cells: int, grid_csv=None, lon: str = "lon", lat: str = "lat",
+                    covariates=()):
     """Targets: the points of ``grid_csv`` (a covariate grid), else a regular lon/lat grid around the surveys."""
     if grid_csv is not None:
         grid = pd.read_csv(grid_csv)
-        if lon not in grid or lat not in grid:
-            raise ConfigError(f"{grid_csv}: needs {lon!r} and {lat!r} columns; it has {list(grid.columns)}.")
-        return grid.rename(columns={lon: "lon", lat: "lat"})[["lon", "lat"]]
+        missing = [c for c in (lon, lat, *covariates) if c not in grid]
+        if missing:
+            raise ConfigError(f"{grid_csv}: needs column(s) {missing}; it has {list(grid.columns)}.")
+        grid = grid.rename(columns={lon: "lon", lat: "lat"})
+        if covariates:
+            return dataframe_to_dataset(grid[["lon", "lat", *covariates]], "point")
+        return grid[["lon", "lat"]]
+    if covariates:
+        raise ConfigError(f"covariates {list(covariates)} need a prediction grid that holds them: set grid_csv "
+                          "to a table of points with lon, lat and those columns.")
     pad_x = 0.05 * float(np.ptp(frame.lon)) + 0.05
     pad_y = 0.05 * float(np.ptp(frame.lat)) + 0.05
     lons = np.linspace(frame.lon.min() - pad_x, frame.lon.max() + pad_x, cells)
@@ -203,25 +234,40 @@ def _random_rows(table: pd.DataFrame, max_points: int, seed: int) -> pd.DataFram
     return table.iloc[np.sort(rng.choice(len(table), min(max_points, len(table)), replace=False))]
 
 
+def _binomial_model(base: Path, model: str):
+    """A bundled model by name, or a release folder (``train_bundled.py`` writes them) ready to calibrate."""
+    import geonp
+    from geonp.model_store import available
+
+    if model in available():
+        return geonp.pretrained(model)
+    return geonp.NeuralProcess(pretrained=str(resolve(base, model)), likelihood="binomial", steps=0)
+
+
 def run(base: Path, surveys: str, output: str, lon: str = "lon", lat: str = "lat", positives: str = "positive",
         examined: str = "examined", model: str = "prevalence-binomial", threshold: float = 0.3, folds: int = 10,
         grid: int = 96, grid_csv: str | None = None, grid_lon: str = "lon", grid_lat: str = "lat",
         title: str = "", seed: int = 0, joint_samples: int = 0, joint_points: int = 1024,
         regions: str | None = None, region_name: str | None = None, weights: str | None = None,
-        next_sites: int = 0, design_criterion: str = "variance") -> dict:
+        next_sites: int = 0, design_criterion: str = "variance", covariates: list | None = None) -> dict:
     import geonp
 
+    covariates = list(covariates or ())
+    if covariates and (joint_samples or next_sites):
+        raise ConfigError("joint_samples and next_sites do not take covariates yet; run them without covariates.")
     path = resolve_input(base, surveys, "survey")
-    frame = read_surveys(path, lon, lat, positives, examined)
+    frame = read_surveys(path, lon, lat, positives, examined, covariates)
     out_dir = resolve(base, output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    np_model = geonp.pretrained(model).fit(_dataset(frame), "positive", trials="examined", steps=0)
+    np_model = _binomial_model(base, model).fit(_dataset(frame, covariates), "positive", trials="examined",
+                                                covariates=covariates, steps=0)
     scores = cross_validate(np_model, frame, folds, seed)
 
-    targets = prediction_grid(frame, grid, resolve(base, grid_csv) if grid_csv else None, grid_lon, grid_lat)
+    targets = prediction_grid(frame, grid, resolve(base, grid_csv) if grid_csv else None, grid_lon, grid_lat,
+                              covariates)
     started = time.perf_counter()
-    pred = np_model.predict(_dataset(frame), target=targets, quantiles=(0.025, 0.975), exceedance=[threshold],
-                            progress=False)
+    pred = np_model.predict(_dataset(frame, covariates), target=targets, quantiles=(0.025, 0.975),
+                            exceedance=[threshold], progress=False)
     map_seconds = time.perf_counter() - started
     width = pred["quantiles"].sel(quantile=0.975) - pred["quantiles"].sel(quantile=0.025)
     pred["interval_width"] = width.assign_attrs(long_name="width of the 95% interval of prevalence", units="1")

@@ -1,17 +1,11 @@
 """Small xarray fields and models shared by the accessor tests."""
 
-import dataclasses
-import json
-
-import jax
 import numpy as np
 import pytest
 import xarray as xr
 
 import geonp
-from geonp.model_store import pretrained, save_model
-from geonp.nn.models import build_model
-from geonp.training.warm_start import transplant
+from geonp.testing import extended_release  # noqa: F401  (shared by the tests here)
 
 
 def smooth_field(lat, lon, times=3, seed=0):
@@ -64,29 +58,3 @@ TINY = dict(num_blocks=2, width=16, num_heads=2, head_dim=8, ff_dim=32, window_p
 def tiny(gappy):
     """A tiny model trained for a few steps (for fit/save/load mechanics, not accuracy)."""
     return geonp.NeuralProcess(steps=12, seed=3, **TINY).fit(gappy)
-
-
-def extended_release(name, tmp_path, changes: dict, new_rows: float = 0.0, metadata: dict | None = None):
-    """A bundled model given new token inputs (``changes`` to its config, e.g. ``{"support": True}``), saved
-    under ``tmp_path``: its new embedding rows are zero (the same function) or ``new_rows`` (so they matter);
-    ``metadata`` updates its config.json metadata (e.g. a context rule)."""
-    config, params, meta = pretrained(name)
-    extended = dataclasses.replace(config, **changes)
-    groups = {g.name: np.zeros((1, 4, g.dim), np.float32) for g in extended.groups}
-    probe = (np.zeros((1, 4, extended.x_dim), np.float32), np.ones((1, 4, extended.y_columns), np.float32), groups,
-             np.ones((1, 4), bool), np.zeros((1, 4, extended.x_dim), np.float32), groups)
-    params, report = transplant(params, build_model(extended).init(jax.random.PRNGKey(0), *probe), zero_new=True)
-    assert len(report["partial"]) == (1 if changes else 0)  # only the embedding's input kernel grows
-    old_rows = {jax.tree_util.keystr(p): v.shape[0] for p, v in jax.tree_util.tree_leaves_with_path(
-        pretrained(name)[1])}
-
-    def set_new_rows(path, leaf):
-        leaf = np.array(leaf)
-        if report["partial"] and jax.tree_util.keystr(path) == report["partial"][0]:
-            leaf[old_rows[report["partial"][0]]:] = new_rows
-        return leaf
-
-    path = tmp_path / f"{name}-{'-'.join([*changes, *(metadata or {})])}-{new_rows}"
-    save_model(path, extended, jax.tree_util.tree_map_with_path(set_new_rows, params),
-               {**json.loads(json.dumps(meta)), **(metadata or {})})
-    return geonp.NeuralProcess(pretrained=str(path), likelihood=extended.likelihood.to_dict(), steps=0)
