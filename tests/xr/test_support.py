@@ -9,6 +9,7 @@ import geonp
 from geonp.errors import ConfigError
 from geonp.features.support import SUPPORT, support_between
 from geonp.features.tables import to_table
+from geonp.model_store import pretrained, save_model
 from geonp.tasks.fields import FieldTaskSampler
 
 from .conftest import extended_release
@@ -46,27 +47,42 @@ def test_coarse_field_tasks_carry_their_block_factor_and_others_none():
                 assert np.all(real == 0.0)
 
 
-def test_downscaling_tells_a_support_model_the_factor_and_a_zero_row_changes_nothing(tmp_path):
+def _support_blind(tmp_path):
+    """The bundled field model with its support input's embedding row zeroed: it cannot tell block means."""
+    config, params, meta = pretrained("field-normal")
+    assert config.support
+
+    def zero_support_row(path, leaf):
+        leaf = np.array(leaf)
+        if "block" not in jax.tree_util.keystr(path) and leaf.shape == (3, config.width):  # rows: 1, y, support
+            leaf[-1] = 0.0
+        return leaf
+
+    save_model(tmp_path / "blind", config, jax.tree_util.tree_map_with_path(zero_support_row, params), meta)
+    return geonp.NeuralProcess(pretrained=str(tmp_path / "blind"), steps=0)
+
+
+def test_downscaling_tells_the_field_model_the_factor(tmp_path):
     coarse = _grid(0.5, 10, seed=1)
-    plain = geonp.pretrained("field-normal")
-    plain.fit(coarse, steps=0)
-    reference = plain.predict(coarse, target=2, progress=False)
-
-    zero = extended_release("field-normal", tmp_path, {"support": True}, 0.0)
-    zero.fit(coarse, steps=0)
-    same = zero.predict(coarse, target=2, progress=False)
-    assert same.attrs["geonp_context_support"] == pytest.approx(1.0)
-    np.testing.assert_allclose(same["mean"], reference["mean"], atol=1e-4)
-
-    moved = extended_release("field-normal", tmp_path, {"support": True}, 0.5)
-    moved.fit(coarse, steps=0)
-    told = moved.predict(coarse, target=2, progress=False)
-    assert float(np.abs(told["mean"] - reference["mean"]).max()) > 1e-3  # the factor reaches the tokens
+    model = geonp.pretrained("field-normal").fit(coarse, steps=0)
+    told = model.predict(coarse, target=2, progress=False)
+    assert told.attrs["geonp_context_support"] == pytest.approx(1.0)
+    blind = _support_blind(tmp_path).fit(coarse, steps=0).predict(coarse, target=2, progress=False)
+    assert float(np.abs(told["mean"] - blind["mean"]).max()) > 1e-3  # the factor reaches the tokens
     with pytest.warns(UserWarning, match="no gap to fill"):
-        on_grid = moved.predict(coarse, progress=False)  # the same grid: support 0
+        on_grid = model.predict(coarse, progress=False)  # the same grid: support 0
     assert on_grid.attrs["geonp_context_support"] == 0.0
     with pytest.raises(ConfigError, match="joint samples from block means"):
-        moved.predict(coarse, target=2, samples=2, joint=True, progress=False)
+        model.predict(coarse, target=2, samples=2, joint=True, progress=False)
+
+
+def test_a_model_given_a_support_input_starts_as_it_was(tmp_path):
+    coarse = _grid(0.5, 8, seed=4)
+    before = geonp.pretrained("gp2d-normal").fit(coarse, steps=0).predict(coarse, target=2, progress=False)
+    extended = extended_release("gp2d-normal", tmp_path, {"support": True}, 0.0).fit(coarse, steps=0)
+    after = extended.predict(coarse, target=2, progress=False)
+    assert after.attrs["geonp_context_support"] == pytest.approx(1.0)
+    np.testing.assert_allclose(after["mean"], before["mean"], atol=1e-4)  # zero rows: the same function
 
 
 def test_a_model_trained_with_far_context_predicts_with_it(tmp_path):
