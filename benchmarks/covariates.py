@@ -17,7 +17,7 @@ better, and CRPS on the prevalence scale), every method on the same folds:
 Data: ``simulated`` surveys (seeded; a smooth spatial field on the logit scale plus
 two smooth covariates with known effects; 300 locations of 20-100 examined) and
 the shared Tanzania DHS 2015 surveys (387 clusters; EVI, temperature,
-precipitation, night lights), skipped when ``../shared/data`` is absent.
+precipitation, night lights), skipped when the shared data (``geonp.recipes.data_root``) are absent.
 
 Last line: JSON ``{"simulated": {method: {"log_score", "crps", ...}}, "tanzania": {...}}``.
 """
@@ -38,8 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 from geonp.flows.prevalence import _binomial_model, _dataset, geonp_latent, kriging_latent  # noqa: E402
 from geonp.metrics_counts import count_scores  # noqa: E402
+from geonp.recipes import data_root  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "disease_prevalence"
+DATA = data_root() / "disease_prevalence"
 TANZANIA = ["EVI", "Temperature", "Precipitation", "NTL"]
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from geonp.features.far_context import FAR_FRACTION  # noqa: E402
 from geonp.flows import pretrain  # noqa: E402
 from geonp.model_store import available, pretrained  # noqa: E402
 
@@ -51,7 +52,7 @@ MODELS = {
         # from the fifth session on: 64 of a full context's 512 slots go to far observations (its prediction
         # rule follows, through the release's metadata), and gap tasks from 5% observed (satellite rasters under
         # heavy cloud); compare realdata.py --quick against the release before
-        "task_options": {"far_fraction": 0.125, "observed_fraction": [0.05, 0.95]},
+        "task_options": {"far_fraction": FAR_FRACTION, "observed_fraction": [0.05, 0.95]},
     },
     "prevalence": {
         "release": "prevalence-binomial",
@@ -118,7 +119,7 @@ def evaluate(release: str, spec: dict) -> dict:
         raise SystemExit(f"--evaluate scores field models against the exact GP; {spec['release']} is scored by "
                          "its recipes (recipes/prevalence-*.yaml).")
     config, params, meta = pretrained(release) if release in available() else load_model(release)
-    options = {"far_fraction": 0.125} if meta.get("far_context") else {}  # the context rule it was trained with
+    options = {"far_fraction": FAR_FRACTION} if meta.get("far_context") else {}  # the rule it was trained with
     scores = evaluate_fields(config, params, pretrain.make_sampler(spec["tasks"], options))
     summary = {name: {"model_nll": round(r["model"]["nll"], 4), "oracle_nll": round(r["oracle"]["nll"], 4),
                       "gap_nll": round(r["gap_nll"], 4), "model_cov95": round(r["model"]["coverage_95"], 3),

@@ -69,11 +69,8 @@ class FittingMixin:
         if loaded is None:
             return self._new_config(x_dim), None, None, {"center": None, "far_context": 0}
         config, params, meta = loaded
-        if config.covariate_slots:  # 0..K covariates of any meaning, zero-shot
-            if x_dim > config.covariate_slots:
-                raise ConfigError(f"the pretrained model takes at most K={config.covariate_slots} covariates; got "
-                                  f"{x_dim}. Keep the {config.covariate_slots} most relevant ones.")
-        elif config.x_dim != x_dim:
+        # a model with covariate slots takes 0..K covariates zero-shot (FeatureScaling checks K)
+        if not config.covariate_slots and config.x_dim != x_dim:
             if self.steps == 0:
                 raise ConfigError(
                     f"the pretrained model takes {config.x_dim} covariate(s) but {x_dim} were given; train (steps > 0) "
@@ -89,7 +86,6 @@ class FittingMixin:
             raise ConfigError(f"the pretrained model has a {config.likelihood.name!r} likelihood, not "
                               f"{self.likelihood!r}; geonp.pretrained(name) sets it for you.")
         scaling = meta.get("scaling")
-        # how the model was trained to see a task's values ("task-scale": standardised by the context)
         # how it was trained to see a task's values ("task-scale": standardised by the context), and how many
         # of a full context's slots went to far observations (geonp.features.far_context)
         rule = {"center": meta.get("center"), "far_context": int(meta.get("far_context", 0))}

@@ -41,4 +41,3 @@ def far_indices(tree, centre, reach: float, count: int, rng: np.random.Generator
     _, snapped = tree.query(centre + directions * distances[:, None], k=1)
     snapped = np.unique(np.atleast_1d(snapped))
     return snapped[~np.isin(snapped, exclude)].astype(np.int64)
-

@@ -118,9 +118,9 @@ def cross_validate(model, frame: pd.DataFrame, folds: int = 10, seed: int = 0) -
     latents = {"geonp": [np.zeros(len(frame)), np.zeros(len(frame))],
                "kriging": [np.zeros(len(frame)), np.zeros(len(frame))]}
     seconds = {"geonp": 0.0, "kriging": 0.0}
+    kriging = lambda a, b: kriging_latent(a, b, covariates=model.covariates_)  # noqa: E731
     for f in range(folds):
         train, test = frame[fold != f], frame[fold == f]
-        kriging = lambda a, b: kriging_latent(a, b, covariates=model.covariates_)  # noqa: E731
         for name, method in (("geonp", lambda a, b: geonp_latent(model, a, b)), ("kriging", kriging)):
             started = time.perf_counter()
             loc, scale = method(train, test)

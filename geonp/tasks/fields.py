@@ -266,8 +266,7 @@ def _with_far(points, candidates, near, centre, far: int, rng) -> np.ndarray:
     from scipy.spatial import cKDTree
 
     reach = float(np.sqrt(np.max(np.sum((points[near] - centre) ** 2, axis=1))))
-    position = {int(c): i for i, c in enumerate(candidates)}
-    exclude = np.array([position[int(i)] for i in near])
+    exclude = np.searchsorted(candidates, near)  # candidates are sorted indices; near is a subset of them
     chosen = far_indices(cKDTree(points[candidates]), centre, reach, far, rng, exclude)
     return np.concatenate([near, candidates[chosen]])
 
