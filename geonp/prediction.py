@@ -35,9 +35,14 @@ class PredictionMixin:
     """``predict`` and its steps (mixed into :class:`geonp.NeuralProcess`)."""
 
     def condition(self, context):
-        """Keep ``context`` (data like ``fit``'s) as the observations ``predict(target=...)`` conditions on."""
+        """Keep ``context`` (data like ``fit``'s) as the observations ``predict(target=...)`` conditions on.
+
+        A constant-memory model (``arch="cmanp"``) also folds them into its conditioned state
+        (:mod:`geonp.streaming`) here, once: later :meth:`update` calls add only the new points.
+        """
         self._check_fitted()
         self.context_ = context
+        self.stream_ = self._new_stream(context) if self.config_.family == "cmanp" else None
         return self
 
     def update(self, new_observations):
@@ -45,14 +50,72 @@ class PredictionMixin:
 
         ``new_observations`` has the context's form: rows of the same table (DataFrame), points along
         the same site dimension, or a field on the same grid whose non-missing cells are the new (or
-        corrected) values. Every architecture re-conditions on the union at the next ``predict``, which
-        equals conditioning on all data at once; the constant-memory update of ``arch="cmanp"``
-        (``geonp.nn.cmanp.CMANP.update``, O(new points)) is not used by the estimator yet.
+        corrected) values.
+
+        ``arch="cmanp"``: the new points are folded into the kept state in O(new points), and the old ones
+        are never revisited (:mod:`geonp.streaming`), so ``predict`` after ``update`` equals conditioning on
+        all data at once in the frame (value centre and scale, origin) set by :meth:`condition`. A task
+        whose already observed cells get corrected values is re-folded whole, in the same frame.
+        Other architectures re-condition on the union at the next ``predict`` (their context is chosen
+        per tile, by count), which equals conditioning on all data at once.
         """
         self._check_fitted()
         current = getattr(self, "context_", None)
         self.context_ = new_observations if current is None else append_observations(current, new_observations)
+        if self.config_.family == "cmanp":
+            self.stream_ = (self._new_stream(self.context_) if current is None or getattr(self, "stream_", None) is None
+                            else self._fold_into_stream(current, new_observations))
         return self
+
+    def _stream_parts(self, data):
+        """Per task label, the observed points of ``data`` as model inputs (and their raw x, y, hours)."""
+        s = self.scaling_
+        table = tables_lib.to_table(data, self._context_var(data), self.covariates_, None, None, s.crs,
+                                    temporal=self.temporal)
+        observed = tables_lib.require_observations(table, "the context")
+        parts = self._observed_by_task(table, observed, s, range(table.num_tasks))
+        keys = [np.stack([table.x[t, observed[t]], table.y[t, observed[t]]], -1) for t in range(table.num_tasks)]
+        return table.task_labels, parts, keys
+
+    def _fold(self, state, parts, t, rows=slice(None)):
+        from geonp import streaming
+
+        time = parts["time"][t][rows] if parts["time"][t] is not None else None
+        return streaming.fold(self.config_, self.params_, self.scaling_, state, parts["space"][t][rows], time,
+                              parts["covariates"][t][rows], parts["values"][t][rows])
+
+    def _new_stream(self, context) -> dict:
+        labels, parts, _ = self._stream_parts(context)
+        return {label: self._fold(None, parts, t) for t, label in enumerate(labels) if len(parts["values"][t])}
+
+    def _fold_into_stream(self, current, new) -> dict:
+        """The kept states with ``new``'s observations folded in; a task with corrected cells is re-folded whole."""
+        from geonp.streaming import TaskState
+
+        stream = dict(self.stream_)
+        labels, parts, keys = self._stream_parts(new)
+        merged = None
+        for t, label in enumerate(labels):
+            if not len(parts["values"][t]):
+                continue
+            state = stream.get(label)
+            if state is not None and self._corrects(current, label, keys[t]):
+                if merged is None:
+                    merged_labels, merged_parts, _ = self._stream_parts(self.context_)
+                    merged = dict(zip(merged_labels, range(len(merged_labels)), strict=True))
+                stream[label] = self._fold(TaskState(state.frame, None, 0), merged_parts, merged[label])
+            else:
+                stream[label] = self._fold(state, parts, t)
+        return stream
+
+    def _corrects(self, current, label, new_keys) -> bool:
+        """Whether any of the new points sits where ``current`` already had an observation of the same task."""
+        if not _is_grid(current):  # points: a repeat at a site is one more observation, not a correction
+            return False
+        labels, _, keys = self._stream_parts(current)
+        old = keys[list(labels).index(label)] if label in list(labels) else np.zeros((0, 2))
+        old_set = {tuple(k) for k in np.round(old, 9)}
+        return any(tuple(k) in old_set for k in np.round(new_keys, 9))
 
     def _conditioned(self):
         context = getattr(self, "context_", None)
@@ -99,8 +162,10 @@ class PredictionMixin:
                 deviation of the observations it was conditioned on (the unit of the calibration's floor).
         """
         self._check_fitted()
+        stream = None
         if context is None:
             context = self._conditioned()
+            stream = None if joint else getattr(self, "stream_", None)  # joint draws go through the tile path
         quantiles = tuple(float(q) for q in (quantiles or ()))
         bad = [q for q in quantiles if not 0 < q < 1]
         if bad:
@@ -142,6 +207,7 @@ class PredictionMixin:
             spread=self._spread() if calibrated else SpreadCalibration(),
             distance_channel=bool(distance), joint=bool(joint),
             progress=bool(joint) and bool(self.progress if progress is None else progress), support=support,
+            stream=None if stream is None else tuple(stream.get(label) for label in ctx.task_labels),
         )
         far = self._far_from_data(predictor.context, task_map, tgt)
         channels = self._channel_array(predictor, tgt, None if joint else tile, time_tile)
@@ -157,7 +223,8 @@ class PredictionMixin:
         provenance = {
             "model": f"{self.arch} ({self.config_.likelihood.name})", "version": _version(),
             "context_points": int(observed.sum()),
-            "context_rule": (_count_rule(predictor.neighbours, s.far_context) if predictor.neighbours else
+            "context_rule": ("all, folded into the conditioned state (geonp.streaming)" if stream is not None else
+                             _count_rule(predictor.neighbours, s.far_context) if predictor.neighbours else
                              "all" if predictor.halo is None else f"within {predictor.halo:.4g} of each tile"),
             "halo": "all" if predictor.halo is None else predictor.halo,
             "halo_units": "km" if s.kind == "geographic" else "crs units",
@@ -399,6 +466,15 @@ def _version() -> str:
     from geonp import __version__
 
     return __version__
+
+
+def _is_grid(data) -> bool:
+    if not isinstance(data, xr.DataArray | xr.Dataset):
+        return False
+    from geonp.features.coordinates import find_coordinates
+
+    layout = find_coordinates(data)
+    return layout.y in data.dims
 
 
 def append_observations(current, new):

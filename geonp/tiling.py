@@ -165,6 +165,7 @@ class TilePredictor:
     joint: bool = False  # samples coherent across the block's targets (geonp.joint); blocks then span whole tasks
     progress: bool = False  # a progress bar over the joint draws
     support: float = 0.0  # log2 of a context cell's side in target cells (geonp.features.support), support models
+    stream: tuple | None = None  # per context task, a conditioned state (geonp.streaming.TaskState), arch="cmanp"
 
     @property
     def num_channels(self) -> int:
@@ -199,7 +200,9 @@ class TilePredictor:
 
         s = self.scaling
         emb = euclidean_embedding(s.kind, x, y)
-        if self.neighbours is not None:  # context by count; a small context set is used whole
+        if self.stream is not None:  # a conditioned state holds every observation of the task (queried below)
+            groups = []
+        elif self.neighbours is not None:  # context by count; a small context set is used whole
             groups = (neighbourhoods(emb, self.context, task, self.neighbours, far=s.far_context)
                       if self.context.size(task) > self.neighbours else
                       [(np.arange(x.size), np.arange(self.context.size(task)))])
@@ -215,6 +218,12 @@ class TilePredictor:
         # each target's task standardisation: model value v -> offset + scale * v (standardised units)
         width = 1 if s.center == "global" else self.config.y_columns  # global: counts keep their columns
         offset, scale = np.zeros((x.size, width)), np.ones((x.size, width))
+        if self.stream is not None:
+            from geonp import streaming
+
+            raw, (task_offset, task_scale) = streaming.query(self.config, self.params, self.stream[task], tgt_space,
+                                                             tgt_time, tgt_cov)
+            offset[:], scale[:] = task_offset, task_scale
         for start in range(0, len(groups), GROUPS_PER_CALL):
             chunk = groups[start:start + GROUPS_PER_CALL]
             batch, standardisations = self._group_batch(task, chunk, tgt_space, tgt_time, tgt_cov)

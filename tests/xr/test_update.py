@@ -44,3 +44,45 @@ def test_a_grid_updated_with_new_cells_predicts_as_the_merged_grid():
     merged = model.predict(full.where(first_mask | new_mask))
     np.testing.assert_allclose(updated["mean"].values, merged["mean"].values, rtol=1e-6)
     assert int(updated.attrs["geonp_context_points"]) == int((first_mask | new_mask).sum())
+
+
+def test_cmanp_folds_only_the_new_points_into_its_conditioned_state(field, monkeypatch):
+    from geonp import streaming
+
+    from .conftest import with_gaps
+    from .test_architectures import TINY
+
+    obs = with_gaps(field.isel(time=0), fraction=0.5)
+    model = obs.np.fit(arch="cmanp", **TINY)
+    rng = np.random.default_rng(3)
+    split = rng.random(obs.shape)
+    first, second, third = (obs.where((split >= lo) & (split < hi)) for lo, hi in ((0, 0.5), (0.5, 0.8), (0.8, 1)))
+    folded = []
+    real_fold = streaming.fold
+    monkeypatch.setattr(streaming, "fold", lambda *a: folded.append(len(a[-1])) or real_fold(*a))
+
+    stepwise = model.condition(first).update(second).update(third)
+    n = [int(d.notnull().sum()) for d in (first, second, third)]
+    assert folded == n  # each update folds its own points only, never the earlier ones
+    (state,) = model.stream_.values()
+    assert state.points == sum(n)
+    pred = stepwise.predict()
+    assert pred.attrs["geonp_context_rule"].startswith("all, folded")
+
+    # all observations folded at once, in the frame the first ones set, predict the same
+    labels, parts, _ = model._stream_parts(obs)
+    at_once = streaming.fold(model.config_, model.params_, model.scaling_,
+                             streaming.TaskState(state.frame, None, 0), parts["space"][0], None,
+                             parts["covariates"][0], parts["values"][0])
+    model.stream_ = {labels[0]: at_once}
+    np.testing.assert_allclose(model.predict()["mean"].values, pred["mean"].values, rtol=1e-5, atol=1e-4)
+    # condition() on the merged data starts afresh (its own frame) and holds every point
+    model.condition(obs)
+    assert model.stream_[labels[0]].points == sum(n)
+
+    # a correction of an observed cell re-folds the task whole, in the same frame
+    folded.clear()
+    corrected = first.where(first.isnull(), first + 1.0)
+    frame = model.condition(first).stream_[labels[0]].frame
+    model.update(corrected)
+    assert folded == [n[0], n[0]] and model.stream_[labels[0]].frame is frame
