@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from geonp.features.far_context import FAR_FRACTION  # noqa: E402
 from geonp.flows import pretrain  # noqa: E402
-from geonp.model_store import available, pretrained  # noqa: E402
+from geonp.model_store import available, load_model, pretrained  # noqa: E402
 
 PACKAGE = ROOT / "geonp" / "pretrained_models"
 
@@ -57,16 +57,18 @@ MODELS = {
     "prevalence": {
         "release": "prevalence-binomial",
         "description": "binomial prevalence: GP(0, k) plus up to 4 covariates of random kinds and effects through "
-                       "a logit link, binomial surveys (5..200 examined); geonp/tasks/prevalence.py, covariates.py",
+                       "a logit link, binomial surveys (5..200 examined), tokens told the covariates' trend fitted "
+                       "in context; geonp/tasks/prevalence.py, covariates.py, geonp/nn/trend.py",
         "tasks": "binomial-survey",
         "task_options": {"covariate_slots": 4},
         "likelihood": "binomial",
         "seed_from": "gp2d-normal",
-        "seed_model": {"x_dim": 8, "covariate_slots": 4},
+        "seed_model": {"x_dim": 8, "covariate_slots": 4, "covariate_trend": True},
         "center": None,
         "batch_size": 8,
         "learning_rate": 3e-4,
-        "extend": {"x_dim": 8, "covariate_slots": 4},
+        # the trend (geonp/nn/trend.py): the covariates' ridge fit to the context, one more token column
+        "extend": {"x_dim": 8, "covariate_slots": 4, "covariate_trend": True},
     },
 }
 
@@ -79,6 +81,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--install", action="store_true", help="write the release into the package")
+    parser.add_argument("--init-from", metavar="RELEASE", help="continue this release folder (e.g. a run not "
+                                                               "installed yet) instead of the bundled release")
     parser.add_argument("--seed", type=int, help="task stream (default: the release's total steps)")
     parser.add_argument("--evaluate", metavar="RELEASE", help="only score a release (folder or bundled name) "
                                                               "against the exact GP on its task prior")
@@ -88,9 +92,10 @@ def main(argv=None) -> dict:
     if args.evaluate:
         return evaluate(args.evaluate, spec)
     name = spec["release"]
-    if name in available():
-        release_config, _, release_meta = pretrained(name)
-        init_from, done = name, int(release_meta.get("total_steps", release_meta.get("steps", 0)))
+    if args.init_from or name in available():
+        release_config, _, release_meta = load_model(args.init_from) if args.init_from else pretrained(name)
+        init_from = args.init_from or name
+        done = int(release_meta.get("total_steps", release_meta.get("steps", 0)))
         # inputs the release does not have yet (support, covariate slots) join with zero embedding rows
         model = {k: v for k, v in spec.get("extend", {}).items() if getattr(release_config, k) != v} or None
     else:  # first session: the seed model's attention stack, a fresh bias and schedule

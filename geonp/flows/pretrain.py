@@ -83,9 +83,10 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
     probe, _ = sampler.sample(jax.random.PRNGKey(seed), 2)
     params = init_params(config, probe, seed)
     report = None
-    # new inputs (support, covariate slots) extend the source: zero embedding rows, the same function at step 0,
+    # new inputs (support, covariate slots, trend) extend the source: zero embedding rows, the same function at step 0,
     # and its lineage goes on
     extends = bool(source_params is not None and ((config.support and not source_config.support)
+                                                  or (config.covariate_trend and not source_config.covariate_trend)
                                                   or config.x_dim > source_config.x_dim))
     if extends and config.x_dim > source_config.x_dim and (source_config.support or config.embed_coordinates):
         raise ConfigError("new covariate columns sit before the coordinate and support columns of the token; "

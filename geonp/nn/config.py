@@ -53,6 +53,7 @@ class BSATNPConfig:
     embed_coordinates: bool = False  # also put raw coordinates in the tokens (breaks invariance)
     support: bool = False  # context tokens carry log2 of their footprint in target cells (geonp.features.support)
     covariate_slots: int = 0  # K > 0: takes 0..K covariates of any meaning, x_dim = 2K (geonp.tasks.covariates)
+    covariate_trend: bool = False  # tokens also carry the covariates' trend fitted in context (geonp.nn.trend)
     bias: str = "quadratic"  # "quadratic", "rbf-per-head", "kernel", "gaussian", "none"; see bias.bias_family
     kernels: tuple[str, ...] = kernel_bias.KERNELS  # bias="kernel" only
     num_features: int = 64  # random features per head, attention="performer" only
@@ -75,6 +76,9 @@ class BSATNPConfig:
         if self.covariate_slots and self.x_dim != 2 * self.covariate_slots:
             raise ConfigError(f"a model with {self.covariate_slots} covariate slots takes x_dim = "
                               f"{2 * self.covariate_slots} (values and in-use flags); got x_dim={self.x_dim}.")
+        if self.covariate_trend and not (self.x_dim and self.family == "tnp"):
+            raise ConfigError("covariate_trend regresses the context on its covariates: it needs x_dim > 0 and "
+                              f"family='tnp' (got x_dim={self.x_dim}, family={self.family!r}).")
         if self.attention not in ("scan", "dense", "performer"):
             raise ConfigError(f"attention must be 'scan', 'dense' or 'performer', got {self.attention!r}.")
         object.__setattr__(self, "bias", bias_lib.canonical_bias(self.bias))
@@ -122,8 +126,9 @@ class BSATNPConfig:
         return cls(**d)
 
 
-def context_features(cfg: BSATNPConfig, x_ctx, y_ctx, meta_ctx, mask_ctx):
-    """Context token features ``[B, Nc, 1 + E*Dy + Dx (+ coordinates) (+ support)]`` before the embedding MLP."""
+def context_features(cfg: BSATNPConfig, x_ctx, y_ctx, meta_ctx, mask_ctx, trend=None):
+    """Context token features ``[B, Nc, 1 + E*Dy + Dx (+ coordinates) (+ support) (+ trend)]`` before the
+    embedding MLP; ``trend [B, Nc, 1]`` from :func:`geonp.nn.trend.covariate_trend` when the config has one."""
     real = mask_ctx[..., None]
     # padded context values never leak in (and a valid dummy keeps log/logit encodings finite)
     y_enc = jnp.where(real, cfg.likelihood.encode(jnp.where(real, y_ctx, 1.0)), 0.0)  # [B, Nc, E * Dy]
@@ -132,11 +137,13 @@ def context_features(cfg: BSATNPConfig, x_ctx, y_ctx, meta_ctx, mask_ctx):
         parts += [meta_ctx[g.name].astype(y_enc.dtype) for g in cfg.groups]
     if cfg.support:  # last: a model warm-started with it added keeps every other embedding row
         parts.append(jnp.where(real, context_support(meta_ctx, y_enc).astype(y_enc.dtype), 0.0))
+    if cfg.covariate_trend:  # after support: each input a release gains is a new last embedding row
+        parts.append(trend.astype(y_enc.dtype))
     return jnp.concatenate(parts, axis=-1)
 
 
-def target_features(cfg: BSATNPConfig, x_tgt, meta_tgt):
-    """Test token features ``[B, Nt, same width]``: flag 0 and no observation."""
+def target_features(cfg: BSATNPConfig, x_tgt, meta_tgt, trend=None):
+    """Test token features ``[B, Nt, same width]``: flag 0 and no observation (and the trend at the targets)."""
     n = x_tgt.shape[:2]
     dtype = jnp.promote_types(x_tgt.dtype, jnp.float32)
     parts = [jnp.zeros(n + (1 + cfg.likelihood.encoded_columns * cfg.y_dim,), dtype), x_tgt.astype(dtype)]
@@ -144,4 +151,6 @@ def target_features(cfg: BSATNPConfig, x_tgt, meta_tgt):
         parts += [meta_tgt[g.name].astype(dtype) for g in cfg.groups]
     if cfg.support:  # the targets are the unit of support
         parts.append(jnp.zeros(n + (1,), dtype))
+    if cfg.covariate_trend:
+        parts.append(trend.astype(dtype))
     return jnp.concatenate(parts, axis=-1)

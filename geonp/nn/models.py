@@ -37,6 +37,7 @@ from geonp.nn.config import (  # noqa: F401  (the config and tokens are part of 
     default_groups,
     target_features,
 )
+from geonp.nn.trend import covariate_trend
 
 
 def centre_on_context(groups, meta_ctx, meta_tgt, mask_ctx):
@@ -65,8 +66,11 @@ class BSATNP(nn.Module):
         x_tgt ``[B, Nt, Dx]``, meta_* ``{group: [B, N, d_group]}`` raw coordinates.
         """
         cfg = self.config
-        ctx_in = context_features(cfg, x_ctx, y_ctx, meta_ctx, mask_ctx)  # [B, Nc, F]
-        tgt_in = target_features(cfg, x_tgt, meta_tgt)  # [B, Nt, F]
+        trend_ctx = trend_tgt = None
+        if cfg.covariate_trend:  # [B, Nc, 1], [B, Nt, 1]: the covariates' ridge fit to this task's context
+            trend_ctx, trend_tgt = covariate_trend(cfg, x_ctx, y_ctx, mask_ctx, x_tgt)
+        ctx_in = context_features(cfg, x_ctx, y_ctx, meta_ctx, mask_ctx, trend_ctx)  # [B, Nc, F]
+        tgt_in = target_features(cfg, x_tgt, meta_tgt, trend_tgt)  # [B, Nt, F]
         if cfg.bias == "kernel":
             meta_ctx, meta_tgt = centre_on_context(cfg.groups, meta_ctx, meta_tgt, mask_ctx)
         meta_ctx_p = bias_lib.prepare_metadata(cfg.groups, meta_ctx)
