@@ -32,12 +32,16 @@ def random_attention_inputs(seed, B, Nq, Nk, H=2, Dh=8, groups=SPACE_TIME, ampli
     return q, k, v, q_meta, k_meta, params, bias_fn
 
 
-def extended_release(name, folder, changes: dict, new_rows: float = 0.0, metadata: dict | None = None):
+def extended_release(name, folder, changes: dict, new_rows: float = 0.0, metadata: dict | None = None,
+                     rows: dict | None = None):
     """A bundled model given new token inputs (``changes`` to its config, e.g. ``{"support": True}``), saved
     under ``folder``: its new embedding rows are zero (the same function) or ``new_rows`` (so they matter);
-    ``metadata`` updates its config.json metadata (e.g. a context rule)."""
+    ``metadata`` updates its config.json metadata (e.g. a context rule); ``rows`` sets the embedding rows of
+    named token inputs (:func:`geonp.nn.config.token_layout`, e.g. ``{"covariates": 0.0}``), whether or not
+    the bundled model had them already."""
     from geonp.estimator import NeuralProcess
     from geonp.model_store import pretrained, save_model
+    from geonp.nn.config import token_layout
     from geonp.nn.models import build_model
     from geonp.training.warm_start import transplant
 
@@ -52,13 +56,26 @@ def extended_release(name, folder, changes: dict, new_rows: float = 0.0, metadat
     old_rows = {jax.tree_util.keystr(p): v.shape[0] for p, v in jax.tree_util.tree_leaves_with_path(
         pretrained(name)[1])}
 
+    layout = token_layout(extended)
+    width = layout[list(layout)[-1]].stop  # the token features' width: rows of the embedding's first kernel
+    first_kernel = min((jax.tree_util.keystr(p) for p, v in jax.tree_util.tree_leaves_with_path(params)
+                        if np.ndim(v) == 2 and np.shape(v)[0] == width and "kernel" in jax.tree_util.keystr(p)),
+                       default=None)
+
     def set_new_rows(path, leaf):
         leaf = np.array(leaf)
-        if report["partial"] and jax.tree_util.keystr(path) == report["partial"][0]:
+        key = jax.tree_util.keystr(path)
+        if report["partial"] and key == report["partial"][0]:
             leaf[old_rows[report["partial"][0]]:] = new_rows
+        if key == first_kernel:
+            for input_name, value in (rows or {}).items():
+                leaf[layout[input_name]] = value
         return leaf
 
-    path = folder / f"{name}-{'-'.join([*changes, *(metadata or {})])}-{new_rows}"
+    if rows and first_kernel is None:
+        raise ValueError(f"no embedding kernel with {width} input rows in {name}; cannot set {list(rows)}.")
+    named = [f"{k}{v}" for k, v in (rows or {}).items()]
+    path = folder / f"{name}-{'-'.join([*changes, *(metadata or {}), *named])}-{new_rows}"
     save_model(path, extended, jax.tree_util.tree_map_with_path(set_new_rows, params),
                {**json.loads(json.dumps(meta)), **(metadata or {})})
     return NeuralProcess(pretrained=str(path), likelihood=extended.likelihood.to_dict(), steps=0)

@@ -126,6 +126,21 @@ class BSATNPConfig:
         return cls(**d)
 
 
+def token_layout(cfg: BSATNPConfig) -> dict[str, slice]:
+    """Which columns of the token features (:func:`context_features`) hold what, in order: ``flag``,
+    ``observation``, ``covariates`` (slot models: values then in-use flags), ``coordinates``, ``support``,
+    ``trend``; absent inputs are left out. Row ``i`` of the embedding's first kernel reads column ``i``."""
+    widths = {"flag": 1, "observation": cfg.likelihood.encoded_columns * cfg.y_dim, "covariates": cfg.x_dim,
+              "coordinates": sum(g.dim for g in cfg.groups) if cfg.embed_coordinates else 0,
+              "support": int(cfg.support), "trend": int(cfg.covariate_trend)}
+    layout, start = {}, 0
+    for name, width in widths.items():
+        if width:
+            layout[name] = slice(start, start + width)
+            start += width
+    return layout
+
+
 def context_features(cfg: BSATNPConfig, x_ctx, y_ctx, meta_ctx, mask_ctx, trend=None):
     """Context token features ``[B, Nc, 1 + E*Dy + Dx (+ coordinates) (+ support) (+ trend)]`` before the
     embedding MLP; ``trend [B, Nc, 1]`` from :func:`geonp.nn.trend.covariate_trend` when the config has one."""
