@@ -125,6 +125,8 @@ def evaluate(release: str, spec: dict) -> dict:
                          "its recipes (recipes/prevalence-*.yaml).")
     config, params, meta = pretrained(release) if release in available() else load_model(release)
     options = {"far_fraction": FAR_FRACTION} if meta.get("far_context") else {}  # the rule it was trained with
+    if config.covariate_slots:  # a model that takes covariates is scored on tasks that have them
+        options["covariate_slots"] = config.covariate_slots
     scores = evaluate_fields(config, params, pretrain.make_sampler(spec["tasks"], options))
     summary = {name: {"model_nll": round(r["model"]["nll"], 4), "oracle_nll": round(r["oracle"]["nll"], 4),
                       "gap_nll": round(r["gap_nll"], 4), "model_cov95": round(r["model"]["coverage_95"], 3),

@@ -43,39 +43,33 @@ def extended_release(name, folder, changes: dict, new_rows: float = 0.0, metadat
     from geonp.model_store import pretrained, save_model
     from geonp.nn.config import token_layout
     from geonp.nn.models import build_model
-    from geonp.training.warm_start import transplant
+    from geonp.training.warm_start import embedding_kernel_path, transplant, with_token_layout
 
     config, params, meta = pretrained(name)
     extended = dataclasses.replace(config, **changes)
     groups = {g.name: np.zeros((1, 4, g.dim), np.float32) for g in extended.groups}
     probe = (np.zeros((1, 4, extended.x_dim), np.float32), np.ones((1, 4, extended.y_columns), np.float32), groups,
              np.ones((1, 4), bool), np.zeros((1, 4, extended.x_dim), np.float32), groups)
-    params, report = transplant(params, build_model(extended).init(jax.random.PRNGKey(0), *probe), zero_new=True)
-    if len(report["partial"]) > 1:  # only the embedding's input kernel may grow
-        raise ValueError(f"{changes} changed more than the token embedding's inputs: {report['partial']}.")
-    old_rows = {jax.tree_util.keystr(p): v.shape[0] for p, v in jax.tree_util.tree_leaves_with_path(
-        pretrained(name)[1])}
+    moved = with_token_layout(params, config, extended)  # every input's rows where the new layout puts it
+    params, report = transplant(moved, build_model(extended).init(jax.random.PRNGKey(0), *probe), zero_new=True)
+    if report["partial"] or report["fresh"]:  # only the token embedding's inputs may change
+        raise ValueError(f"{changes} changed more than the token embedding's inputs: {report}.")
+    old_layout, layout = token_layout(config), token_layout(extended)
+    kernel = embedding_kernel_path(params, layout[list(layout)[-1]].stop)
+    added = [slice(layout[k].start + (old_layout[k].stop - old_layout[k].start if k in old_layout else 0),
+                   layout[k].stop) for k in layout]  # rows of inputs (or columns of one) the release lacked
 
-    layout = token_layout(extended)
-    width = layout[list(layout)[-1]].stop  # the token features' width: rows of the embedding's first kernel
-    first_kernel = min((jax.tree_util.keystr(p) for p, v in jax.tree_util.tree_leaves_with_path(params)
-                        if np.ndim(v) == 2 and np.shape(v)[0] == width and "kernel" in jax.tree_util.keystr(p)),
-                       default=None)
-
-    def set_new_rows(path, leaf):
+    def set_rows(path, leaf):
         leaf = np.array(leaf)
-        key = jax.tree_util.keystr(path)
-        if report["partial"] and key == report["partial"][0]:
-            leaf[old_rows[report["partial"][0]]:] = new_rows
-        if key == first_kernel:
+        if jax.tree_util.keystr(path) == kernel:
+            for block in added:
+                leaf[block] = new_rows
             for input_name, value in (rows or {}).items():
                 leaf[layout[input_name]] = value
         return leaf
 
-    if rows and first_kernel is None:
-        raise ValueError(f"no embedding kernel with {width} input rows in {name}; cannot set {list(rows)}.")
     named = [f"{k}{v}" for k, v in (rows or {}).items()]
     path = folder / f"{name}-{'-'.join([*changes, *(metadata or {}), *named])}-{new_rows}"
-    save_model(path, extended, jax.tree_util.tree_map_with_path(set_new_rows, params),
+    save_model(path, extended, jax.tree_util.tree_map_with_path(set_rows, params),
                {**json.loads(json.dumps(meta)), **(metadata or {})})
     return NeuralProcess(pretrained=str(path), likelihood=extended.likelihood.to_dict(), steps=0)

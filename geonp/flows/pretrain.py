@@ -29,7 +29,7 @@ from geonp.nn.models import BSATNPConfig
 from geonp.recipes import resolve
 from geonp.training.loop import TrainConfig, init_params, train
 from geonp.training.reuse import resolve_reuse
-from geonp.training.warm_start import transplant
+from geonp.training.warm_start import transplant, with_token_layout
 
 
 def _samplers():
@@ -88,9 +88,8 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
     extends = bool(source_params is not None and ((config.support and not source_config.support)
                                                   or (config.covariate_trend and not source_config.covariate_trend)
                                                   or config.x_dim > source_config.x_dim))
-    if extends and config.x_dim > source_config.x_dim and (source_config.support or config.embed_coordinates):
-        raise ConfigError("new covariate columns sit before the coordinate and support columns of the token; "
-                          "extend a model with covariates before giving it support.")
+    if extends:  # every input keeps its embedding rows wherever the new token layout puts it; new ones are zero
+        source_params = with_token_layout(source_params, source_config, config)
     if source_params is not None:
         params, report = transplant(source_params, params, zero_new=extends)
     run_dir = resolve(base, run_dir) if run_dir else resolve(base, output).with_suffix(".run")

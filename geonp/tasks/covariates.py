@@ -75,18 +75,26 @@ def draw_covariates(prior: CovariatePrior, key, points, context_mask):
     return (x - mean) / jnp.maximum(std, 1e-6), kinds
 
 
-def draw_effects(prior: CovariatePrior, key, x, kinds):
-    """The covariates' contribution to the latent ``[B, N, 1]`` and the slots in use ``[B, K]``."""
+def draw_effect_design(prior: CovariatePrior, key, x, kinds):
+    """Each slot's shaped covariate ``g_j(x_j)`` ``[B, N, K]``, effect scale ``[B, K]`` (0 where the slot is unused
+    or carries nothing) and the slots in use ``[B, K]``: the effects are ``beta_j ~ N(0, scale_j^2)``."""
     B, _, K = x.shape
-    k_n, k_null, k_beta, k_scale, k_nl, k_a = jax.random.split(key, 6)
+    k_n, k_null, _, k_scale, k_nl, k_a = jax.random.split(key, 6)
     n_used = jax.random.randint(k_n, (B, 1), 0, K + 1)
     used = jnp.arange(K)[None, :] < n_used  # the first n slots, as a user's covariates fill them
     carries = (kinds != 2) & (jax.random.uniform(k_null, (B, K)) >= prior.null_probability)
-    beta = jax.random.normal(k_beta, (B, K)) * _log_uniform(k_scale, (B, 1), *prior.effect_scale)
-    beta = jnp.where(used & carries, beta, 0.0)
+    scale = jnp.broadcast_to(_log_uniform(k_scale, (B, 1), *prior.effect_scale), (B, K))
     curved = jax.random.uniform(k_nl, (B, K)) < prior.nonlinear_probability
     a = jax.random.uniform(k_a, (B, K), minval=-0.5, maxval=0.5)
     shaped = jnp.where(curved[:, None, :], x + a[:, None, :] * (x**2 - 1.0), x)  # [B, N, K]
+    return shaped, jnp.where(used & carries, scale, 0.0), used
+
+
+def draw_effects(prior: CovariatePrior, key, x, kinds):
+    """The covariates' contribution to the latent ``[B, N, 1]`` and the slots in use ``[B, K]``."""
+    B, _, K = x.shape
+    shaped, scale, used = draw_effect_design(prior, key, x, kinds)
+    beta = jax.random.normal(jax.random.split(key, 6)[2], (B, K)) * scale
     return jnp.sum(shaped * beta[:, None, :], axis=-1, keepdims=True), used
 
 

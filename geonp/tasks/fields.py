@@ -37,8 +37,10 @@ measured on exactly these tasks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import ClassVar, NamedTuple
 
+import jax
 import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.spatial.distance import cdist
@@ -100,6 +102,7 @@ class FieldTaskSampler:
     coarse_cells: int = 1536  # fine cells behind a coarse task's context (the cost of its covariance)
     jitter: float = 1e-6
     far_fraction: float = 0.0  # of a full context given to far points (geonp.features.far_context); 0: none
+    covariate_slots: int = 0  # K > 0: up to K covariates add effects beta_j g_j(x_j), beta_j ~ N(0, s_j^2)
 
     def __post_init__(self):
         unknown = set(self.layouts) - set(LAYOUTS)
@@ -116,6 +119,8 @@ class FieldTaskSampler:
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ConfigError(f"{name} must be (low, high) with 0 < low <= high, got {(lo, hi)}.")
+        if self.covariate_slots < 0:
+            raise ConfigError(f"covariate_slots must be >= 0, got {self.covariate_slots}.")
         if not 0.0 <= self.far_fraction <= 0.5:
             raise ConfigError(f"far_fraction must be in [0, 0.5], got {self.far_fraction}.")
         if not 1 <= self.components[0] <= self.components[1]:
@@ -129,7 +134,8 @@ class FieldTaskSampler:
     def sample(self, key, batch_size: int):
         rng = np.random.default_rng(_seed_words(key))
         tasks = [self.sample_task(rng) for _ in range(batch_size)]
-        nc, nt = self.num_context, self.num_target
+        nc, nt, dx = self.num_context, self.num_target, 2 * self.covariate_slots
+        covariates_ctx, covariates_tgt = np.zeros((batch_size, nc, dx), np.float32), np.zeros((batch_size, nt, dx))
         y_ctx = np.zeros((batch_size, nc, 1), np.float32)
         x_ctx = np.zeros((batch_size, nc, 2), np.float32)
         mask = np.zeros((batch_size, nc), bool)
@@ -138,11 +144,13 @@ class FieldTaskSampler:
             n = len(t["y_ctx"])
             y_ctx[b, :n, 0], x_ctx[b, :n], mask[b, :n] = t["y_ctx"], t["x_ctx"], True
             support[b, :n] = t["support"]
+            if dx:
+                covariates_ctx[b, :n], covariates_tgt[b] = t["covariates_ctx"], t["covariates_tgt"]
         stack = lambda name: np.stack([t[name] for t in tasks])  # noqa: E731
         batch = Batch(
-            x_ctx=np.zeros((batch_size, nc, 0), np.float32), y_ctx=y_ctx, meta_ctx={"space": x_ctx, SUPPORT: support},
+            x_ctx=covariates_ctx, y_ctx=y_ctx, meta_ctx={"space": x_ctx, SUPPORT: support},
             mask_ctx=mask,
-            x_tgt=np.zeros((batch_size, nt, 0), np.float32), y_tgt=stack("y_tgt")[..., None].astype(np.float32),
+            x_tgt=covariates_tgt.astype(np.float32), y_tgt=stack("y_tgt")[..., None].astype(np.float32),
             meta_tgt={"space": stack("x_tgt").astype(np.float32)}, mask_tgt=np.ones((batch_size, nt), bool),
         )
         info = FieldTaskInfo(
@@ -165,6 +173,11 @@ class FieldTaskSampler:
         far = round(self.far_fraction * n_context) if full and layout != "coarse" else 0
         x_obs, blocks, x_tgt, hidden = getattr(self, f"_{layout}")(rng, n_context, far)
         cov_oo, cov_ot, cov_tt = _covariances(field, x_obs, blocks, x_tgt)
+        slots = {}
+        if self.covariate_slots:  # the effects are Gaussian given their scales: the task stays a GP, the oracle exact
+            slots, (g_o, g_t, variance) = self._covariates(rng, x_obs, blocks, x_tgt)
+            cov_oo, cov_ot, cov_tt = (cov_oo + (g_o * variance) @ g_o.T, cov_ot + (g_o * variance) @ g_t.T,
+                                      cov_tt + (g_t * variance) @ g_t.T)
         n_o = len(cov_oo)
         joint = np.block([[cov_oo + field.noise_std**2 * np.eye(n_o), cov_ot], [cov_ot.T, cov_tt]])
         chol = _cholesky(joint, self.jitter)
@@ -181,8 +194,27 @@ class FieldTaskSampler:
             "layout": layout, "x_ctx": x_ctx - origin, "y_ctx": (y_obs - offset) / scale,
             "support": 0.5 * np.log2(blocks),  # a block of b x b cells: log2(b) (geonp.features.support)
             "x_tgt": x_tgt - origin, "y_tgt": (y_tgt - offset) / scale, "hidden": hidden,
-            "oracle_mean": (oracle_mean - offset) / scale, "oracle_std": oracle_std / scale,
+            "oracle_mean": (oracle_mean - offset) / scale, "oracle_std": oracle_std / scale, **slots,
         }
+
+    def _covariates(self, rng, x_obs, blocks: int, x_tgt):
+        """Token columns of up to K covariates (:mod:`geonp.tasks.covariates`) at the context and the targets,
+        and the effects' design: ``g_j(x_j)`` at the observations (block means) ``[n_o, K]`` and targets
+        ``[Nt, K]``, and the effects' variances ``s_j^2`` ``[K]``."""
+        key = jax.random.PRNGKey(int(rng.integers(2**31)))
+        n, N = len(x_obs), len(x_obs) + len(x_tgt)
+        size = -(-N // SLOT_BUCKET) * SLOT_BUCKET  # padded: a few compiled shapes for every task size
+        points = np.zeros((size, 2), np.float32)
+        points[:N] = np.concatenate([x_obs, x_tgt])
+        x, shaped, effect_scale, used = _draw_slots(self.covariate_slots, key, points, np.arange(size) < n)
+        x, shaped = np.asarray(x[:N], np.float64), np.asarray(shaped[:N], np.float64)
+        block_mean = lambda a: a.reshape(-1, blocks, a.shape[-1]).mean(axis=1)  # noqa: E731  (a coarse cell's value)
+        used = np.asarray(used, np.float64)
+        columns = np.concatenate([np.concatenate([block_mean(x[:n]), x[n:]]) * used, np.broadcast_to(
+            used, (n // blocks + N - n, len(used)))], axis=-1)  # the slot layout: values where in use, then flags
+        n_o = n // blocks
+        design = (block_mean(shaped[:n]), shaped[n:], np.asarray(effect_scale, np.float64) ** 2)
+        return {"covariates_ctx": columns[:n_o], "covariates_tgt": columns[n_o:]}, design
 
     def _draw_field(self, rng) -> _Field:
         count = int(rng.integers(self.components[0], self.components[1] + 1))
@@ -279,6 +311,22 @@ def _seed_words(key) -> list[int]:
 
     data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     return [int(w) for w in np.asarray(data).reshape(-1)]
+
+
+SLOT_BUCKET = 512  # covariate fields are drawn for points padded to a multiple of this
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _draw_slots(slots: int, key, points, observed):
+    """One task's covariates ``[N, K]`` (standardised over ``observed``), shaped ``g_j(x_j)`` ``[N, K]``,
+    effect scales ``[K]`` and slots in use ``[K]`` (:mod:`geonp.tasks.covariates`)."""
+    from geonp.tasks import covariates as covariate_prior
+
+    prior = covariate_prior.CovariatePrior(slots=slots)
+    k_x, k_effect = jax.random.split(key)
+    x, kinds = covariate_prior.draw_covariates(prior, k_x, points[None], observed[None])
+    shaped, scale, used = covariate_prior.draw_effect_design(prior, k_effect, x, kinds)
+    return x[0], shaped[0], scale[0], used[0]
 
 
 def _log_uniform(rng, low, high) -> float:

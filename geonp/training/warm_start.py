@@ -42,3 +42,38 @@ def transplant(source, target, zero_new: bool = False):
         return out
 
     return jax.tree_util.tree_map_with_path(take, target), report
+
+
+def embedding_kernel_path(params, width: int) -> str:
+    """Key path of the token embedding's first kernel (``[width, D]``: row i reads token column i)."""
+    paths = [jax.tree_util.keystr(p) for p, v in jax.tree_util.tree_leaves_with_path(params)
+             if np.ndim(v) == 2 and np.shape(v)[0] == width and "kernel" in jax.tree_util.keystr(p)]
+    first = [p for p in paths if "Dense_0" in p or "layers_0" in p]
+    if len(first) != 1:
+        raise ValueError(f"cannot tell the token embedding's kernel among {paths} (token width {width}).")
+    return first[0]
+
+
+def with_token_layout(params, source_config, target_config):
+    """``params`` of ``source_config`` with the embedding's input rows moved to ``target_config``'s token layout
+    (:func:`geonp.nn.config.token_layout`): every input both have keeps its rows wherever it now sits, and new
+    inputs (or new columns of one) get zero rows, so the model computes what the source did. Then
+    :func:`transplant` copies the result whole."""
+    from geonp.nn.config import token_layout
+
+    old, new = token_layout(source_config), token_layout(target_config)
+    old_width, new_width = (layout[list(layout)[-1]].stop for layout in (old, new))
+    path = embedding_kernel_path(params, old_width)
+
+    def move(key_path, leaf):
+        if jax.tree_util.keystr(key_path) != path:
+            return leaf
+        leaf = np.asarray(leaf)
+        out = np.zeros((new_width,) + leaf.shape[1:], leaf.dtype)
+        for name, rows in old.items():
+            if name in new:
+                width = min(rows.stop - rows.start, new[name].stop - new[name].start)
+                out[new[name].start:new[name].start + width] = leaf[rows.start:rows.start + width]
+        return out
+
+    return jax.tree_util.tree_map_with_path(move, params)

@@ -96,3 +96,24 @@ def test_sparse_grids_grow_to_hold_the_context():
     full = info.n_context == 512
     assert full.any() and np.all(np.asarray(batch.mask_ctx)[full].sum(1) == 512)
     assert np.all(np.isfinite(info.oracle_mean)) and np.all(info.oracle_std > 0)
+
+
+def test_covariate_effects_keep_the_task_a_gp_with_an_exact_oracle():
+    sampler = FieldTaskSampler(num_target=64, covariate_slots=4)
+    batch, info = sampler.sample(13, 16)
+    assert batch.x_ctx.shape == (16, 512, 8) and batch.x_tgt.shape == (16, 64, 8)
+    for b in range(16):
+        n = int(info.n_context[b])
+        flags = batch.x_ctx[b, :n, 4:]
+        assert (flags == flags[:1]).all() and (batch.x_tgt[b, :, 4:] == flags[:1]).all()  # slots in use per task
+        assert (batch.x_ctx[b, :n, :4][:, flags[0] == 0] == 0).all()  # unused slots carry no value
+    assert 0.5 < float(batch.x_ctx[..., 4:].mean()) * 2 < 1.5  # 0..4 slots in use, 2 on average
+    # the effects are Gaussian given their scales, so the oracle is still the exact posterior: calibrated z
+    z = (batch.y_tgt - info.oracle_mean) / info.oracle_std
+    assert abs(float(z.mean())) < 0.15 and 0.8 < float((z**2).mean()) < 1.25
+    # one task's design: token columns, g_j(x_j) at observations and targets, one variance per slot
+    rng = np.random.default_rng(2)
+    with_slots = FieldTaskSampler(layouts=("scattered",), layout_weights=(1.0,), num_target=32, covariate_slots=4)
+    x_obs, _, x_tgt, _ = with_slots._scattered(rng, 200)
+    slots, (g_o, g_t, variance) = with_slots._covariates(rng, x_obs, 1, x_tgt)
+    assert slots["covariates_ctx"].shape == (200, 8) and g_o.shape == (200, 4) and variance.shape == (4,)
