@@ -39,20 +39,24 @@ MODELS = {
         "release": "field-normal",
         "description": "Gaussian fields as real rasters are: 1-3 anisotropic components with length scales "
                        "from a grid cell to trends, SNR 1-1000, seen through cloud gaps, scattered sites and "
-                       "block means, told their support (geonp/tasks/fields.py); values standardised per task by "
-                       "their context",
+                       "block means, told their support (geonp/tasks/fields.py), with up to 4 covariates of random "
+                       "kinds and Gaussian effects whose trend is fitted in context (geonp/tasks/covariates.py, "
+                       "geonp/nn/trend.py); values standardised per task by their context",
         "tasks": "fields",
         "likelihood": "normal",
         "seed_from": "gp2d-normal",
-        "seed_model": {"bias": "quadratic", "groups": None, "q_block": 256, "k_block": 512, "support": True},
+        "seed_model": {"bias": "quadratic", "groups": None, "q_block": 256, "k_block": 512, "support": True,
+                       "x_dim": 8, "covariate_slots": 4, "covariate_trend": True},
         "center": "task-scale",
         "batch_size": 16,
         "learning_rate": 3e-4,
-        "extend": {"support": True},  # inputs a release gains, their embedding rows starting at zero
+        # inputs a release gains, their embedding rows starting at zero (wherever the token layout puts them):
+        # support (fourth session), 4 covariate slots and their trend fitted in context (issue 14, from the sixth)
+        "extend": {"support": True, "x_dim": 8, "covariate_slots": 4, "covariate_trend": True},
         # from the fifth session on: 64 of a full context's 512 slots go to far observations (its prediction
         # rule follows, through the release's metadata), and gap tasks from 5% observed (satellite rasters under
         # heavy cloud); compare realdata.py --quick against the release before
-        "task_options": {"far_fraction": FAR_FRACTION, "observed_fraction": [0.05, 0.95]},
+        "task_options": {"far_fraction": FAR_FRACTION, "observed_fraction": [0.05, 0.95], "covariate_slots": 4},
     },
     "prevalence": {
         "release": "prevalence-binomial",
