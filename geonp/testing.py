@@ -68,8 +68,8 @@ def extended_release(name, folder, changes: dict, new_rows: float = 0.0, metadat
                 leaf[layout[input_name]] = value
         return leaf
 
-    named = [f"{k}{v}" for k, v in (rows or {}).items()]
-    path = folder / f"{name}-{'-'.join([*changes, *(metadata or {}), *named])}-{new_rows}"
+    named = [f"{k}{v}" for k, v in {**(metadata or {}), **(rows or {})}.items()]
+    path = folder / f"{name}-{'-'.join([*changes, *named])}-{new_rows}"
     save_model(path, extended, jax.tree_util.tree_map_with_path(set_rows, params),
                {**json.loads(json.dumps(meta)), **(metadata or {})})
     return NeuralProcess(pretrained=str(path), likelihood=extended.likelihood.to_dict(), steps=0)
