@@ -28,6 +28,10 @@ prediction time: a centre (inside a gap, for most gap tasks), the ``n`` observat
 to it (``n`` from tens up to ``num_context``) and the ``num_target`` cells nearest to it.
 With ``far_fraction`` > 0, a full context gives that share of its slots to farther
 observations (:mod:`geonp.features.far_context`), on a grid twice as wide to hold them.
+With ``covariate_slots = K``, up to K covariates (:mod:`geonp.tasks.covariates`: smooth, rough or
+noise fields, standardised over the observations; a coarse cell carries its block mean) add
+``sum_j beta_j g_j(x_j)`` with ``beta_j ~ N(0, s_j^2)``: given the scales ``s_j`` the effects are Gaussian,
+so the field plus effects is still a GP (kernel ``k + sum_j s_j^2 g_j g_j^T``) and the oracle stays exact.
 Values are standardised by their context's mean and standard deviation, as prediction does
 (``FeatureScaling.center = "task-scale"``); the exact GP posterior of every target, in the
 same units, comes with the batch (:class:`FieldTaskInfo`), so the gap to the oracle is
