@@ -8,7 +8,7 @@ from geonp.nn.models import BSATNPConfig, build_model
 from geonp.tasks.fields import FieldTaskSampler
 from geonp.training.warm_start import transplant, with_token_layout
 
-SMALL = {"num_blocks": 2, "width": 16, "num_heads": 2, "head_dim": 8, "ff_dim": 32}
+SMALL = {"num_blocks": 1, "width": 16, "num_heads": 2, "head_dim": 8, "ff_dim": 32, "attention": "dense"}
 
 
 def _init(config, batch):
