@@ -210,15 +210,11 @@ class FieldTaskSampler:
         size = -(-N // SLOT_BUCKET) * SLOT_BUCKET  # padded: a few compiled shapes for every task size
         points = np.zeros((size, 2), np.float32)
         points[:N] = np.concatenate([x_obs, x_tgt])
-        x, shaped, effect_scale, used = _draw_slots(self.covariate_slots, key, points, np.arange(size) < n)
-        x, shaped = np.asarray(x[:N], np.float64), np.asarray(shaped[:N], np.float64)
+        columns, shaped, effect_scale = _draw_slots(self.covariate_slots, key, points, np.arange(size) < n)
+        columns, shaped = np.asarray(columns[:N], np.float64), np.asarray(shaped[:N], np.float64)
         block_mean = lambda a: a.reshape(-1, blocks, a.shape[-1]).mean(axis=1)  # noqa: E731  (a coarse cell's value)
-        used = np.asarray(used, np.float64)
-        columns = np.concatenate([np.concatenate([block_mean(x[:n]), x[n:]]) * used, np.broadcast_to(
-            used, (n // blocks + N - n, len(used)))], axis=-1)  # the slot layout: values where in use, then flags
-        n_o = n // blocks
         design = (block_mean(shaped[:n]), shaped[n:], np.asarray(effect_scale, np.float64) ** 2)
-        return {"covariates_ctx": columns[:n_o], "covariates_tgt": columns[n_o:]}, design
+        return {"covariates_ctx": block_mean(columns[:n]), "covariates_tgt": columns[n:]}, design
 
     def _draw_field(self, rng) -> _Field:
         count = int(rng.integers(self.components[0], self.components[1] + 1))
@@ -322,15 +318,15 @@ SLOT_BUCKET = 512  # covariate fields are drawn for points padded to a multiple 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _draw_slots(slots: int, key, points, observed):
-    """One task's covariates ``[N, K]`` (standardised over ``observed``), shaped ``g_j(x_j)`` ``[N, K]``,
-    effect scales ``[K]`` and slots in use ``[K]`` (:mod:`geonp.tasks.covariates`)."""
+    """One task's covariate token columns ``[N, 2K]`` (values standardised over ``observed`` where in use, then
+    the in-use flags), shaped ``g_j(x_j)`` ``[N, K]`` and effect scales ``[K]`` (:mod:`geonp.tasks.covariates`)."""
     from geonp.tasks import covariates as covariate_prior
 
     prior = covariate_prior.CovariatePrior(slots=slots)
     k_x, k_effect = jax.random.split(key)
     x, kinds = covariate_prior.draw_covariates(prior, k_x, points[None], observed[None])
     shaped, scale, used = covariate_prior.draw_effect_design(prior, k_effect, x, kinds)
-    return x[0], shaped[0], scale[0], used[0]
+    return covariate_prior.slot_columns(x, used)[0], shaped[0], scale[0]
 
 
 def _log_uniform(rng, low, high) -> float:
