@@ -68,7 +68,7 @@ class PredictionMixin:
         return self
 
     def _stream_parts(self, data):
-        """Per task label, the observed points of ``data`` as model inputs (and their raw x, y, hours)."""
+        """Task labels, the observed points of ``data`` per task as model inputs, and their raw ``(x, y)``."""
         s = self.scaling_
         table = tables_lib.to_table(data, self._context_var(data), self.covariates_, None, None, s.crs,
                                     temporal=self.temporal)
@@ -77,12 +77,11 @@ class PredictionMixin:
         keys = [np.stack([table.x[t, observed[t]], table.y[t, observed[t]]], -1) for t in range(table.num_tasks)]
         return table.task_labels, parts, keys
 
-    def _fold(self, state, parts, t, rows=slice(None)):
+    def _fold(self, state, parts, t):
         from geonp import streaming
 
-        time = parts["time"][t][rows] if parts["time"][t] is not None else None
-        return streaming.fold(self.config_, self.params_, self.scaling_, state, parts["space"][t][rows], time,
-                              parts["covariates"][t][rows], parts["values"][t][rows])
+        return streaming.fold(self.config_, self.params_, self.scaling_, state, parts["space"][t], parts["time"][t],
+                              parts["covariates"][t], parts["values"][t])
 
     def _new_stream(self, context) -> dict:
         labels, parts, _ = self._stream_parts(context)
@@ -94,12 +93,17 @@ class PredictionMixin:
 
         stream = dict(self.stream_)
         labels, parts, keys = self._stream_parts(new)
+        # points: a repeat at a site is one more observation; on a grid, a new value at an observed cell corrects it
+        observed_before = {}
+        if _is_grid(current):  # each task's observed cells, read once
+            labels_before, _, keys_before = self._stream_parts(current)
+            observed_before = {lab: _rounded(k) for lab, k in zip(labels_before, keys_before, strict=True)}
         merged = None
         for t, label in enumerate(labels):
             if not len(parts["values"][t]):
                 continue
             state = stream.get(label)
-            if state is not None and self._corrects(current, label, keys[t]):
+            if state is not None and _rounded(keys[t]) & observed_before.get(label, set()):
                 if merged is None:
                     merged_labels, merged_parts, _ = self._stream_parts(self.context_)
                     merged = dict(zip(merged_labels, range(len(merged_labels)), strict=True))
@@ -107,15 +111,6 @@ class PredictionMixin:
             else:
                 stream[label] = self._fold(state, parts, t)
         return stream
-
-    def _corrects(self, current, label, new_keys) -> bool:
-        """Whether any of the new points sits where ``current`` already had an observation of the same task."""
-        if not _is_grid(current):  # points: a repeat at a site is one more observation, not a correction
-            return False
-        labels, _, keys = self._stream_parts(current)
-        old = keys[list(labels).index(label)] if label in list(labels) else np.zeros((0, 2))
-        old_set = {tuple(k) for k in np.round(old, 9)}
-        return any(tuple(k) in old_set for k in np.round(new_keys, 9))
 
     def _conditioned(self):
         context = getattr(self, "context_", None)
@@ -466,6 +461,11 @@ def _version() -> str:
     from geonp import __version__
 
     return __version__
+
+
+def _rounded(points) -> set:
+    """``{(x, y)}`` of ``points [n, 2]``, rounded so that the same cell read twice is one key."""
+    return {tuple(p) for p in np.round(points, 9)}
 
 
 def _is_grid(data) -> bool:

@@ -41,7 +41,7 @@ def extended_release(name, folder, changes: dict, new_rows: float = 0.0, metadat
     the bundled model had them already."""
     from geonp.estimator import NeuralProcess
     from geonp.model_store import pretrained, save_model
-    from geonp.nn.config import token_layout
+    from geonp.nn.config import token_layout, token_width
     from geonp.nn.models import build_model
     from geonp.training.warm_start import embedding_kernel_path, transplant, with_token_layout
 
@@ -55,7 +55,7 @@ def extended_release(name, folder, changes: dict, new_rows: float = 0.0, metadat
     if report["partial"] or report["fresh"]:  # only the token embedding's inputs may change
         raise ValueError(f"{changes} changed more than the token embedding's inputs: {report}.")
     old_layout, layout = token_layout(config), token_layout(extended)
-    kernel = embedding_kernel_path(params, layout[list(layout)[-1]].stop)
+    kernel = embedding_kernel_path(params, token_width(extended))
     added = [slice(layout[k].start + (old_layout[k].stop - old_layout[k].start if k in old_layout else 0),
                    layout[k].stop) for k in layout]  # rows of inputs (or columns of one) the release lacked
 

@@ -141,6 +141,11 @@ def token_layout(cfg: BSATNPConfig) -> dict[str, slice]:
     return layout
 
 
+def token_width(cfg: BSATNPConfig) -> int:
+    """Columns of the token features: rows of the embedding's first kernel."""
+    return max(columns.stop for columns in token_layout(cfg).values())
+
+
 def context_features(cfg: BSATNPConfig, x_ctx, y_ctx, meta_ctx, mask_ctx, trend=None):
     """Context token features ``[B, Nc, 1 + E*Dy + Dx (+ coordinates) (+ support) (+ trend)]`` before the
     embedding MLP; ``trend [B, Nc, 1]`` from :func:`geonp.nn.trend.covariate_trend` when the config has one."""
@@ -150,9 +155,9 @@ def context_features(cfg: BSATNPConfig, x_ctx, y_ctx, meta_ctx, mask_ctx, trend=
     parts = [jnp.ones_like(y_enc[..., :1]), y_enc, x_ctx.astype(y_enc.dtype)]
     if cfg.embed_coordinates:
         parts += [meta_ctx[g.name].astype(y_enc.dtype) for g in cfg.groups]
-    if cfg.support:  # last: a model warm-started with it added keeps every other embedding row
+    if cfg.support:  # a release given new inputs keeps its rows wherever they sit (warm_start.with_token_layout)
         parts.append(jnp.where(real, context_support(meta_ctx, y_enc).astype(y_enc.dtype), 0.0))
-    if cfg.covariate_trend:  # after support: each input a release gains is a new last embedding row
+    if cfg.covariate_trend:
         parts.append(trend.astype(y_enc.dtype))
     return jnp.concatenate(parts, axis=-1)
 

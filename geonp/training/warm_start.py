@@ -59,17 +59,16 @@ def with_token_layout(params, source_config, target_config):
     (:func:`geonp.nn.config.token_layout`): every input both have keeps its rows wherever it now sits, and new
     inputs (or new columns of one) get zero rows, so the model computes what the source did. Then
     :func:`transplant` copies the result whole."""
-    from geonp.nn.config import token_layout
+    from geonp.nn.config import token_layout, token_width
 
     old, new = token_layout(source_config), token_layout(target_config)
-    old_width, new_width = (layout[list(layout)[-1]].stop for layout in (old, new))
-    path = embedding_kernel_path(params, old_width)
+    path = embedding_kernel_path(params, token_width(source_config))
 
     def move(key_path, leaf):
         if jax.tree_util.keystr(key_path) != path:
             return leaf
         leaf = np.asarray(leaf)
-        out = np.zeros((new_width,) + leaf.shape[1:], leaf.dtype)
+        out = np.zeros((token_width(target_config),) + leaf.shape[1:], leaf.dtype)
         for name, rows in old.items():
             if name in new:
                 width = min(rows.stop - rows.start, new[name].stop - new[name].start)
