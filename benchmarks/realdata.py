@@ -14,7 +14,8 @@ Built only from the shared samples (``../shared/data`` or ``$GEONP_DATA``):
   taken at the hidden cells that have a true value.
 * downscaling (``*-down2x``, ``*-down4x``): block means of the fine field
   (2 x 2 or 4 x 4 cells, the coarse value at the block centre) back to the
-  fine grid; Norway with elevation as the covariate (bundled ``t2m-elevation``).
+  fine grid; Norway with elevation as the covariate (the ``--model``'s covariate slots,
+  zero-shot, when it has them; otherwise the bundled ``t2m-elevation``).
 
 Methods, all in the same run on the same cells: ``geonp`` (the default path: a
 DataArray's ``.np.predict`` with the bundled model, zero-shot), ``nearest``,
@@ -214,6 +215,14 @@ def _calibrated(context, **fit_options):
     return geonp.NeuralProcess(pretrained=MODEL, steps=0, progress=False).fit(context, **fit_options)
 
 
+def _covariate_slots(model: str) -> int:
+    """How many covariates ``model`` (a bundled name or a release folder) takes zero-shot."""
+    from geonp.model_store import available, load_model, pretrained
+
+    config = (pretrained(model) if model in available() else load_model(model))[0]
+    return config.covariate_slots
+
+
 def geonp_downscale(coarse: xr.DataArray, fine: xr.DataArray, covariate=None):
     import geonp
 
@@ -222,15 +231,20 @@ def geonp_downscale(coarse: xr.DataArray, fine: xr.DataArray, covariate=None):
         pred = (coarse.np.predict(target=target, progress=False) if MODEL is None else
                 _calibrated(coarse).predict(coarse, target=target, progress=False))
     else:
-        model = geonp.pretrained("t2m-elevation")
-        name = model.var_ if model.is_fitted else "t2m"  # the bundled model ships its variable name
+        # elevation zero-shot through the --model's covariate slots when it has them, else the bundled
+        # t2m-elevation (a model trained with elevation)
+        slots = MODEL is not None and _covariate_slots(MODEL) > 0
+        model = None if slots else geonp.pretrained("t2m-elevation")
+        name = model.var_ if model is not None and model.is_fitted else "t2m"  # t2m-elevation ships its name
         ctx = coarse.to_dataset(name=name)
         ctx["elevation"] = covariate.coarsen(latitude=covariate.sizes["latitude"] // coarse.sizes["latitude"],
                                              longitude=covariate.sizes["longitude"] // coarse.sizes["longitude"],
                                              boundary="trim").mean().assign_coords(
             latitude=coarse.latitude, longitude=coarse.longitude)
         tgt = xr.Dataset({"elevation": covariate}, coords={"latitude": fine.latitude, "longitude": fine.longitude})
-        if not model.is_fitted:
+        if slots:
+            model = _calibrated(ctx, var=name, covariates=["elevation"])
+        elif not model.is_fitted:
             model.fit(ctx, name, covariates=["elevation"], steps=0)
         pred = model.predict(ctx, target=tgt, progress=False)
     return pred["mean"].values.ravel(), pred["std"].values.ravel()
