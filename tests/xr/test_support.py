@@ -9,7 +9,7 @@ import geonp
 from geonp.errors import ConfigError
 from geonp.features.support import SUPPORT, support_between
 from geonp.features.tables import to_table
-from geonp.model_store import pretrained, save_model
+from geonp.model_store import pretrained
 from geonp.tasks.fields import FieldTaskSampler
 
 from .conftest import extended_release
@@ -49,17 +49,8 @@ def test_coarse_field_tasks_carry_their_block_factor_and_others_none():
 
 def _support_blind(tmp_path):
     """The bundled field model with its support input's embedding row zeroed: it cannot tell block means."""
-    config, params, meta = pretrained("field-normal")
-    assert config.support
-
-    def zero_support_row(path, leaf):
-        leaf = np.array(leaf)
-        if "block" not in jax.tree_util.keystr(path) and leaf.shape == (3, config.width):  # rows: 1, y, support
-            leaf[-1] = 0.0
-        return leaf
-
-    save_model(tmp_path / "blind", config, jax.tree_util.tree_map_with_path(zero_support_row, params), meta)
-    return geonp.NeuralProcess(pretrained=str(tmp_path / "blind"), steps=0)
+    assert pretrained("field-normal")[0].support
+    return extended_release("field-normal", tmp_path / "blind", {}, rows={"support": 0.0})
 
 
 def test_downscaling_tells_the_field_model_the_factor(tmp_path):
