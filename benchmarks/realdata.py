@@ -396,6 +396,8 @@ def main():
     parser.add_argument("--timing", action="store_true", help="only the 300 x 500 end-to-end timing")
     parser.add_argument("--model", help="geonp's model: a bundled name or a release folder (default: the "
                                         "accessor's default model)")
+    parser.add_argument("--no-covariates", action="store_true",
+                        help="Norway downscaling without elevation (geonp then uses the --model or its default)")
     parser.add_argument("--methods", default="", help="comma-separated subset of methods (default: all)")
     args = parser.parse_args()
     global MODEL
@@ -416,7 +418,7 @@ def main():
         for kind in ("clouds", "random"):
             cases[f"{name}-{kind}"] = lambda n=name, k=kind: gap_case(data[n], k, 0, gap_methods)
         for factor in (2, 4):
-            cov = data["norway_elevation"] if name == "norway" else None
+            cov = data["norway_elevation"] if name == "norway" and not args.no_covariates else None
             cases[f"{name}-down{factor}x"] = lambda n=name, f=factor, c=cov: down_case(data[n], f, down_methods, c)
     wanted = [c for c in args.cases.split(",") if c] or list(cases)
     results = {}
