@@ -7,7 +7,8 @@ observed cells under the data's own missing-value pattern, shifted by a
 random offset so that the gap shapes land on observed ground (where the data
 have no gaps at all: blobs of smoothed noise), keeping whole gaps until about
 a quarter of the observed cells are held out (more would leave the held-out
-cells with sparser context than the real gaps have),
+cells with sparser context than the real gaps have) and only gaps ringed by
+observations, as real gaps are (:func:`ringed_by_observations`),
 predicts the hidden cells from the rest exactly as ``predict`` would, and
 compares the truth with the predictive distribution.
 
@@ -139,6 +140,24 @@ def gap_masks(observed: np.ndarray, missing_patterns: list, rng, count: int) -> 
     return masks, "shifted missing-value pattern" if usable else "blobs"
 
 
+def ringed_by_observations(hidden: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """The held-out gaps that touch no missing cell, as every real gap is ringed by observations.
+
+    A shifted gap that lands against a real one joins it: its cells sit in a bigger hole than
+    their distance to the data says, and the calibration learns too wide a spread (cov95 0.98 on a
+    300 x 500 cloud-gapped raster). Where fewer than ``RINGED_MIN`` of the held-out cells are in
+    ringed gaps (data so cloudy that every gap meets another), all are kept.
+    """
+    eight = np.ones((3, 3), bool)
+    labels, count = ndimage.label(hidden, structure=eight)
+    if count == 0:
+        return hidden
+    against_missing = ndimage.binary_dilation(~observed, structure=eight) & hidden
+    ringed = hidden & ~np.isin(labels, np.unique(labels[against_missing]))
+    return ringed if ringed.sum() >= RINGED_MIN * hidden.sum() else hidden
+
+
+RINGED_MIN = 0.25
 HELD_OUT_FRACTION = 0.25  # of the observed cells: holding out more would thin the context below the real one
 
 
@@ -256,7 +275,7 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     means, stds, truths, distances, units = [], [], [], [], []
     for i, hidden in zip(order, masks, strict=True):
         observed = observed_all[i]
-        hidden = hidden & observed
+        hidden = ringed_by_observations(hidden & observed, observed)
         if hidden.sum() < 5 or (observed & ~hidden).sum() < 2:
             continue
         where = np.flatnonzero(hidden.ravel())

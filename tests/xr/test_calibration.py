@@ -60,6 +60,22 @@ def test_gap_masks_shift_the_data_own_gaps_and_keep_them_whole():
     assert how == "blobs" and all(0 < b.sum() < observed.sum() for b in blobs)
 
 
+def test_held_out_gaps_against_a_real_gap_are_dropped_unless_nothing_else_is_left():
+    observed = np.ones((30, 30), bool)
+    observed[10:20, 10:20] = False  # a real cloud
+    hidden = np.zeros((30, 30), bool)
+    hidden[10:20, 20:24] = True  # a shifted gap landed against it: one bigger hole
+    hidden[2:6, 2:8] = True  # one ringed by observations
+    kept = calibration.ringed_by_observations(hidden, observed)
+    assert kept[2:6, 2:8].all() and not kept[10:20, 20:24].any() and kept.sum() == 24
+    diagonal = np.zeros((30, 30), bool)
+    diagonal[20, 20] = True  # touching the cloud's corner is touching it
+    assert not calibration.ringed_by_observations(diagonal | kept, observed)[20, 20]
+    against = np.zeros((30, 30), bool)
+    against[10:20, 20:24] = True
+    np.testing.assert_array_equal(calibration.ringed_by_observations(against, observed), against)  # all touch
+
+
 def test_calibration_widens_overconfident_intervals_and_is_reported_and_saved(tmp_path):
     truth = smooth_field(np.arange(50.0, 58.0, 0.25), np.arange(-6.0, 4.0, 0.25), times=4, seed=4)
     cloudy, hidden = _cloudy(truth)
