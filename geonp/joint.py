@@ -36,6 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from geonp.errors import ConfigError
+from geonp.features.scaling import task_covariates
 from geonp.inference import predict_raw
 from geonp.tasks.batch import Batch
 
@@ -173,8 +174,9 @@ def _draw_batch(predictor, context, values, targets):
     if targets.get("time") is not None:
         meta_ctx["time"], meta_tgt["time"] = tile(context["time"]), tile(targets["time"])
     n_ctx, n_tgt = len(context["space"]), len(targets["space"])
-    batch = Batch(x_ctx=tile(context["covariates"]), y_ctx=y, meta_ctx=meta_ctx,
-                  mask_ctx=np.ones((size, n_ctx), bool), x_tgt=tile(targets["covariates"]),
+    x_ctx, x_tgt = task_covariates(context["covariates"], targets["covariates"], predictor.config.covariate_slots)
+    batch = Batch(x_ctx=tile(x_ctx), y_ctx=y, meta_ctx=meta_ctx,
+                  mask_ctx=np.ones((size, n_ctx), bool), x_tgt=tile(x_tgt),
                   y_tgt=np.zeros((size, n_tgt, predictor.config.y_columns)), meta_tgt=meta_tgt,
                   mask_tgt=np.ones((size, n_tgt), bool))
     return batch, offset, scale

@@ -32,7 +32,7 @@ import numpy as np
 
 from geonp.calibration import SpreadCalibration
 from geonp.features.far_context import far_indices
-from geonp.features.scaling import TASK_RADIUS, FeatureScaling
+from geonp.features.scaling import TASK_RADIUS, FeatureScaling, task_covariates
 from geonp.features.support import SUPPORT
 from geonp.inference import predict_raw
 from geonp.nn.bias import bias_family
@@ -301,10 +301,11 @@ class TilePredictor:
             y_ctx = c.values[task][ci]
             offset, scale = s.task_standardisation(y_ctx)
             standardisations.append((offset, scale))
-            batch["x_ctx"][i, : ci.size] = c.covariates[task][ci]
+            x_ctx, x_tgt = task_covariates(c.covariates[task][ci], tgt_cov[ti], self.config.covariate_slots)
+            batch["x_ctx"][i, : ci.size] = x_ctx
             batch["y_ctx"][i, : ci.size] = (y_ctx - offset) / scale
             batch["mask_ctx"][i, : ci.size] = True
-            batch["x_tgt"][i, : ti.size] = tgt_cov[ti]
+            batch["x_tgt"][i, : ti.size] = x_tgt
             batch["mask_tgt"][i, : ti.size] = True
             batch["meta_ctx"]["space"][i, : ci.size] = c.space[task][ci] - origin
             batch["meta_tgt"]["space"][i, : ti.size] = tgt_space[ti] - origin

@@ -189,6 +189,24 @@ def task_standardisation(y_ctx, center: str) -> tuple[np.ndarray, np.ndarray]:
     return offset, np.maximum(y_ctx.std(axis=0), CONTEXT_STD_FLOOR)
 
 
+def task_covariates(x_ctx, x_tgt, slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """A slot model's covariates ``[n, 2K]`` of one task (neighbourhood), standardised over its context.
+
+    The priors draw every task's covariates standardised over that task's context points
+    (:mod:`geonp.tasks.covariates`); ``fit`` standardises a user's over all the data. Where a
+    prediction conditions each neighbourhood on part of the data, its covariates are re-standardised
+    over that part, as in training (the in-use flags, and unused slots' zeros, are left as they are).
+    Models without slots (``slots = 0``) see their covariates as trained (over all the data).
+    """
+    if not slots:
+        return x_ctx, x_tgt
+    values = np.asarray(x_ctx[:, :slots], np.float64)  # [n, K]
+    mean, std = values.mean(axis=0), np.maximum(values.std(axis=0), CONTEXT_STD_FLOOR)
+    standardise = lambda x: np.concatenate([(x[:, :slots] - mean) / std * (x[:, slots:2 * slots] > 0),  # noqa: E731
+                                            x[:, slots:]], axis=-1)
+    return standardise(np.asarray(x_ctx)), standardise(np.asarray(x_tgt))
+
+
 def robust_scale(values: np.ndarray, name: str) -> tuple[float, float]:
     """Mean and standard deviation of the finite values, with a clear error when there are none."""
     finite = np.asarray(values, np.float64)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from geonp.errors import ConfigError
-from geonp.features.scaling import TASK_RADIUS, FeatureScaling, fit_scaling
+from geonp.features.scaling import TASK_RADIUS, FeatureScaling, fit_scaling, task_covariates
 from geonp.nn.bias import CoordinateGroup
 
 
@@ -47,3 +47,20 @@ def test_bad_scalings_are_refused():
         FeatureScaling("projected", 1.0, ("z",), (0.0,), (0.0,))
     with pytest.raises(ConfigError, match="no finite value"):
         fit_scaling("projected", [np.random.rand(10, 2)], np.full((10, 1), np.nan), ["z"])
+
+
+def test_a_neighbourhood_sees_its_slot_covariates_standardised_over_its_own_context():
+    rng = np.random.default_rng(0)
+    # 4 slots, 2 in use: values then flags; the neighbourhood sits high on the data's elevation range
+    values = np.c_[3.0 + 0.2 * rng.standard_normal(50), rng.standard_normal(50), np.zeros((50, 2))]
+    flags = np.tile([1.0, 1.0, 0.0, 0.0], (50, 1))
+    x_ctx, x_tgt = np.c_[values[:40], flags[:40]], np.c_[values[40:], flags[40:]]
+    ctx, tgt = task_covariates(x_ctx, x_tgt, 4)
+    np.testing.assert_allclose(ctx[:, :2].mean(axis=0), 0.0, atol=1e-12)  # as the priors draw a task's covariates
+    np.testing.assert_allclose(ctx[:, :2].std(axis=0), 1.0)
+    scale = x_ctx[:, :2].std(axis=0)
+    np.testing.assert_allclose(tgt[:, :2], (x_tgt[:, :2] - x_ctx[:, :2].mean(axis=0)) / scale)  # the same numbers
+    np.testing.assert_array_equal(ctx[:, 2:4], 0.0)  # unused slots stay zero
+    np.testing.assert_array_equal(ctx[:, 4:], flags[:40])  # flags as they were
+    same = task_covariates(x_ctx, x_tgt, 0)  # no slots: covariates as the model was trained with them
+    assert same[0] is x_ctx and same[1] is x_tgt
