@@ -197,7 +197,9 @@ class FittingMixin:
             excluded = counts_lib.excluded_points(table, names)
             if excluded:
                 reasons = ", ".join(f"{n} ({why})" for why, n in excluded.items())
-                warnings.warn(f"{what}: left out {reasons}; they carry no usable observation.", UserWarning,
+                hint = tables_lib.covariate_alignment_hint(excluded.get("a covariate missing", 0),
+                                                           int(np.isfinite(table.values).any(axis=-1).sum()))
+                warnings.warn(f"{what}: left out {reasons}; they carry no usable observation.{hint}", UserWarning,
                               stacklevel=3)
 
     def _observed_by_task(self, table, observed, scaling, tasks) -> dict:

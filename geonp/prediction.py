@@ -23,6 +23,7 @@ from geonp.features import tables as tables_lib
 from geonp.features.grids import refined_grid
 from geonp.features.scaling import TASK_RADIUS
 from geonp.features.support import TRAINED_UP_TO, support_between
+from geonp.features.tables import covariate_alignment_hint
 from geonp.outputs import prediction_dataset
 from geonp.progress import TILE_PREFIX, TileProgress
 from geonp.tiling import ContextSet, TilePredictor, auto_halo, far_from_observations
@@ -436,9 +437,10 @@ def _warn_missing_target_covariates(tgt, names) -> None:
     located = np.isfinite(tgt.x) & np.isfinite(tgt.y)
     missing = located & ~np.isfinite(tgt.covariates).all(axis=-1)
     if missing.any():
+        hint = covariate_alignment_hint(int(missing.sum()), int(located.sum()))
         warnings.warn(f"{int(missing.sum())} of {int(located.sum())} target point(s) have no value of a covariate "
                       f"({list(names)}); their predictions are NaN. Fill the covariate there (e.g. from a finer "
-                      "product) or mask those points.", UserWarning, stacklevel=3)
+                      f"product) or mask those points.{hint}", UserWarning, stacklevel=3)
 
 
 def _class_labels(head, value_attrs) -> tuple[str, ...] | None:

@@ -244,11 +244,25 @@ def _coordinate_template(ds: xr.Dataset, layout: CoordinateLayout, dims) -> xr.D
     return xr.DataArray(np.broadcast_to(np.float32(0), tuple(sizes.values())), dims=tuple(sizes), coords=coords)
 
 
+def covariate_alignment_hint(missing: int, total: int) -> str:
+    """A sentence for warnings where most points lack a covariate: the usual cause is misaligned coordinates."""
+    if total == 0 or missing <= total / 2:
+        return ""
+    return (" Most points lack it: a covariate assigned from another file (ds['elevation'] = other) is reindexed "
+            "to this grid by xarray and gets NaN wherever the coordinates differ, even by rounding; align it "
+            "first, e.g. other.interp_like(ds, method='nearest') or other.assign_coords(latitude=ds.latitude, "
+            "longitude=ds.longitude).")
+
+
 def require_observations(table: PointTable, what: str = "the data") -> np.ndarray:
     """The observed mask, with a clear error when nothing at all is observed."""
     observed = table.observed()
     if not observed.any():
         names = table.template.name or "the variable"
+        valued = int(np.isfinite(table.values).any(axis=-1).sum()) if table.values is not None else 0
+        if valued and table.covariates.shape[-1]:
+            raise DataError(f"{what} has no observed value with every covariate: {valued} point(s) have a value "
+                            f"of {names} but each lacks a covariate (NaN).{covariate_alignment_hint(valued, valued)}")
         raise DataError(f"{what} has no observed value: every value of {names} (or a covariate) is NaN. A "
                         "neural process needs observations to condition on; check the selection or the fill value.")
     return observed

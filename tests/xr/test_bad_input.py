@@ -154,6 +154,14 @@ def test_covariates_missing_or_constant_are_reported():
     with pytest.warns(UserWarning, match="48 of 256 target point.*no value of a covariate"):
         pred = model.predict(holes)
     assert int(pred["mean"].isnull().sum()) == 48
+    # elevation from another file whose coordinates differ by rounding: xarray's assignment leaves NaN
+    shifted = ramp["elevation"].assign_coords(lat=ramp["lat"] + 1e-9, lon=ramp["lon"] + 1e-9)
+    misaligned = ramp.drop_vars("elevation").assign(elevation=shifted)
+    with pytest.raises(DataError, match=r"256 point\(s\) have a value .* Most points lack it.*interp_like"):
+        geonp.NeuralProcess(pretrained="t2m-elevation", steps=0).fit(misaligned, "t2m", covariates=["elevation"])
+    half = ramp.assign(elevation=ramp["elevation"].where(ramp["lat"] >= 52.5))  # 160 of 256 cells without
+    with pytest.warns(UserWarning, match=r"left out \d+ .*Most points lack it"):
+        geonp.NeuralProcess(pretrained="t2m-elevation", steps=0).fit(half, "t2m", covariates=["elevation"])
     with pytest.warns(UserWarning, match="'elevation' takes one value .* no information"):
         geonp.NeuralProcess(pretrained="t2m-elevation", steps=0).fit(_with_elevation(120.0), "t2m",
                                                                     covariates=["elevation"])
