@@ -48,6 +48,10 @@ class NeuralProcess(FittingMixin, PredictionMixin, PersistenceMixin):
         context_fraction, max_context, num_target: how a window is split into context and targets.
         steps, batch_size, learning_rate, time_budget, patience, validation_fraction, seed, progress:
             training options (``time_budget`` in seconds; ``patience`` in validations for early stopping).
+        select_covariates: for a model with covariate slots fitted on surveys, keep only the
+            covariates that improve the model's leave-location-out log score on the data (every
+            subset is scored; :mod:`geonp.covariate_selection`); the rest become unused slots and are
+            named in ``covariates_ignored_``. False: use every covariate given.
     """
 
     def __init__(self, arch: str = "bsa-tnp", likelihood: str = "normal", pretrained: str | None = None,
@@ -56,7 +60,8 @@ class NeuralProcess(FittingMixin, PredictionMixin, PersistenceMixin):
                  context_fraction: tuple[float, float] = (0.1, 0.9), max_context: int = 512,
                  num_target: int = 256, steps: int = 500, batch_size: int = 8, learning_rate: float = 5e-4,
                  time_budget: float | None = None, patience: int | None = None,
-                 validation_fraction: float = 0.1, seed: int = 0, progress: bool = True):
+                 validation_fraction: float = 0.1, seed: int = 0, progress: bool = True,
+                 select_covariates: bool = True):
         self.arch = arch
         self.likelihood = likelihood
         self.pretrained = pretrained
@@ -78,6 +83,7 @@ class NeuralProcess(FittingMixin, PredictionMixin, PersistenceMixin):
         self.validation_fraction = validation_fraction
         self.seed = seed
         self.progress = progress
+        self.select_covariates = select_covariates
 
     # ------------------------------------------------------------------ scikit-learn contract
 

@@ -156,11 +156,49 @@ class FittingMixin:
         self.history_ = history
         self.steps_trained_ = steps_done
         self.n_observations_ = int(observed.sum())
+        selection = self._select_covariates(data, table, observed, name, count_var, covariates)
         self.calibration_ = self._calibrate(data, table, name, covariates, head)
         # the calibration joins the last record of the history (a record of its own after steps=0)
         self.history_ = [dict(r) for r in history] or [{"step": 0}]
         self.history_[-1]["calibration"] = self.calibration_
+        if selection is not None:
+            self.history_[-1]["covariate_selection"] = selection
         return self
+
+    @property
+    def covariates_ignored_(self) -> tuple[str, ...]:
+        """Covariates given to ``fit`` that held-out selection left out (``select_covariates``)."""
+        return tuple(self.scaling_.covariates_ignored)
+
+    def _select_covariates(self, data, table, observed, name, count_var, covariates) -> dict | None:
+        """Keep the covariates that improve the held-out log score (:mod:`geonp.covariate_selection`)."""
+        from geonp import covariate_selection as selection
+
+        if not (self.select_covariates and self.config_.covariate_slots and covariates):
+            return None
+        if not counts_lib.is_survey(table) or self.temporal or observed.shape[0] != 1:
+            return {"status": "not selected: surveys only (points along one dimension, one time), every "
+                              "covariate used", "kept": list(covariates), "ignored": []}
+        rows = np.flatnonzero(observed[0])
+        if rows.size < selection.MIN_LOCATIONS:
+            return {"status": f"not selected: {rows.size} locations (need {selection.MIN_LOCATIONS} for "
+                              f"{selection.FOLDS}-fold cross-validation), every covariate used",
+                    "kept": list(covariates), "ignored": []}
+        ds, _ = tables_lib.as_dataset(data, name)
+        point_dim = table.point_dims[0]
+        ds = ds[[name] + ([count_var] if count_var else []) + list(covariates)].isel({point_dim: rows})
+        result = selection.select_for_survey(self, ds, point_dim, list(covariates), table.values[0, rows],
+                                             self.seed)
+        result = {"status": "selected by leave-location-out log score", **result}
+        if result["ignored"]:
+            self.scaling_ = dataclasses.replace(self.scaling_, covariates_ignored=tuple(result["ignored"]))
+            best, full = result["scores"][selection.label(result["kept"])], result["scores"][
+                selection.label(covariates)]
+            warnings.warn(f"covariate(s) {result['ignored']} did not improve the model's leave-location-out log "
+                          f"score on this data ({best:.4f} per location without, {full:.4f} with every covariate); "
+                          f"the model ignores them (covariates_ignored_). Pass select_covariates=False to keep "
+                          f"them; fit's history holds every subset's score.", UserWarning, stacklevel=3)
+        return result
 
     def _calibrate(self, data, table, name, covariates, head) -> dict:
         """Held-out calibration of the predictive spread on this data (see :mod:`geonp.calibration`)."""

@@ -227,6 +227,7 @@ class PredictionMixin:
             "steps_trained": int(getattr(self, "steps_trained_", 0)),
             **({"samples": "joint" if joint else "marginal"} if samples else {}),
             **({"context_support": round(support, 3)} if self.config_.support else {}),
+            **({"covariates_ignored": ", ".join(s.covariates_ignored)} if s.covariates_ignored else {}),
             **far,
             **self._calibration_attrs(predictor.spread),
         }

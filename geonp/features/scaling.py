@@ -56,6 +56,8 @@ class FeatureScaling:
     # divided by the context's std; "global": neither
     covariate_slots: int = 0  # K > 0: the model takes up to K covariates as [x_0..x_{K-1}, used_0..used_{K-1}]
     far_context: int = 0  # of a cell's context slots, how many go to far observations (geonp.features.far_context)
+    covariates_ignored: tuple[str, ...] = ()  # given but left out by held-out selection (geonp.covariate_selection):
+    # a slot model sees them as unused slots
 
     def __post_init__(self):
         if self.kind not in ("geographic", "projected"):
@@ -74,6 +76,11 @@ class FeatureScaling:
             raise ConfigError(f"the model takes at most K={self.covariate_slots} covariates; got "
                               f"{len(self.covariate_names)} ({list(self.covariate_names)}). Keep the "
                               f"{self.covariate_slots} most relevant ones.")
+        stray = [c for c in self.covariates_ignored if c not in self.covariate_names]
+        if stray or (self.covariates_ignored and not self.covariate_slots):
+            raise ConfigError(f"covariates_ignored={list(self.covariates_ignored)} must name covariates of a model "
+                              f"with covariate slots; it has {list(self.covariate_names)} and "
+                              f"{self.covariate_slots} slots.")
         for name, std in zip(self.value_names + self.covariate_names, self.value_std + self.covariate_std,
                              strict=True):
             if not (std > 0 and math.isfinite(std)):
@@ -120,8 +127,8 @@ class FeatureScaling:
     def scale_covariates(self, covariates) -> np.ndarray:
         """``[..., Dx]`` covariates in user units -> standardised (``Dx = 0`` gives an empty last axis).
 
-        A model with covariate slots gets ``[..., 2K]``: the ``Dx`` standardised covariates, zeros in
-        the unused slots, then a flag per slot (1 where a covariate is given).
+        A model with covariate slots gets ``[..., 2K]``: the ``Dx`` standardised covariates (less
+        ``covariates_ignored``), zeros in the unused slots, then a flag per slot (1 where a covariate is given).
         """
         x = np.asarray(covariates, np.float64)
         if x.shape[-1] != len(self.covariate_names):
@@ -132,6 +139,7 @@ class FeatureScaling:
         if self.covariate_names:
             x = (x - np.asarray(self.covariate_mean)) / np.asarray(self.covariate_std)
         if self.covariate_slots:  # the slot layout of geonp.tasks.covariates: values, then in-use flags
+            x = x[..., [j for j, c in enumerate(self.covariate_names) if c not in self.covariates_ignored]]
             n, k = x.shape[-1], self.covariate_slots
             unused = np.zeros(x.shape[:-1] + (k - n,))
             flags = np.broadcast_to(np.arange(k) < n, x.shape[:-1] + (k,)).astype(np.float64)

@@ -28,7 +28,8 @@
    among up to ``joint_points`` map points. Written to ``next_sites.csv``.
 
 With ``covariates: [EVI, Temperature, ...]`` (columns of the surveys and of ``grid_csv``), a
-model with covariate slots (``geonp.tasks.covariates``) conditions on them without training,
+model with covariate slots (``geonp.tasks.covariates``) conditions on them without training
+(those that do not improve its leave-location-out score are left out: ``geonp.covariate_selection``),
 and the kriging baseline becomes regression kriging on the same covariates.
 """
 
@@ -278,6 +279,8 @@ def run(base: Path, surveys: str, output: str, lon: str = "lon", lat: str = "lat
     report = {"surveys": str(path.name), "locations": len(frame), "folds": folds, "cv": scores,
               "map_points": int(pred["mean"].size), "map_seconds": round(map_seconds, 2),
               "outputs": [str(out_dir / "prevalence.nc"), str(out_dir / "prevalence.png")]}
+    if covariates:  # which covariates the model kept (geonp.covariate_selection), with every subset's score
+        report["covariate_selection"] = np_model.history_[-1].get("covariate_selection")
     if joint_samples:
         grid_table = pd.read_csv(resolve(base, grid_csv)) if grid_csv else None
         report["regions"] = region_prevalence(

@@ -33,6 +33,7 @@ def test_zero_to_k_covariates_pass_through_the_slots(tmp_path):
     np.testing.assert_allclose(plain.predict(surveys, target)["mean"], reference["mean"], atol=1e-5)
     for rows in ({"covariates": 0.3, "trend": 0.0}, {"covariates": 0.0, "trend": 0.5}):
         weighted = extended_release("prevalence-binomial", tmp_path, SLOTS, 0.0, rows=rows)
+        weighted.set_params(select_covariates=False)  # the plumbing, not whether elevation helps these surveys
         weighted.fit(surveys, "positive", trials="examined", steps=0)  # no covariate: no slot value, no trend
         np.testing.assert_allclose(weighted.predict(surveys, target)["mean"], reference["mean"], atol=1e-5)
         weighted.fit(surveys, "positive", trials="examined", covariates=["elevation"], steps=0)
@@ -41,3 +42,36 @@ def test_zero_to_k_covariates_pass_through_the_slots(tmp_path):
     too_many = surveys.assign(a=surveys["ndvi"] * 2, b=surveys["ndvi"] * 3, c=surveys["ndvi"] ** 2)
     with pytest.raises(ConfigError, match="at most K=4 covariates"):
         plain.fit(too_many, "positive", trials="examined", covariates=["elevation", "ndvi", "a", "b", "c"], steps=0)
+
+
+def test_selection_keeps_an_informative_covariate_and_ignores_noise(tmp_path):
+    import geonp
+
+    rng = np.random.default_rng(3)
+    n = 150
+    lon, lat = rng.uniform(30.0, 32.0, n), rng.uniform(-5.0, -3.0, n)
+    w, b = rng.normal(size=(20, 2)), rng.uniform(0, 2 * np.pi, 20)
+    signal = np.sqrt(2 / 20) * np.cos(np.c_[lon, lat] @ w.T + b).sum(1)  # a smooth covariate, degrees ~1
+    examined = rng.integers(30, 80, n).astype(float)
+    positive = rng.binomial(examined.astype(int), 1 / (1 + np.exp(-(-0.5 + 1.5 * signal)))).astype(float)
+    surveys = dataframe_to_dataset(pd.DataFrame({"lon": lon, "lat": lat, "positive": positive, "examined": examined,
+                                                 "signal": signal, "noise": rng.normal(size=n)}), "site")
+    model = geonp.pretrained("prevalence-binomial")
+    with pytest.warns(UserWarning, match=r"\['noise'\] did not improve"):
+        model.fit(surveys, "positive", trials="examined", covariates=["signal", "noise"], steps=0)
+    selection = model.history_[-1]["covariate_selection"]
+    assert model.covariates_ignored_ == ("noise",) and selection["kept"] == ["signal"]
+    assert set(selection["scores"]) == {"signal + noise", "signal", "noise", "none"}
+    assert selection["scores"]["signal"] > selection["scores"]["none"] + 0.05  # the covariate carries the field
+    target = surveys.drop_vars(["positive", "examined"]).isel(site=slice(0, 20))
+    pred = model.predict(surveys, target)
+    assert pred.attrs["geonp_covariates_ignored"] == "noise"
+    # ignored is ignored: any values of the noise covariate give the same prediction
+    shuffled = target.assign(noise=target["noise"] * -3.0 + 7.0)
+    np.testing.assert_allclose(model.predict(surveys.assign(noise=surveys["noise"] * 0.5), shuffled)["mean"],
+                               pred["mean"], atol=1e-6)
+    model.save(tmp_path / "selected")
+    assert geonp.load(tmp_path / "selected").covariates_ignored_ == ("noise",)
+    everything = geonp.pretrained("prevalence-binomial").set_params(select_covariates=False)
+    everything.fit(surveys, "positive", trials="examined", covariates=["signal", "noise"], steps=0)
+    assert everything.covariates_ignored_ == () and "covariate_selection" not in everything.history_[-1]
