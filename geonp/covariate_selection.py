@@ -16,8 +16,13 @@ The covariates left out stay in the model's signature (a user still passes them 
 and enter as unused slots (:attr:`geonp.features.scaling.FeatureScaling.covariates_ignored`).
 Every subset's score goes into ``fit``'s history, so a user sees what each covariate bought.
 
-Surveys (points along one dimension) only: on grids, neighbouring cells make random folds
-optimistic about every covariate, and the calibration's gap-shaped hold-out is the place for that.
+This is the rule for surveys (points along one dimension). On grids, random folds of cells would
+be optimistic about every covariate (a held-out cell's neighbours are in the context); there the
+calibration's held-out cells in the data's own gap shapes (:mod:`geonp.calibration`) score each
+subset, by the CRPS of the calibrated prediction (a Gaussian field's own spread is overconfident
+deep in gaps until calibrated, which would let the log score rank subsets by luck), and the
+chosen subset keeps its calibration (``geonp.fitting``). Cost: ``2^n`` calibrations, or ``2^n * F``
+predictions of the held-out locations.
 """
 
 from __future__ import annotations

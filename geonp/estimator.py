@@ -48,10 +48,11 @@ class NeuralProcess(FittingMixin, PredictionMixin, PersistenceMixin):
         context_fraction, max_context, num_target: how a window is split into context and targets.
         steps, batch_size, learning_rate, time_budget, patience, validation_fraction, seed, progress:
             training options (``time_budget`` in seconds; ``patience`` in validations for early stopping).
-        select_covariates: for a model with covariate slots fitted on surveys, keep only the
-            covariates that improve the model's leave-location-out log score on the data (every
-            subset is scored; :mod:`geonp.covariate_selection`); the rest become unused slots and are
-            named in ``covariates_ignored_``. False: use every covariate given.
+        select_covariates: for a model with covariate slots, keep only the covariates that improve
+            its held-out score on the data (every subset is scored; :mod:`geonp.covariate_selection`):
+            the leave-location-out log score on surveys, the calibrated CRPS on the calibration's
+            held-out cells on Gaussian grids. The rest become unused slots and are named in
+            ``covariates_ignored_``. False: use every covariate given.
     """
 
     def __init__(self, arch: str = "bsa-tnp", likelihood: str = "normal", pretrained: str | None = None,

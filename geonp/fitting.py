@@ -157,7 +157,11 @@ class FittingMixin:
         self.steps_trained_ = steps_done
         self.n_observations_ = int(observed.sum())
         selection = self._select_covariates(data, table, observed, name, count_var, covariates)
-        self.calibration_ = self._calibrate(data, table, name, covariates, head)
+        self.calibration_, on_grid = self._calibrate(data, table, name, covariates, head)
+        selection = selection or on_grid
+        if selection is None and self.select_covariates and self.config_.covariate_slots and covariates:
+            selection = {"status": "not selected (surveys of one time, and gridded Gaussian fields that can be "
+                                   "calibrated, are): every covariate used", "kept": list(covariates), "ignored": []}
         # the calibration joins the last record of the history (a record of its own after steps=0)
         self.history_ = [dict(r) for r in history] or [{"step": 0}]
         self.history_[-1]["calibration"] = self.calibration_
@@ -177,8 +181,7 @@ class FittingMixin:
         if not (self.select_covariates and self.config_.covariate_slots and covariates):
             return None
         if not counts_lib.is_survey(table) or self.temporal or observed.shape[0] != 1:
-            return {"status": "not selected: surveys only (points along one dimension, one time), every "
-                              "covariate used", "kept": list(covariates), "ignored": []}
+            return None  # grids choose on the calibration's held-out cells (_calibrate)
         rows = np.flatnonzero(observed[0])
         if rows.size < selection.MIN_LOCATIONS:
             return {"status": f"not selected: {rows.size} locations (need {selection.MIN_LOCATIONS} for "
@@ -190,34 +193,67 @@ class FittingMixin:
         result = selection.select_for_survey(self, ds, point_dim, list(covariates), table.values[0, rows],
                                              self.seed)
         result = {"status": "selected by leave-location-out log score", **result}
-        if result["ignored"]:
-            self.scaling_ = dataclasses.replace(self.scaling_, covariates_ignored=tuple(result["ignored"]))
-            best, full = result["scores"][selection.label(result["kept"])], result["scores"][
-                selection.label(covariates)]
-            warnings.warn(f"covariate(s) {result['ignored']} did not improve the model's leave-location-out log "
-                          f"score on this data ({best:.4f} per location without, {full:.4f} with every covariate); "
-                          f"the model ignores them (covariates_ignored_). Pass select_covariates=False to keep "
-                          f"them; fit's history holds every subset's score.", UserWarning, stacklevel=3)
+        self._ignore_covariates(result["ignored"], result, "leave-location-out log score on this data", "log score")
         return result
 
-    def _calibrate(self, data, table, name, covariates, head) -> dict:
-        """Held-out calibration of the predictive spread on this data (see :mod:`geonp.calibration`)."""
+    def _ignore_covariates(self, ignored, choice, criterion: str, metric: str) -> None:
+        """Leave ``ignored`` out of the model's slots, and say so."""
+        from geonp.covariate_selection import label
+
+        if not ignored:
+            return
+        self.scaling_ = dataclasses.replace(self.scaling_, covariates_ignored=tuple(ignored))
+        best, full = choice["scores"][label(choice["kept"])], choice["scores"][label(self.covariates_)]
+        warnings.warn(f"covariate(s) {ignored} did not improve the model's {criterion} ({metric} {best:.4f} "
+                      f"without, {full:.4f} with every covariate); the model ignores them (covariates_ignored_). "
+                      f"Pass select_covariates=False to keep them; fit's history holds every subset's score.",
+                      UserWarning, stacklevel=4)
+
+    def _calibrate(self, data, table, name, covariates, head) -> tuple[dict, dict | None]:
+        """Held-out calibration of the predictive spread on this data (see :mod:`geonp.calibration`).
+
+        A slot model on a grid also chooses its covariates here: every subset is calibrated on the
+        same held-out cells and the one with the lowest calibrated CRPS is kept (with its calibration).
+        Returns ``(calibration, covariate selection or None)``.
+        """
         from geonp import calibration
+        from geonp import covariate_selection as selection_lib
 
         if not head.standardise or head.name != "normal":
-            return {"status": f"not calibrated: a {head.name} model (only Gaussian fields are)", "std_scale": 1.0}
+            return {"status": f"not calibrated: a {head.name} model (only Gaussian fields are)", "std_scale": 1.0}, None
         if counts_lib.is_survey(table) or self.temporal:
             why = "point data" if counts_lib.is_survey(table) else "a temporal model"
-            return {"status": f"not calibrated: {why} (gridded fields only)", "std_scale": 1.0}
+            return {"status": f"not calibrated: {why} (gridded fields only)", "std_scale": 1.0}, None
         ds, _ = tables_lib.as_dataset(data, name)
         spatial = table.layout.spatial
         if not all(d in ds[name].dims for d in spatial):
-            return {"status": "not calibrated: the spatial coordinates are not grid dimensions", "std_scale": 1.0}
-        result = calibration.calibrate(self, ds[name], spatial, {c: ds[c] for c in covariates}, seed=self.seed)
+            return ({"status": "not calibrated: the spatial coordinates are not grid dimensions", "std_scale": 1.0},
+                    None)
+        select = bool(self.select_covariates and self.config_.covariate_slots and covariates)
+        original, results = self.scaling_, {}
+        try:
+            for subset in selection_lib.subsets(covariates) if select else [tuple(covariates)]:
+                self.scaling_ = dataclasses.replace(
+                    original, covariates_ignored=tuple(c for c in covariates if c not in subset) if select else ())
+                results[subset] = calibration.calibrate(self, ds[name], spatial, {c: ds[c] for c in covariates},
+                                                        seed=self.seed)
+        finally:
+            self.scaling_ = original
+        scored = {s: r["after"]["crps"] for s, r in results.items() if r["status"] == "calibrated"}
+        chosen = min(scored, key=lambda s: scored[s]) if scored else tuple(covariates)  # ties: the full set
+        result = results[chosen]
         if result["status"] != "calibrated":
             warnings.warn(f"{result['status']}; the predictive spread is the model's own, uncalibrated.",
                           UserWarning, stacklevel=3)
-        return result
+        if not select:
+            return result, None
+        ignored = [c for c in covariates if c not in chosen]
+        choice = {"status": ("selected by calibrated CRPS on the held-out cells" if scored else
+                             "not selected: no held-out cells, every covariate used"),
+                  "kept": list(chosen), "ignored": ignored,
+                  "scores": {selection_lib.label(s): v for s, v in scored.items()}}
+        self._ignore_covariates(ignored, choice, "held-out CRPS on this data", "crps")
+        return result, choice
 
     @staticmethod
     def _check_observations(table, head, names, what):

@@ -75,3 +75,23 @@ def test_selection_keeps_an_informative_covariate_and_ignores_noise(tmp_path):
     everything = geonp.pretrained("prevalence-binomial").set_params(select_covariates=False)
     everything.fit(surveys, "positive", trials="examined", covariates=["signal", "noise"], steps=0)
     assert everything.covariates_ignored_ == () and "covariate_selection" not in everything.history_[-1]
+
+
+def test_selection_on_a_grid_scores_every_subset_by_calibrated_crps(tmp_path):
+    import xarray as xr
+
+    from .conftest import smooth_field
+
+    t2m = smooth_field(np.arange(50.0, 56.0, 0.25), np.arange(-4.0, 3.0, 0.25), times=2)
+    rng = np.random.default_rng(4)
+    ds = xr.Dataset({"t2m": t2m.where(rng.random(t2m.shape) > 0.4)})
+    ds["noise"] = (("lat", "lon"), rng.normal(size=t2m.shape[1:]))
+    # covariate rows that matter: a covariate of pure noise moves the predictions, and costs
+    model = extended_release("field-normal", tmp_path, SLOTS, 0.5)
+    with pytest.warns(UserWarning, match=r"\['noise'\] did not improve the model's held-out CRPS"):
+        model.fit(ds, "t2m", covariates=["noise"], steps=0)
+    selection = model.history_[-1]["covariate_selection"]
+    assert selection["kept"] == [] and set(selection["scores"]) == {"noise", "none"}
+    assert selection["scores"]["none"] < selection["scores"]["noise"]
+    assert model.calibration_["after"]["crps"] == selection["scores"]["none"]  # the kept subset's calibration
+    assert model.covariates_ignored_ == ("noise",)
