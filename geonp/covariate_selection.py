@@ -34,6 +34,7 @@ import warnings
 import jax.numpy as jnp
 import numpy as np
 from scipy.special import ndtr
+from tqdm.auto import tqdm
 
 FOLDS = 5
 MIN_LOCATIONS = 30  # fewer observed locations: 5 folds say too little to choose by
@@ -74,20 +75,24 @@ def predictive_log_prob(head, quantiles: np.ndarray, y: np.ndarray) -> np.ndarra
     return np.asarray(head.log_prob(raw, jnp.asarray(y, jnp.float32)[None]))[0]
 
 
-def select(score_subset, names, folds: np.ndarray) -> dict:
+def select(score_subset, names, folds: np.ndarray, progress: bool = False) -> dict:
     """Score every subset of ``names`` and keep the best.
 
     ``score_subset(subset, train_index, test_index) -> [len(test_index)]`` log scores of the held-out
     locations; ``folds [n]`` the fold of each location (-1: always context, never scored).
     Returns ``{"kept", "ignored", "scores"}`` (mean log score per location of each subset, by :func:`label`).
     """
-    scores = {}
-    for subset in subsets(names):
-        per_location = np.full(folds.size, np.nan)
-        for f in np.unique(folds[folds >= 0]):  # fold -1: context for every fold, never scored
-            test = np.flatnonzero(folds == f)
-            per_location[test] = score_subset(subset, np.flatnonzero(folds != f), test)
-        scores[subset] = float(np.nanmean(per_location))
+    scores, fold_ids = {}, np.unique(folds[folds >= 0])  # fold -1: context for every fold, never scored
+    candidates = subsets(names)
+    with tqdm(total=len(candidates) * fold_ids.size, desc=f"choosing among {len(names)} covariates",
+              unit="fold", disable=not progress or not names, mininterval=1.0) as bar:
+        for subset in candidates:
+            per_location = np.full(folds.size, np.nan)
+            for f in fold_ids:
+                test = np.flatnonzero(folds == f)
+                per_location[test] = score_subset(subset, np.flatnonzero(folds != f), test)
+                bar.update(1)
+            scores[subset] = float(np.nanmean(per_location))
     kept = max(scores, key=lambda s: scores[s])  # the full set wins ties: max keeps the first
     return {"kept": list(kept), "ignored": [n for n in names if n not in kept],
             "scores": {label(s): round(v, 4) for s, v in scores.items()}}
@@ -120,7 +125,7 @@ def select_for_survey(model, data, point_dim: str, names, y: np.ndarray, seed: i
         return predictive_log_prob(head, q, y[test])
 
     try:
-        result = select(score_subset, names, folds)
+        result = select(score_subset, names, folds, progress=bool(model.progress))
     finally:
         model.scaling_ = original
     result.update(folds=FOLDS, held_out=int((folds >= 0).sum()))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from geonp.errors import CheckpointError, ConfigError
 from geonp.features import counts as counts_lib
@@ -232,7 +233,9 @@ class FittingMixin:
         select = bool(self.select_covariates and self.config_.covariate_slots and covariates)
         original, results = self.scaling_, {}
         try:
-            for subset in selection_lib.subsets(covariates) if select else [tuple(covariates)]:
+            candidates = selection_lib.subsets(covariates) if select else [tuple(covariates)]
+            for subset in tqdm(candidates, desc=f"calibrating {len(candidates)} covariate subsets", unit="subset",
+                               disable=not (self.progress and select), mininterval=1.0):
                 self.scaling_ = dataclasses.replace(
                     original, covariates_ignored=tuple(c for c in covariates if c not in subset) if select else ())
                 results[subset] = calibration.calibrate(self, ds[name], spatial, {c: ds[c] for c in covariates},
