@@ -12,6 +12,7 @@ lives in ``runs/<name>-from-<steps>.run``, named after the release it started fr
 The last line of output is JSON: steps this session, total steps, validation NLL, seconds.
 
     python benchmarks/train_bundled.py --model field --evaluate runs/field-normal   # gap to the exact GP
+    python benchmarks/train_bundled.py --model field --evaluate runs/field-normal --without-covariates
     python benchmarks/train_bundled.py --model prevalence --minutes 40   # binomial, with 4 covariate slots
 
 scores a release against the exact GP posterior on fresh tasks of its prior (per layout).
@@ -90,11 +91,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, help="task stream (default: the release's total steps)")
     parser.add_argument("--evaluate", metavar="RELEASE", help="only score a release (folder or bundled name) "
                                                               "against the exact GP on its task prior")
+    parser.add_argument("--without-covariates", action="store_true",
+                        help="with --evaluate: score a release with covariate slots on tasks without covariates "
+                             "(every slot told unused, as fit tells a model given none)")
     args = parser.parse_args(argv)
 
     spec = MODELS[args.model]
     if args.evaluate:
-        return evaluate(args.evaluate, spec)
+        return evaluate(args.evaluate, spec, covariates=not args.without_covariates)
     name = spec["release"]
     if args.init_from or name in available():
         release_config, _, release_meta = load_model(args.init_from) if args.init_from else pretrained(name)
@@ -120,7 +124,21 @@ def main(argv=None) -> dict:
     return summary
 
 
-def evaluate(release: str, spec: dict) -> dict:
+class _NoCovariates:
+    """A covariate-free task stream told to a slot model: ``x_dim`` zero columns (values and in-use flags 0)."""
+
+    def __init__(self, inner, x_dim: int):
+        self.inner, self.x_dim = inner, x_dim
+
+    def sample(self, key, batch_size):
+        import numpy as np
+
+        batch, info = self.inner.sample(key, batch_size)
+        zeros = lambda a: np.zeros(a.shape[:-1] + (self.x_dim,), np.float32)  # noqa: E731
+        return batch._replace(x_ctx=zeros(batch.x_ctx), x_tgt=zeros(batch.x_tgt)), info
+
+
+def evaluate(release: str, spec: dict, covariates: bool = True) -> dict:
     from geonp.evaluation import evaluate_fields
     from geonp.model_store import load_model
 
@@ -129,9 +147,12 @@ def evaluate(release: str, spec: dict) -> dict:
                          "its recipes (recipes/prevalence-*.yaml).")
     config, params, meta = pretrained(release) if release in available() else load_model(release)
     options = {"far_fraction": FAR_FRACTION} if meta.get("far_context") else {}  # the rule it was trained with
-    if config.covariate_slots:  # a model that takes covariates is scored on tasks that have them
+    if config.covariate_slots and covariates:  # a model that takes covariates is scored on tasks that have them
         options["covariate_slots"] = config.covariate_slots
-    scores = evaluate_fields(config, params, pretrain.make_sampler(spec["tasks"], options))
+    sampler = pretrain.make_sampler(spec["tasks"], options)
+    if config.covariate_slots and not covariates:
+        sampler = _NoCovariates(sampler, config.x_dim)
+    scores = evaluate_fields(config, params, sampler)
     summary = {name: {"model_nll": round(r["model"]["nll"], 4), "oracle_nll": round(r["oracle"]["nll"], 4),
                       "gap_nll": round(r["gap_nll"], 4), "model_cov95": round(r["model"]["coverage_95"], 3),
                       "targets": r["targets"]} for name, r in scores.items()}
@@ -139,7 +160,7 @@ def evaluate(release: str, spec: dict) -> dict:
         print(f"{name:<12} model {r['model_nll']:8.4f}  oracle {r['oracle_nll']:8.4f}  gap {r['gap_nll']:7.4f}  "
               f"cov95 {r['model_cov95']:.3f}  ({r['targets']} targets)")
     print(json.dumps({"release": release, "total_steps": meta.get("total_steps", meta.get("steps")),
-                      "oracle_gap": summary}))
+                      "covariates": bool(config.covariate_slots and covariates), "oracle_gap": summary}))
     return summary
 
 
