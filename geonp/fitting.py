@@ -191,6 +191,11 @@ class FittingMixin:
         ds, _ = tables_lib.as_dataset(data, name)
         point_dim = table.point_dims[0]
         ds = ds[[name] + ([count_var] if count_var else []) + list(covariates)].isel({point_dim: rows})
+        lined_up = all(np.allclose(np.asarray(ds[c].values, np.float64), along[0, rows], equal_nan=True)
+                       for c, along in ((table.layout.x, table.x), (table.layout.y, table.y)) if c in ds.coords)
+        if not lined_up:  # the table's points are not the data's in order: never score the wrong sites
+            return {"status": "not selected: the surveys' points could not be matched to the data's rows, every "
+                              "covariate used", "kept": list(covariates), "ignored": []}
         result = selection.select_for_survey(self, ds, point_dim, list(covariates), table.values[0, rows],
                                              self.seed)
         result = {"status": "selected by leave-location-out log score", **result}
