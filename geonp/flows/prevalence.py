@@ -180,19 +180,29 @@ def load_regions(path: Path, name: str | None) -> dict:
 
 
 def region_prevalence(model, frame: pd.DataFrame, targets, grid_table, num_samples: int, max_points: int,
-                      threshold: float, regions: dict | None, weights: str | None, seed: int = 0) -> dict:
-    """Region-mean prevalence with a 95% interval and P(mean > threshold), from joint draws."""
+                      threshold: float, regions: dict | None, weights: str | None, seed: int = 0,
+                      covariates=()) -> dict:
+    """Region-mean prevalence with a 95% interval and P(mean > threshold), from joint draws.
+
+    With ``covariates``, ``targets`` are the covariate grid's points (a Dataset along ``point``);
+    the draws condition on the surveys with their covariates, as the map does.
+    """
     import shapely
 
     import geonp
 
+    covariates = list(covariates)
+    if isinstance(targets, xr.Dataset) and "point" in targets.dims:  # the covariate grid's points
+        targets = targets.to_dataframe().reset_index(drop=True)
     if isinstance(targets, pd.DataFrame):
         if weights is not None and (grid_table is None or weights not in grid_table):
             raise ConfigError(f"weights={weights!r} must be a column of grid_csv.")
         # a random subset of the grid keeps the joint draws affordable
         table = _random_rows(targets.assign(_weight=grid_table[weights].to_numpy() if weights else 1.0),
                              max_points, seed)
-        points = table[["lon", "lat"]].reset_index(drop=True)
+        points = table[["lon", "lat", *covariates]].reset_index(drop=True)
+        if covariates:
+            points = dataframe_to_dataset(points, "point")
     else:
         if weights is not None:
             raise ConfigError("weights= needs a grid_csv holding that column (e.g. Population).")
@@ -200,7 +210,7 @@ def region_prevalence(model, frame: pd.DataFrame, targets, grid_table, num_sampl
         points = targets.isel(lat=slice(None, None, stride), lon=slice(None, None, stride))
         table = None
     started = time.perf_counter()
-    pred = model.predict(_dataset(frame), target=points, samples=num_samples, joint=True, seed=seed,
+    pred = model.predict(_dataset(frame, covariates), target=points, samples=num_samples, joint=True, seed=seed,
                          progress=False)
     seconds = time.perf_counter() - started
     weight = None
@@ -254,8 +264,9 @@ def run(base: Path, surveys: str, output: str, lon: str = "lon", lat: str = "lat
     import geonp
 
     covariates = list(covariates or ())
-    if covariates and (joint_samples or next_sites):
-        raise ConfigError("joint_samples and next_sites do not take covariates yet; run them without covariates.")
+    if covariates and next_sites:
+        raise ConfigError("next_sites does not take covariates yet (candidate sites would need them); run it "
+                          "without covariates.")
     path = resolve_input(base, surveys, "survey")
     frame = read_surveys(path, lon, lat, positives, examined, covariates)
     out_dir = resolve(base, output)
@@ -285,7 +296,7 @@ def run(base: Path, surveys: str, output: str, lon: str = "lon", lat: str = "lat
         grid_table = pd.read_csv(resolve(base, grid_csv)) if grid_csv else None
         report["regions"] = region_prevalence(
             np_model, frame, targets, grid_table, joint_samples, joint_points, threshold,
-            load_regions(resolve(base, regions), region_name) if regions else None, weights, seed)
+            load_regions(resolve(base, regions), region_name) if regions else None, weights, seed, covariates)
         pd.DataFrame(report["regions"]["table"]).to_csv(out_dir / "regions.csv", index=False)
         report["outputs"].append(str(out_dir / "regions.csv"))
     if next_sites:
