@@ -30,7 +30,8 @@
 With ``covariates: [EVI, Temperature, ...]`` (columns of the surveys and of ``grid_csv``), a
 model with covariate slots (``geonp.tasks.covariates``) conditions on them without training
 (those that do not improve its leave-location-out score are left out: ``geonp.covariate_selection``),
-and the kriging baseline becomes regression kriging on the same covariates.
+and the kriging baseline becomes regression kriging on the same covariates; the joint draws
+and the candidate sites of ``next_sites`` carry the grid's covariates too.
 """
 
 from __future__ import annotations
@@ -229,10 +230,12 @@ def region_prevalence(model, frame: pd.DataFrame, targets, grid_table, num_sampl
             "seconds": round(seconds, 2), "table": rows}
 
 
-def _candidate_sites(targets, max_points: int, seed: int) -> pd.DataFrame:
-    """Up to ``max_points`` of the map's points (a random subset) as candidate survey sites."""
+def _candidate_sites(targets, max_points: int, seed: int, covariates=()) -> pd.DataFrame:
+    """Up to ``max_points`` of the map's points (a random subset) as candidate survey sites (with their covariates)."""
+    if isinstance(targets, xr.Dataset) and "point" in targets.dims:  # the covariate grid's points
+        targets = targets.to_dataframe().reset_index(drop=True)
     if isinstance(targets, pd.DataFrame):
-        table = targets[["lon", "lat"]]
+        table = targets[["lon", "lat", *covariates]]
     else:
         lon, lat = np.meshgrid(targets.lon.values, targets.lat.values)
         table = pd.DataFrame({"lon": lon.ravel(), "lat": lat.ravel()})
@@ -264,9 +267,6 @@ def run(base: Path, surveys: str, output: str, lon: str = "lon", lat: str = "lat
     import geonp
 
     covariates = list(covariates or ())
-    if covariates and next_sites:
-        raise ConfigError("next_sites does not take covariates yet (candidate sites would need them); run it "
-                          "without covariates.")
     path = resolve_input(base, surveys, "survey")
     frame = read_surveys(path, lon, lat, positives, examined, covariates)
     out_dir = resolve(base, output)
@@ -300,8 +300,9 @@ def run(base: Path, surveys: str, output: str, lon: str = "lon", lat: str = "lat
         pd.DataFrame(report["regions"]["table"]).to_csv(out_dir / "regions.csv", index=False)
         report["outputs"].append(str(out_dir / "regions.csv"))
     if next_sites:
-        candidates = _candidate_sites(targets, joint_points, seed)
-        chosen = geonp.design.next_sites(np_model, frame[["lon", "lat", "positive", "examined"]], candidates,
+        candidates = _candidate_sites(targets, joint_points, seed, covariates)
+        chosen = geonp.design.next_sites(np_model, frame[["lon", "lat", "positive", "examined", *covariates]],
+                                         candidates,
                                          next_sites, criterion=design_criterion, threshold=threshold)
         chosen.to_csv(out_dir / "next_sites.csv", index=False)
         report["next_sites"] = chosen[["lon", "lat", "order", "score"]].to_dict("records")
