@@ -211,7 +211,8 @@ class FieldTaskSampler:
         points = np.zeros((size, 2), np.float32)
         points[:N] = np.concatenate([x_obs, x_tgt])
         columns, shaped, effect_scale = _draw_slots(self.covariate_slots, key, points, np.arange(size) < n)
-        columns, shaped = np.asarray(columns[:N], np.float64), np.asarray(shaped[:N], np.float64)
+        # to numpy before slicing: a jax slice to each task's own length would compile once per length
+        columns, shaped = np.asarray(columns, np.float64)[:N], np.asarray(shaped, np.float64)[:N]
         block_mean = lambda a: a.reshape(-1, blocks, a.shape[-1]).mean(axis=1)  # noqa: E731  (a coarse cell's value)
         design = (block_mean(shaped[:n]), shaped[n:], np.asarray(effect_scale, np.float64) ** 2)
         return {"covariates_ctx": block_mean(columns[:n]), "covariates_tgt": columns[n:]}, design
