@@ -6,7 +6,8 @@
 Each session starts from the bundled release (``geonp/pretrained_models/<name>``; the first one
 from its ``seed_from`` model, whose attention stack carries over) with a fresh schedule of
 ``--steps`` steps, stops after ``--minutes``, and writes a release to ``runs/<name>`` (``--install``:
-into the package). An interrupted session resumes exactly: rerun the same command; its checkpoint
+into the package). An interrupted session resumes exactly: rerun the same command (its clock, and
+so ``--minutes``, counts the time before the interruption too; pass more minutes to run longer); its checkpoint
 lives in ``runs/<name>-from-<steps>.run``, named after the release it started from. The release's
 ``config.json`` records the steps, hours and machine of every session (``sessions``, ``total_steps``).
 The last line of output is JSON: steps this session, total steps, validation NLL, seconds.

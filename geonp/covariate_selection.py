@@ -2,7 +2,7 @@
 
 A model with covariate slots (:mod:`geonp.tasks.covariates`) learns covariate effects in context,
 zero-shot. Given covariates that carry nothing (pure noise for this outcome), it mostly learns
-to ignore them, but not entirely: on simulated surveys two noise covariates cost it 0.01-0.07
+to ignore them, but not entirely: on simulated surveys two noise covariates cost it 0.01-0.05
 nats per location against no covariates (``benchmarks/covariates.py``). A geostatistician chooses
 the covariates of a linear predictor by cross-validation; ``fit`` does the same on the user's data:
 

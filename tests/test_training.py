@@ -36,6 +36,8 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     second = train(TINY, SAMPLER, TrainConfig(steps=6, checkpoint_dir=ckpt, **kw))
     assert second.step == 6
     assert _leaves_equal(second.params, straight.params)
+    # the resumed run carries on the first one's records and clock
+    assert [r["step"] for r in second.history] == [1, 6] and second.seconds >= first.seconds
 
 
 def test_schedule_warms_up_then_decays():

@@ -36,7 +36,8 @@ from geonp.training.reuse import StepBatches, resolve_reuse
 class TrainConfig:
     """Options of :func:`train`.
 
-    ``time_budget`` (seconds) stops the run early, keeping the schedule of ``steps``.
+    ``time_budget`` (seconds) stops the run early, keeping the schedule of ``steps``; a run resumed from
+    its checkpoint goes on with the seconds and records it had (the budget is the whole run's).
     ``checkpoint_dir`` enables saving every ``checkpoint_every`` steps and resuming.
     ``patience`` stops after that many validations without a better validation NLL
     and returns the best parameters seen.
@@ -133,10 +134,11 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
     # a private copy: the step donates its input buffers, and the caller's params must survive that
     params = jax.tree_util.tree_map(jnp.array, params)
     state = {"params": params, "opt_state": optimizer.init(params)}
-    start_step = 0
+    start_step, resumed = 0, {}
     ckpt_dir = Path(tc.checkpoint_dir) if tc.checkpoint_dir else None
     if ckpt_dir is not None and checkpoints.has_training_state(ckpt_dir):
-        state, start_step, _ = checkpoints.load_training_state(ckpt_dir, state)
+        # a resumed run goes on where it stopped: its records, and its clock (the time budget is the run's)
+        state, start_step, resumed = checkpoints.load_training_state(ckpt_dir, state)
 
     loss_fn = lambda p, b: negative_log_likelihood(model, config, p, b)  # noqa: E731
 
@@ -155,7 +157,8 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
     def validate(params):
         return float(np.mean([float(eval_loss(params, b)) for b in validation]))
 
-    history, started = [], time.perf_counter()
+    history = list(resumed.get("history", []))
+    started = time.perf_counter() - float(resumed.get("seconds", 0.0))
     bar = tqdm(total=tc.steps, initial=start_step, disable=not tc.progress, desc="training", unit="step",
                mininterval=1.0)
     step, running = start_step, []
@@ -196,7 +199,8 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
                     bar.set_postfix(loss=f"{train_nll:.3f}", refresh=False)
                 history.append(record)
             if ckpt_dir is not None and (step % tc.checkpoint_every == 0 or last or out_of_time):
-                checkpoints.save_training_state(ckpt_dir, state, step)
+                checkpoints.save_training_state(ckpt_dir, state, step, extra={
+                    "seconds": time.perf_counter() - started, "history": history})
             if out_of_time or stopped_early:
                 break
     bar.close()
