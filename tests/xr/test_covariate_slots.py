@@ -87,7 +87,7 @@ def test_selection_on_a_grid_scores_every_subset_by_calibrated_crps(tmp_path):
     ds = xr.Dataset({"t2m": t2m.where(rng.random(t2m.shape) > 0.4)})
     ds["noise"] = (("lat", "lon"), rng.normal(size=t2m.shape[1:]))
     # covariate rows that matter: a covariate of pure noise moves the predictions, and costs
-    model = extended_release("field-normal", tmp_path, SLOTS, 0.5)
+    model = extended_release("field-normal", tmp_path, SLOTS, rows={"covariates": 0.5})
     with pytest.warns(UserWarning, match=r"\['noise'\] did not improve the model's held-out CRPS"):
         model.fit(ds, "t2m", covariates=["noise"], steps=0)
     selection = model.history_[-1]["covariate_selection"]
