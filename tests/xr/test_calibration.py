@@ -156,8 +156,8 @@ def test_too_few_observations_keep_the_uncalibrated_spread_and_say_so(field):
 
 
 def test_count_models_are_not_calibrated_and_say_why():
-    status = geonp.NeuralProcess(pretrained="gp2d-normal")._calibrate(None, None, "v", (), _Head())
-    assert status["std_scale"] == 1.0 and "binomial" in status["status"]
+    status, selection = geonp.NeuralProcess(pretrained="gp2d-normal")._calibrate(None, None, "v", (), _Head())
+    assert status["std_scale"] == 1.0 and "binomial" in status["status"] and selection is None
 
 
 class _Head:
