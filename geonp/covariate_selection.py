@@ -27,6 +27,7 @@ predictions of the held-out locations.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import warnings
@@ -50,6 +51,22 @@ def subsets(names) -> list[tuple[str, ...]]:
 
 def label(subset) -> str:
     return " + ".join(subset) if subset else "none"
+
+
+def every_covariate(why: str, names) -> dict:
+    """The record of a fit that did not choose: ``why``, and every covariate kept."""
+    return {"status": f"not selected: {why}, every covariate used", "kept": list(names), "ignored": []}
+
+
+@contextlib.contextmanager
+def using_subset(model, names, subset):
+    """``model`` (a fitted estimator) sees only ``subset`` of its covariates ``names`` inside the block."""
+    original = model.scaling_
+    model.scaling_ = dataclasses.replace(original, covariates_ignored=tuple(c for c in names if c not in subset))
+    try:
+        yield model
+    finally:
+        model.scaling_ = original
 
 
 def location_folds(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -103,7 +120,7 @@ def select_for_survey(model, data, point_dim: str, names, y: np.ndarray, seed: i
 
     ``y [n, C]``: each location's observation columns as the likelihood reads them (binomial:
     positives, trials). Locations without an observation must already be dropped from ``data``.
-    ``model.scaling_`` is swapped per subset and restored; the chosen subset is not applied here.
+    Each subset is scored through :func:`using_subset`; the chosen one is not applied here.
     """
     n = data.sizes[point_dim]
     rng = np.random.default_rng(seed)
@@ -112,21 +129,16 @@ def select_for_survey(model, data, point_dim: str, names, y: np.ndarray, seed: i
         folds = np.where(np.isin(np.arange(n), rng.choice(n, MAX_HELD_OUT, replace=False)), folds, -1)
     head = model.config_.likelihood
     value_vars = [v for v in data.data_vars if v not in names]
-    original = model.scaling_
 
     def score_subset(subset, train, test):
-        model.scaling_ = dataclasses.replace(original, covariates_ignored=tuple(c for c in names if c not in subset))
         target = data.isel({point_dim: test}).drop_vars(value_vars)
-        with warnings.catch_warnings():  # warnings fit gives once, not per fold
+        with using_subset(model, names, subset), warnings.catch_warnings():  # warnings fit gives once
             warnings.simplefilter("ignore", UserWarning)
             pred = model.predict(data.isel({point_dim: train}), target=target, quantiles=_Q, progress=False,
                                  calibrated=False)
         q = pred["quantiles"].transpose(point_dim, "quantile").values
         return predictive_log_prob(head, q, y[test])
 
-    try:
-        result = select(score_subset, names, folds, progress=bool(model.progress))
-    finally:
-        model.scaling_ = original
+    result = select(score_subset, names, folds, progress=bool(model.progress))
     result.update(folds=FOLDS, held_out=int((folds >= 0).sum()))
     return result

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from geonp import covariate_selection as selection_lib
 from geonp.errors import CheckpointError, ConfigError
 from geonp.features import counts as counts_lib
 from geonp.features import tables as tables_lib
@@ -160,9 +161,9 @@ class FittingMixin:
         selection = self._select_covariates(data, table, observed, name, count_var, covariates)
         self.calibration_, on_grid = self._calibrate(data, table, name, covariates, head)
         selection = selection or on_grid
-        if selection is None and self.select_covariates and self.config_.covariate_slots and covariates:
-            selection = {"status": "not selected (surveys of one time, and gridded Gaussian fields that can be "
-                                   "calibrated, are): every covariate used", "kept": list(covariates), "ignored": []}
+        if selection is None and self._selects_covariates(covariates):
+            selection = selection_lib.every_covariate("only surveys of one time and gridded Gaussian fields that "
+                                                      "can be calibrated are", covariates)
         # the calibration joins the last record of the history (a record of its own after steps=0)
         self.history_ = [dict(r) for r in history] or [{"step": 0}]
         self.history_[-1]["calibration"] = self.calibration_
@@ -175,28 +176,29 @@ class FittingMixin:
         """Covariates given to ``fit`` that held-out selection left out (``select_covariates``)."""
         return tuple(self.scaling_.covariates_ignored)
 
+    def _selects_covariates(self, covariates) -> bool:
+        """Whether ``fit`` chooses among ``covariates``: a slot model given some, with ``select_covariates``."""
+        return bool(self.select_covariates and self.config_.covariate_slots and covariates)
+
     def _select_covariates(self, data, table, observed, name, count_var, covariates) -> dict | None:
         """Keep the covariates that improve the held-out log score (:mod:`geonp.covariate_selection`)."""
-        from geonp import covariate_selection as selection
-
-        if not (self.select_covariates and self.config_.covariate_slots and covariates):
+        if not self._selects_covariates(covariates):
             return None
         if not counts_lib.is_survey(table) or self.temporal or observed.shape[0] != 1:
             return None  # grids choose on the calibration's held-out cells (_calibrate)
         rows = np.flatnonzero(observed[0])
-        if rows.size < selection.MIN_LOCATIONS:
-            return {"status": f"not selected: {rows.size} locations (need {selection.MIN_LOCATIONS} for "
-                              f"{selection.FOLDS}-fold cross-validation), every covariate used",
-                    "kept": list(covariates), "ignored": []}
+        if rows.size < selection_lib.MIN_LOCATIONS:
+            return selection_lib.every_covariate(f"{rows.size} locations (need {selection_lib.MIN_LOCATIONS} for "
+                                                 f"{selection_lib.FOLDS}-fold cross-validation)", covariates)
         ds, _ = tables_lib.as_dataset(data, name)
         point_dim = table.point_dims[0]
         ds = ds[[name] + ([count_var] if count_var else []) + list(covariates)].isel({point_dim: rows})
         lined_up = all(np.allclose(np.asarray(ds[c].values, np.float64), along[0, rows], equal_nan=True)
                        for c, along in ((table.layout.x, table.x), (table.layout.y, table.y)) if c in ds.coords)
         if not lined_up:  # the table's points are not the data's in order: never score the wrong sites
-            return {"status": "not selected: the surveys' points could not be matched to the data's rows, every "
-                              "covariate used", "kept": list(covariates), "ignored": []}
-        result = selection.select_for_survey(self, ds, point_dim, list(covariates), table.values[0, rows],
+            return selection_lib.every_covariate("the surveys' points could not be matched to the data's rows",
+                                                 covariates)
+        result = selection_lib.select_for_survey(self, ds, point_dim, list(covariates), table.values[0, rows],
                                              self.seed)
         result = {"status": "selected by leave-location-out log score", **result}
         self._ignore_covariates(result["ignored"], result, "leave-location-out log score on this data", "log score")
@@ -204,11 +206,10 @@ class FittingMixin:
 
     def _ignore_covariates(self, ignored, choice, criterion: str, metric: str) -> None:
         """Leave ``ignored`` out of the model's slots, and say so."""
-        from geonp.covariate_selection import label
-
         if not ignored:
             return
         self.scaling_ = dataclasses.replace(self.scaling_, covariates_ignored=tuple(ignored))
+        label = selection_lib.label
         best, full = choice["scores"][label(choice["kept"])], choice["scores"][label(self.covariates_)]
         warnings.warn(f"covariate(s) {ignored} did not improve the model's {criterion} ({metric} {best:.4f} "
                       f"without, {full:.4f} with every covariate); the model ignores them (covariates_ignored_). "
@@ -223,7 +224,6 @@ class FittingMixin:
         Returns ``(calibration, covariate selection or None)``.
         """
         from geonp import calibration
-        from geonp import covariate_selection as selection_lib
 
         if not head.standardise or head.name != "normal":
             return {"status": f"not calibrated: a {head.name} model (only Gaussian fields are)", "std_scale": 1.0}, None
@@ -235,18 +235,14 @@ class FittingMixin:
         if not all(d in ds[name].dims for d in spatial):
             return ({"status": "not calibrated: the spatial coordinates are not grid dimensions", "std_scale": 1.0},
                     None)
-        select = bool(self.select_covariates and self.config_.covariate_slots and covariates)
-        original, results = self.scaling_, {}
-        try:
-            candidates = selection_lib.subsets(covariates) if select else [tuple(covariates)]
-            for subset in tqdm(candidates, desc=f"calibrating {len(candidates)} covariate subsets", unit="subset",
-                               disable=not (self.progress and select), mininterval=1.0):
-                self.scaling_ = dataclasses.replace(
-                    original, covariates_ignored=tuple(c for c in covariates if c not in subset) if select else ())
-                results[subset] = calibration.calibrate(self, ds[name], spatial, {c: ds[c] for c in covariates},
-                                                        seed=self.seed)
-        finally:
-            self.scaling_ = original
+        select = self._selects_covariates(covariates)
+        candidates = selection_lib.subsets(covariates) if select else [tuple(covariates)]
+        given = {c: ds[c] for c in covariates}
+        results = {}
+        for subset in tqdm(candidates, desc=f"calibrating {len(candidates)} covariate subsets", unit="subset",
+                           disable=not (self.progress and select), mininterval=1.0):
+            with selection_lib.using_subset(self, covariates, subset):
+                results[subset] = calibration.calibrate(self, ds[name], spatial, given, seed=self.seed)
         scored = {s: r["after"]["crps"] for s, r in results.items() if r["status"] == "calibrated"}
         chosen = min(scored, key=lambda s: scored[s]) if scored else tuple(covariates)  # ties: the full set
         result = results[chosen]
@@ -255,11 +251,11 @@ class FittingMixin:
                           UserWarning, stacklevel=3)
         if not select:
             return result, None
+        if not scored:
+            return result, selection_lib.every_covariate("no held-out cells", covariates)
         ignored = [c for c in covariates if c not in chosen]
-        choice = {"status": ("selected by calibrated CRPS on the held-out cells" if scored else
-                             "not selected: no held-out cells, every covariate used"),
-                  "kept": list(chosen), "ignored": ignored,
-                  "scores": {selection_lib.label(s): v for s, v in scored.items()}}
+        choice = {"status": "selected by calibrated CRPS on the held-out cells", "kept": list(chosen),
+                  "ignored": ignored, "scores": {selection_lib.label(s): v for s, v in scored.items()}}
         self._ignore_covariates(ignored, choice, "held-out CRPS on this data", "crps")
         return result, choice
 

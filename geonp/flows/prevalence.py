@@ -193,8 +193,7 @@ def region_prevalence(model, frame: pd.DataFrame, targets, grid_table, num_sampl
     import geonp
 
     covariates = list(covariates)
-    if isinstance(targets, xr.Dataset) and "point" in targets.dims:  # the covariate grid's points
-        targets = targets.to_dataframe().reset_index(drop=True)
+    targets = _grid_points_as_table(targets)
     if isinstance(targets, pd.DataFrame):
         if weights is not None and (grid_table is None or weights not in grid_table):
             raise ConfigError(f"weights={weights!r} must be a column of grid_csv.")
@@ -232,14 +231,21 @@ def region_prevalence(model, frame: pd.DataFrame, targets, grid_table, num_sampl
 
 def _candidate_sites(targets, max_points: int, seed: int, covariates=()) -> pd.DataFrame:
     """Up to ``max_points`` of the map's points (a random subset) as candidate survey sites (with their covariates)."""
-    if isinstance(targets, xr.Dataset) and "point" in targets.dims:  # the covariate grid's points
-        targets = targets.to_dataframe().reset_index(drop=True)
+    targets = _grid_points_as_table(targets)
     if isinstance(targets, pd.DataFrame):
         table = targets[["lon", "lat", *covariates]]
     else:
         lon, lat = np.meshgrid(targets.lon.values, targets.lat.values)
         table = pd.DataFrame({"lon": lon.ravel(), "lat": lat.ravel()})
     return _random_rows(table, max_points, seed)
+
+
+def _grid_points_as_table(targets):
+    """The covariate grid's points (a Dataset along ``point``, :func:`prediction_grid`) as a DataFrame; other
+    targets (a DataFrame, a regular lon/lat grid) as they are."""
+    if isinstance(targets, xr.Dataset) and "point" in targets.dims:
+        return targets.to_dataframe().reset_index(drop=True)
+    return targets
 
 
 def _random_rows(table: pd.DataFrame, max_points: int, seed: int) -> pd.DataFrame:
