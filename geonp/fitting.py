@@ -366,17 +366,12 @@ def _warn_constant_covariates(table, observed, names) -> None:
 
 def _with_covariates(config: BSATNPConfig, params, x_dim: int, seed: int):
     """A warm start with ``x_dim`` covariates: every weight carried over, new embedding rows freshly initialised."""
-    import jax.numpy as jnp
 
-    from geonp.nn.models import build_model
+    from geonp.nn.models import initial_params
     from geonp.training.warm_start import transplant
 
     config = dataclasses.replace(config, x_dim=x_dim)
-    meta = {g.name: jnp.zeros((1, 4, g.dim)) for g in config.groups}
-    inputs = (jnp.zeros((1, 4, x_dim)), jnp.ones((1, 4, config.y_columns)), meta, jnp.ones((1, 4), bool),
-              jnp.zeros((1, 4, x_dim)), meta)
-    fresh = build_model(config).init(jax.random.PRNGKey(seed), *inputs)
-    return config, transplant(params, fresh)[0]
+    return config, transplant(params, initial_params(config, seed))[0]
 
 
 def _count_variable(head, trials, exposure) -> str | None:

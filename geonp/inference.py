@@ -66,23 +66,26 @@ def pad_batch(batch: Batch) -> Batch:
     )
 
 
-def predict_raw(config: BSATNPConfig, params, batch: Batch, validate: bool = True):
-    """Raw likelihood parameters ``[B, Nt, num_outputs * y_dim]``; checks the batch first.
+def predict_raw(config: BSATNPConfig, params, batch: Batch, validate: bool = True, trim: bool = True) -> np.ndarray:
+    """Raw likelihood parameters ``[B, Nt, num_outputs * y_dim]`` (numpy); checks the batch first.
 
     Context and target sets are padded to bucket sizes, so tasks of 300 and of
-    400 points share one compiled program.
+    400 points share one compiled program. The padding targets are cut off on the
+    host (a jax slice would compile once per distinct ``Nt``); ``trim=False``
+    keeps them, ``[B, bucket_size(Nt), ...]``, for callers that go on in jax.
     """
     if validate:
         validate_batch(batch, config.groups, config.x_dim, config.y_columns)
         batch = sanitize_batch(batch)
     n_tgt = np.asarray(batch.x_tgt).shape[1]
     batch = pad_batch(batch)
-    as_f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    as_f32 = lambda x: jnp.asarray(np.asarray(x, np.float32))  # noqa: E731  (cast on the host: no compile per shape)
     inputs = (
         as_f32(batch.x_ctx), as_f32(batch.y_ctx), jax.tree_util.tree_map(as_f32, batch.meta_ctx),
         jnp.asarray(batch.mask_ctx, bool), as_f32(batch.x_tgt), jax.tree_util.tree_map(as_f32, batch.meta_tgt),
     )
-    return _compiled_apply(config)(params, *inputs)[:, :n_tgt]
+    raw = np.asarray(_compiled_apply(config)(params, *inputs))
+    return raw[:, :n_tgt] if trim else raw
 
 
 def predict(config: BSATNPConfig, params, batch: Batch, validate: bool = True) -> dict:

@@ -150,9 +150,10 @@ def network_conditional(predictor):
 
     def conditional(context, values, targets, key):
         batch, offset, scale = _draw_batch(predictor, context, values, targets)
-        raw = predict_raw(predictor.config, predictor.params, batch)[: len(values)]  # [B, nt, outputs]
-        draw = np.asarray(head.sample(raw, key, 1)[0], np.float64)  # [B, nt, Dy] each draw's own units
-        return draw * scale[:, None, :] + offset[:, None, :]
+        # drawn on the padded (bucketed) shape, so rounds of every size share a few compiled draws
+        raw = predict_raw(predictor.config, predictor.params, batch, trim=False)  # [DRAWS_PER_CALL, bucket, outputs]
+        draw = np.asarray(head.sample(raw, key, 1)[0], np.float64)[: len(values), : len(targets["space"])]
+        return draw * scale[:, None, :] + offset[:, None, :]  # [B, nt, Dy] each draw's own units
 
     return conditional
 

@@ -42,16 +42,13 @@ def extended_release(name, folder, changes: dict, new_rows: float = 0.0, metadat
     from geonp.estimator import NeuralProcess
     from geonp.model_store import pretrained, save_model
     from geonp.nn.config import token_layout, token_width
-    from geonp.nn.models import build_model
+    from geonp.nn.models import initial_params
     from geonp.training.warm_start import embedding_kernel_path, transplant, with_token_layout
 
     config, params, meta = pretrained(name)
     extended = dataclasses.replace(config, **changes)
-    groups = {g.name: np.zeros((1, 4, g.dim), np.float32) for g in extended.groups}
-    probe = (np.zeros((1, 4, extended.x_dim), np.float32), np.ones((1, 4, extended.y_columns), np.float32), groups,
-             np.ones((1, 4), bool), np.zeros((1, 4, extended.x_dim), np.float32), groups)
     moved = with_token_layout(params, config, extended)  # every input's rows where the new layout puts it
-    params, report = transplant(moved, build_model(extended).init(jax.random.PRNGKey(0), *probe), zero_new=True)
+    params, report = transplant(moved, initial_params(extended), zero_new=True)
     if report["partial"] or report["fresh"]:  # only the token embedding's inputs may change
         raise ValueError(f"{changes} changed more than the token embedding's inputs: {report}.")
     old_layout, layout = token_layout(config), token_layout(extended)

@@ -25,9 +25,9 @@ import numpy as np
 
 from geonp.errors import ConfigError
 from geonp.model_store import available, load_model, pretrained, save_model
-from geonp.nn.models import BSATNPConfig
+from geonp.nn.models import BSATNPConfig, initial_params
 from geonp.recipes import resolve
-from geonp.training.loop import TrainConfig, init_params, train
+from geonp.training.loop import TrainConfig, train
 from geonp.training.reuse import resolve_reuse
 from geonp.training.warm_start import transplant, with_token_layout
 
@@ -80,8 +80,7 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
     else:
         source_params = None
         config = BSATNPConfig(likelihood=likelihood, **(model or {}))
-    probe, _ = sampler.sample(jax.random.PRNGKey(seed), 2)
-    params = init_params(config, probe, seed)
+    params = initial_params(config, seed)
     report = None
     # new inputs (support, covariate slots, trend) extend the source: zero embedding rows, the same function at step 0,
     # and its lineage goes on

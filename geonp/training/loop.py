@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from geonp import checkpoints
 from geonp.errors import ConfigError
-from geonp.nn.models import BSATNPConfig, build_model
+from geonp.nn.models import BSATNPConfig, build_model, initial_params
 from geonp.tasks.batch import Batch
 from geonp.training.optim import make_optimizer
 from geonp.training.prefetch import Prefetcher
@@ -113,10 +113,6 @@ def negative_log_likelihood(model: nn.Module, config: BSATNPConfig, params, batc
     return -jnp.sum(log_p) / jnp.maximum(jnp.sum(real.astype(log_p.dtype)), 1.0)
 
 
-def init_params(config: BSATNPConfig, batch: Batch, seed: int = 0):
-    return build_model(config).init(jax.random.PRNGKey(seed), *batch.model_inputs())
-
-
 def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig(), params=None,
           validation_sampler=None) -> TrainResult:
     """Meta-train a BSA-TNP on tasks from ``sampler`` (anything with ``sample(key, batch_size)``).
@@ -130,7 +126,7 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
     batch_of_step = StepBatches(sampler, tc.batch_size, seed_key, resolve_reuse(tc.task_reuse, sampler))
 
     if params is None:
-        params = init_params(config, sampler.sample(seed_key, tc.batch_size)[0], tc.seed)
+        params = initial_params(config, tc.seed)
     # a private copy: the step donates its input buffers, and the caller's params must survive that
     params = jax.tree_util.tree_map(jnp.array, params)
     state = {"params": params, "opt_state": optimizer.init(params)}

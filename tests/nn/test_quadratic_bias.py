@@ -12,9 +12,8 @@ import pytest
 from geonp.nn import attention as attention_lib
 from geonp.nn import bias as bias_lib
 from geonp.nn import quadratic_bias as qb
-from geonp.nn.models import BSATNPConfig, build_model
+from geonp.nn.models import BSATNPConfig, build_model, initial_params
 from geonp.tasks.gp import GPTaskSampler, shift_batch
-from geonp.training.loop import init_params
 
 PLANE = bias_lib.CoordinateGroup("space", 2, init_length_scales=(0.2, 2.0))
 SPHERE = bias_lib.CoordinateGroup("space", 2, "great_circle", init_length_scales=(0.2, 2.0), radius=6371.0 / 500)
@@ -88,7 +87,7 @@ def test_default_model_is_translation_invariant_and_scan_equals_dense():
     config = BSATNPConfig(num_blocks=2, width=16, num_heads=2, head_dim=8, ff_dim=32, q_block=16, k_block=16)
     assert config.bias == "quadratic"
     batch, _ = GPTaskSampler(num_context=(20, 40), num_target=30).sample(jax.random.PRNGKey(0), 2)
-    params = init_params(config, batch)
+    params = initial_params(config)
     # perturb the bias so that it is anisotropic
     params = jax.tree_util.tree_map_with_path(
         lambda path, x: x + 0.2 if "lower" in jax.tree_util.keystr(path) else x, params)

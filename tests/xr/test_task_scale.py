@@ -6,9 +6,8 @@ import pytest
 
 import geonp
 from geonp.model_store import save_model
-from geonp.nn.models import BSATNPConfig
+from geonp.nn.models import BSATNPConfig, initial_params
 from geonp.tasks.fields import FieldTaskSampler
-from geonp.training.loop import init_params
 
 from .conftest import smooth_field
 
@@ -18,7 +17,7 @@ def task_scale_release(tmp_path_factory):
     """A small untrained network released as the field model is: ``center`` = task-scale."""
     config = BSATNPConfig(num_blocks=2, width=16, num_heads=2, head_dim=8, ff_dim=32)
     batch, _ = FieldTaskSampler(num_context=32, min_context=8, num_target=8).sample(0, 2)
-    params = init_params(config, batch, seed=1)
+    params = initial_params(config, 1)
     path = tmp_path_factory.mktemp("release") / "field-tiny"
     save_model(path, config, jax.tree_util.tree_map(np.asarray, params), {"center": "task-scale"})
     return str(path)
@@ -37,14 +36,14 @@ def test_each_tile_is_standardised_by_its_context(task_scale_release):
 
 
 def test_targets_beyond_the_data_are_warned_about_and_counted():
-    field = smooth_field(np.arange(40.0, 60.0, 0.25), np.arange(-10.0, 10.0, 0.25), times=1)  # 80 x 80
+    field = smooth_field(np.arange(44.0, 56.0, 0.25), np.arange(-6.0, 6.0, 0.25), times=1)  # 48 x 48
     context = field.copy()
-    context[:, :, 40:] = np.nan  # the eastern half (10 degrees) has no observation at all
+    context[:, :, 24:] = np.nan  # the eastern half (6 degrees) has no observation at all
     model = geonp.NeuralProcess(pretrained="gp2d-normal", steps=0).fit(context)
     with pytest.warns(UserWarning, match="farther than .* from any observation"):
         pred = model.predict(context, progress=False)
     far = pred.attrs["geonp_far_from_data"]
     assert 0 < far < field.size / 2
     assert pred.attrs["geonp_far_from_data_units"] == "km"
-    near = model.predict(context, target=field.isel(lon=slice(0, 40)), progress=False)
+    near = model.predict(context, target=field.isel(lon=slice(0, 24)), progress=False)
     assert near.attrs["geonp_far_from_data"] == 0
