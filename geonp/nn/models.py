@@ -24,6 +24,8 @@ covariates keeps its embedding rows, see ``geonp.training.warm_start``.)
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 
 from geonp.nn import bias as bias_lib
@@ -117,4 +119,11 @@ def initial_params(config: BSATNPConfig, seed: int = 0):
     meta = {g.name: jnp.zeros((1, 4, g.dim)) for g in config.groups}
     probe = (jnp.zeros((1, 4, config.x_dim)), jnp.ones((1, 4, config.y_columns)), meta, jnp.ones((1, 4), bool),
              jnp.zeros((1, 4, config.x_dim)), meta)
-    return jax.jit(build_model(config).init)(jax.random.PRNGKey(seed), *probe)
+    return _jitted_init(config)(jax.random.PRNGKey(seed), *probe)
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_init(config: BSATNPConfig):
+    import jax
+
+    return jax.jit(build_model(config).init)

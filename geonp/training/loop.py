@@ -113,6 +113,28 @@ def negative_log_likelihood(model: nn.Module, config: BSATNPConfig, params, batc
     return -jnp.sum(log_p) / jnp.maximum(jnp.sum(real.astype(log_p.dtype)), 1.0)
 
 
+@functools.lru_cache(maxsize=8)
+def _compiled_steps(config: BSATNPConfig, steps: int, learning_rate: float, warmup_steps: int, weight_decay: float,
+                    clip_norm: float | None):
+    """The jitted training step and validation loss for one model and optimiser, and the optimiser.
+
+    Cached, so that fitting again with the same settings (a notebook re-run, a test) reuses the
+    compiled programs instead of tracing and compiling the step anew.
+    """
+    model = build_model(config)
+    optimizer = make_optimizer(steps, learning_rate, warmup_steps, weight_decay, clip_norm)
+    loss_fn = lambda p, b: negative_log_likelihood(model, config, p, b)  # noqa: E731
+
+    # the old state's buffers are donated to the new one: no copy of params and optimiser state per step
+    @functools.partial(jax.jit, donate_argnums=0)
+    def train_step(state, batch):
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        return {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}, loss
+
+    return train_step, jax.jit(loss_fn), optimizer
+
+
 def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig(), params=None,
           validation_sampler=None) -> TrainResult:
     """Meta-train a BSA-TNP on tasks from ``sampler`` (anything with ``sample(key, batch_size)``).
@@ -120,8 +142,8 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
     Validation batches come from ``validation_sampler`` (default: ``sampler`` with another seed).
     """
     tc = train_config
-    model = build_model(config)
-    optimizer = make_optimizer(tc.steps, tc.learning_rate, tc.warmup_steps, tc.weight_decay, tc.clip_norm)
+    train_step, eval_loss, optimizer = _compiled_steps(config, tc.steps, tc.learning_rate, tc.warmup_steps,
+                                                       tc.weight_decay, tc.clip_norm)
     seed_key = jax.random.PRNGKey(tc.seed)
     batch_of_step = StepBatches(sampler, tc.batch_size, seed_key, resolve_reuse(tc.task_reuse, sampler))
 
@@ -136,16 +158,6 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
         # a resumed run goes on where it stopped: its records, and its clock (the time budget is the run's)
         state, start_step, resumed = checkpoints.load_training_state(ckpt_dir, state)
 
-    loss_fn = lambda p, b: negative_log_likelihood(model, config, p, b)  # noqa: E731
-
-    # the old state's buffers are donated to the new one: no copy of params and optimiser state per step
-    @functools.partial(jax.jit, donate_argnums=0)
-    def train_step(state, batch):
-        loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch)
-        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-        return {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}, loss
-
-    eval_loss = jax.jit(loss_fn)
     val_source = validation_sampler or sampler
     validation = [val_source.sample(jax.random.fold_in(jax.random.PRNGKey(tc.seed + 10_000), i), tc.batch_size)[0]
                   for i in range(tc.validation_batches)]
