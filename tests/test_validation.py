@@ -12,7 +12,7 @@ from geonp.errors import (
     NonFiniteInputError,
 )
 from geonp.inference import predict
-from geonp.nn.models import BSATNP, BSATNPConfig
+from geonp.nn.models import BSATNPConfig, initial_params
 from geonp.tasks.gp import GPTaskSampler
 
 SMALL = BSATNPConfig(num_blocks=1, width=16, num_heads=2, head_dim=8, ff_dim=32)
@@ -22,7 +22,7 @@ SMALL = BSATNPConfig(num_blocks=1, width=16, num_heads=2, head_dim=8, ff_dim=32)
 def setup():
     batch, _ = GPTaskSampler(num_context=(10, 20), num_target=8).sample(jax.random.PRNGKey(0), 2)
     batch = jax.tree_util.tree_map(np.asarray, batch)
-    params = BSATNP(SMALL).init(jax.random.PRNGKey(0), *batch.model_inputs())
+    params = initial_params(SMALL, 0)
     return batch, params
 
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from geonp.nn import cmanp
-from geonp.nn.models import BSATNPConfig, build_model
+from geonp.nn.models import BSATNPConfig, build_model, initial_params
 from geonp.tasks.gp import GPTaskSampler
 
 CONFIG = BSATNPConfig(num_blocks=2, width=32, num_heads=2, head_dim=16, ff_dim=64, family="cmanp", bias="none",
@@ -47,7 +47,7 @@ def _task(seed, n_ctx=90):
 def test_incremental_updates_give_the_same_latents_and_predictions_as_all_at_once():
     batch = _task(0)
     model = build_model(CONFIG)
-    params = model.init(jax.random.PRNGKey(1), *batch.model_inputs())
+    params = initial_params(CONFIG, 1)
     condition = functools.partial(model.apply, params, method=cmanp.CMANP.condition)
     update = functools.partial(model.apply, params, method=cmanp.CMANP.update)
     latents = functools.partial(model.apply, params, method=cmanp.CMANP.latents)
@@ -70,8 +70,7 @@ def test_incremental_updates_give_the_same_latents_and_predictions_as_all_at_onc
 def test_conditioning_never_materialises_latents_by_context():
     """Memory grows with the context only by its tokens, never by a [heads x latents] score column per point."""
     model = build_model(CONFIG.__class__(**{**CONFIG.__dict__, "num_latents": 256, "num_heads": 4}))
-    batch = _task(2, 16)
-    params = model.init(jax.random.PRNGKey(0), *batch.model_inputs())
+    params = initial_params(model.config, 0)
     fn = jax.jit(functools.partial(model.apply, params, method=cmanp.CMANP.condition))
 
     def temp_bytes(n):

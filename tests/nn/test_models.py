@@ -9,7 +9,7 @@ import pytest
 
 from geonp.errors import ConfigError
 from geonp.nn import bias as bias_lib
-from geonp.nn.models import BSATNP, BSATNPConfig, default_groups
+from geonp.nn.models import BSATNP, BSATNPConfig, default_groups, initial_params
 from geonp.tasks.gp import GPTaskSampler, shift_batch
 
 SMALL = BSATNPConfig(num_blocks=2, width=32, num_heads=2, head_dim=16, ff_dim=64, q_block=32, k_block=32)
@@ -23,7 +23,7 @@ def gp_batch():
 
 @pytest.fixture(scope="module")
 def params(gp_batch):
-    return BSATNP(SMALL).init(jax.random.PRNGKey(1), *gp_batch.model_inputs())
+    return initial_params(SMALL, 1)
 
 
 def _apply(config, params, batch):
@@ -52,7 +52,7 @@ def test_translation_invariance(gp_batch, params):
 
 def test_embedding_coordinates_breaks_invariance_when_asked(gp_batch):
     config = dataclasses.replace(SMALL, embed_coordinates=True)
-    p = BSATNP(config).init(jax.random.PRNGKey(1), *gp_batch.model_inputs())
+    p = initial_params(config, 1)
     out = _apply(config, p, gp_batch)
     moved = _apply(config, p, shift_batch(gp_batch, 10.0))
     assert np.max(np.abs(out - moved)) > 1e-3
@@ -89,8 +89,7 @@ def test_global_model_is_rotation_invariant():
     y = jax.random.normal(key[2], (1, 30, 1))
     mask = jnp.ones((1, 30), bool)
     x0 = jnp.zeros((1, 30, 0))
-    params = BSATNP(config).init(jax.random.PRNGKey(0), x0, y, {"space": lonlat[:, :30]}, mask,
-                                 jnp.zeros((1, 10, 0)), {"space": lonlat[:, 30:]})
+    params = initial_params(config, 0)
     f = jax.jit(BSATNP(config).apply)
     a = f(params, x0, y, {"space": lonlat[:, :30]}, mask, jnp.zeros((1, 10, 0)), {"space": lonlat[:, 30:]})
     rotated = lonlat.at[..., 0].add(200.0)  # crosses the date line; 0-360 and -180-180 mixed
@@ -130,7 +129,7 @@ def test_every_architecture_config_round_trips_through_json(arch):
 
 def test_kernel_bias_model_is_translation_invariant_linear_kernel_included(gp_batch):
     config = dataclasses.replace(SMALL, bias="kernel")
-    p = BSATNP(config).init(jax.random.PRNGKey(1), *gp_batch.model_inputs())
+    p = initial_params(config, 1)
     np.testing.assert_allclose(_apply(config, p, gp_batch), _apply(config, p, shift_batch(gp_batch, 10.0)), atol=5e-5)
 
 
