@@ -6,11 +6,10 @@ import functools
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 from geonp import checkpoints
 from geonp.errors import CheckpointError
-from geonp.nn.models import BSATNPConfig, build_model
+from geonp.nn.models import BSATNPConfig, build_model, probe_inputs
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained_models"
 
@@ -21,11 +20,7 @@ def params_template(config: BSATNPConfig):
 
     Cached per config (tracing the model takes ~0.5 s; the result is an immutable tree of shapes).
     """
-    B, n = 1, 4
-    meta = {g.name: jnp.zeros((B, n, g.dim)) for g in config.groups}
-    inputs = (jnp.zeros((B, n, config.x_dim)), jnp.ones((B, n, config.y_columns)), meta, jnp.ones((B, n), bool),
-              jnp.zeros((B, n, config.x_dim)), meta)
-    return jax.eval_shape(build_model(config).init, jax.random.PRNGKey(0), *inputs)
+    return jax.eval_shape(build_model(config).init, jax.random.PRNGKey(0), *probe_inputs(config))
 
 
 def save_model(path, config: BSATNPConfig, params, metadata: dict | None = None) -> Path:

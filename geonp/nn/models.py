@@ -114,12 +114,17 @@ def initial_params(config: BSATNPConfig, seed: int = 0):
     instead of one per operation, several times faster than eager on a CPU).
     """
     import jax
+
+    return _jitted_init(config)(jax.random.PRNGKey(seed), *probe_inputs(config))
+
+
+def probe_inputs(config: BSATNPConfig, points: int = 4) -> tuple:
+    """Model inputs of one task with ``points`` context and target points (zeros), for init and shapes."""
     import jax.numpy as jnp
 
-    meta = {g.name: jnp.zeros((1, 4, g.dim)) for g in config.groups}
-    probe = (jnp.zeros((1, 4, config.x_dim)), jnp.ones((1, 4, config.y_columns)), meta, jnp.ones((1, 4), bool),
-             jnp.zeros((1, 4, config.x_dim)), meta)
-    return _jitted_init(config)(jax.random.PRNGKey(seed), *probe)
+    meta = {g.name: jnp.zeros((1, points, g.dim)) for g in config.groups}
+    return (jnp.zeros((1, points, config.x_dim)), jnp.ones((1, points, config.y_columns)), meta,
+            jnp.ones((1, points), bool), jnp.zeros((1, points, config.x_dim)), meta)
 
 
 @functools.lru_cache(maxsize=16)
