@@ -366,7 +366,6 @@ def _warn_constant_covariates(table, observed, names) -> None:
 
 def _with_covariates(config: BSATNPConfig, params, x_dim: int, seed: int):
     """A warm start with ``x_dim`` covariates: every weight carried over, new embedding rows freshly initialised."""
-
     from geonp.nn.models import initial_params
     from geonp.training.warm_start import transplant
 

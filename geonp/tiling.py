@@ -227,7 +227,7 @@ class TilePredictor:
         for start in range(0, len(groups), GROUPS_PER_CALL):
             chunk = groups[start:start + GROUPS_PER_CALL]
             batch, standardisations = self._group_batch(task, chunk, tgt_space, tgt_time, tgt_cov)
-            out = np.asarray(predict_raw(self.config, self.params, batch))  # [G, Nt, outputs]
+            out = predict_raw(self.config, self.params, batch)  # [G, Nt, outputs] numpy
             for i, (t_idx, _) in enumerate(chunk):
                 raw[t_idx] = out[i, : t_idx.size]
                 offset[t_idx], scale[t_idx] = standardisations[i]
