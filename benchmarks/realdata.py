@@ -212,7 +212,10 @@ def _calibrated(context, **fit_options):
     """The ``--model`` calibrated on ``context`` as the accessor calibrates its default (``fit(steps=0)``)."""
     import geonp
 
-    return geonp.NeuralProcess(pretrained=MODEL, steps=0, progress=False).fit(context, **fit_options)
+    model = geonp.NeuralProcess(pretrained=MODEL, steps=0, progress=False).fit(context, **fit_options)
+    global LAST_TREND
+    LAST_TREND = model.calibration_.get("trend")
+    return model
 
 
 def _covariate_slots(model: str) -> int:

@@ -253,12 +253,27 @@ def summarise(mean, std, truth) -> dict:
             "cov95": round(float(metrics.coverage(mean, std, truth, 0.95)), 4)}
 
 
+def held_out_sample(where: np.ndarray, shape: tuple[int, int], count: int, rng, block: int = 1) -> np.ndarray:
+    """``count`` of the held-out cells ``where`` (flat indices into a grid of ``shape``): at random, or
+    (``block`` > 1) in whole ``block x block`` squares taken in random order, so that they share
+    neighbourhoods and cost far fewer model calls (for comparisons; the spread is fitted on random cells)."""
+    if block <= 1:
+        return rng.choice(where, size=count, replace=False)
+    rows, cols = np.unravel_index(where, shape)
+    square = (rows // block) * (shape[1] // block + 1) + cols // block
+    squares, of_cell = np.unique(square, return_inverse=True)
+    rank = rng.permutation(squares.size)[of_cell.reshape(-1)]
+    return where[np.argsort(rank, kind="stable")[:count]]
+
+
 def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariates: dict,
-              max_fields: int = 4, max_targets: int = 3000, seed: int = 0) -> dict:
+              max_fields: int = 4, max_targets: int = 3000, seed: int = 0, block: int = 1) -> dict:
     """Hold out cells of ``data`` (a gridded field, any extra dims are fields) and fit ``std_scale``.
 
     ``model`` is a fitted :class:`geonp.NeuralProcess` (its ``calibration_`` is not used here);
-    ``covariates`` maps names to DataArrays on the same grid; ``spatial_dims`` are the grid's (y, x) dims.
+    ``covariates`` maps names to DataArrays on the same grid; ``spatial_dims`` are the grid's (y, x) dims;
+    ``block``: above ``max_targets`` held-out cells per mask, keep them in whole squares of this side
+    (:func:`held_out_sample`).
     """
     ydim, xdim = spatial_dims
     others = [d for d in data.dims if d not in spatial_dims]
@@ -280,7 +295,7 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
             continue
         where = np.flatnonzero(hidden.ravel())
         if where.size > max_targets:
-            where = rng.choice(where, size=max_targets, replace=False)
+            where = held_out_sample(where, hidden.shape, max_targets, rng, block)
         index = np.unravel_index(i, stacked.shape[:-2]) if others else ()
         field = stacked[dict(zip(others, index, strict=True))] if others else stacked
         masked = field.where(~xr.DataArray(hidden, dims=(ydim, xdim)))

@@ -53,6 +53,11 @@ class NeuralProcess(FittingMixin, PredictionMixin, PersistenceMixin):
             the leave-location-out log score on surveys, the calibrated CRPS on the calibration's
             held-out cells on Gaussian grids. The rest become unused slots and are named in
             ``covariates_ignored_``. False: use every covariate given.
+        trend: the large-scale drift of a Gaussian field (:mod:`geonp.features.trend`): a polynomial in
+            space fitted to each field's observations, which the model's neighbourhoods then fill in
+            around. ``"auto"`` (default): ``fit`` chooses none (0) or the curvature (2) by the
+            CRPS on the calibration's held-out cells (gridded Gaussian fields; elsewhere none);
+            0, 1 or 2: that degree.
     """
 
     def __init__(self, arch: str = "bsa-tnp", likelihood: str = "normal", pretrained: str | None = None,
@@ -62,7 +67,7 @@ class NeuralProcess(FittingMixin, PredictionMixin, PersistenceMixin):
                  num_target: int = 256, steps: int = 500, batch_size: int = 8, learning_rate: float = 5e-4,
                  time_budget: float | None = None, patience: int | None = None,
                  validation_fraction: float = 0.1, seed: int = 0, progress: bool = True,
-                 select_covariates: bool = True):
+                 select_covariates: bool = True, trend: int | str = "auto"):
         self.arch = arch
         self.likelihood = likelihood
         self.pretrained = pretrained
@@ -85,6 +90,7 @@ class NeuralProcess(FittingMixin, PredictionMixin, PersistenceMixin):
         self.seed = seed
         self.progress = progress
         self.select_covariates = select_covariates
+        self.trend = trend
 
     # ------------------------------------------------------------------ scikit-learn contract
 

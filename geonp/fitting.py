@@ -21,6 +21,7 @@ from geonp import covariate_selection as selection_lib
 from geonp.errors import CheckpointError, ConfigError
 from geonp.features import counts as counts_lib
 from geonp.features import tables as tables_lib
+from geonp.features import trend as trend_lib
 from geonp.features.scaling import FeatureScaling, fit_scaling
 from geonp.nn import likelihoods
 from geonp.nn.models import BSATNPConfig, default_groups
@@ -35,8 +36,9 @@ ARCHITECTURES = {
     "tnp-d": {"attention": "dense", "bias": "none", "embed_coordinates": True},  # coordinates in the tokens
     "cmanp": {"family": "cmanp", "bias": "none", "embed_coordinates": True},  # constant memory latents
 }
-LAZY_ABOVE_POINTS = 4_000_000  # targets larger than this stay lazy unless lazy=False
-FAR_CHECK_POINTS = 4_000_000  # targets beyond the reach of the data are counted up to this many points
+# the held-out set on which trend="auto" compares the drift's degrees: up to 2 masks of 1000 cells, in squares
+TREND_FIELDS, TREND_TARGETS, TREND_BLOCK = 2, 1000, 16
+TREND_MARGIN = 0.02  # a higher degree is kept only where it lowers that held-out CRPS by 2% or more
 
 
 def _resolve_pretrained(spec):
@@ -113,6 +115,9 @@ class FittingMixin:
             raise ConfigError(f"steps must be an integer >= 0 (0: calibrate a pretrained model without training), "
                               f"got {self.steps!r}.")
         head = likelihoods.get_likelihood(self.likelihood)
+        if not (self.trend == "auto" or (self.trend in trend_lib.DEGREES and not isinstance(self.trend, bool))):
+            raise ConfigError(f"trend must be 'auto' or a polynomial degree in {trend_lib.DEGREES} (0: no drift), "
+                              f"got {self.trend!r}.")
         if isinstance(var, list | tuple):
             if len(var) != 1:
                 raise ConfigError(f"var={var!r}: one variable per model; fit one model per variable.")
@@ -135,7 +140,8 @@ class FittingMixin:
             standardise=head.standardise, center=context_rule["center"],
         )
         scaling = dataclasses.replace(scaling, covariate_slots=config.covariate_slots,
-                                      far_context=context_rule["far_context"])
+                                      far_context=context_rule["far_context"],
+                                      trend_degree=self._fixed_trend(head, config))
         if scaling0 is not None and self.steps == 0:
             # a fitted model re-used without training keeps the length units it learned in;
             # values and covariates are re-standardised on this data
@@ -216,6 +222,42 @@ class FittingMixin:
                       f"Pass select_covariates=False to keep them; fit's history holds every subset's score.",
                       UserWarning, stacklevel=4)
 
+    def _fixed_trend(self, head, config) -> int:
+        """The drift's degree before any choice: the one asked for, 0 with ``"auto"`` (chosen in _calibrate)."""
+        if self.trend == "auto" or not self.trend:
+            return 0
+        if not head.standardise or config.family == "cmanp":
+            raise ConfigError(f"trend={self.trend!r}: a drift is fitted to Gaussian values conditioned on per "
+                              f"neighbourhood; this is a {head.name} model ({config.family}). Use trend=0.")
+        return int(self.trend)
+
+    def _choose_trend(self, data, spatial, covariates) -> dict:
+        """With ``trend="auto"``: the drift's degree (none or 2, :data:`geonp.features.trend.AUTO_DEGREES`)
+        with the lowest calibrated CRPS on held-out cells.
+
+        Both are calibrated on the same (smaller) held-out set; a higher degree is kept only
+        where it lowers the CRPS by ``TREND_MARGIN`` over the best lower one, since a polynomial
+        that wins by a hair on held-out cells can still extrapolate badly into the real gaps.
+        """
+        from geonp import calibration
+
+        scores = {}
+        for degree in trend_lib.AUTO_DEGREES:
+            self.scaling_ = dataclasses.replace(self.scaling_, trend_degree=degree)
+            result = calibration.calibrate(self, data, spatial, covariates, max_fields=TREND_FIELDS,
+                                           max_targets=TREND_TARGETS, seed=self.seed, block=TREND_BLOCK)
+            if result["status"] == "calibrated":
+                scores[degree] = result["after"]["crps"]
+        chosen = 0
+        for degree in sorted(scores):
+            if chosen not in scores or scores[degree] < (1.0 - TREND_MARGIN) * scores[chosen]:
+                chosen = degree
+        self.scaling_ = dataclasses.replace(self.scaling_, trend_degree=chosen)
+        if not scores:
+            return {"degree": 0, "status": "no drift: no cells could be held out to choose one"}
+        return {"degree": chosen, "status": "chosen by calibrated CRPS on held-out cells",
+                "crps_by_degree": {str(d): v for d, v in scores.items()}}
+
     def _calibrate(self, data, table, name, covariates, head) -> tuple[dict, dict | None]:
         """Held-out calibration of the predictive spread on this data (see :mod:`geonp.calibration`).
 
@@ -238,6 +280,10 @@ class FittingMixin:
         select = self._selects_covariates(covariates)
         candidates = selection_lib.subsets(covariates) if select else [tuple(covariates)]
         given = {c: ds[c] for c in covariates}
+        trend = ({"degree": self.scaling_.trend_degree, "status": "fixed by trend="}
+                 if self.trend != "auto" else
+                 {"degree": 0, "status": "no drift: a constant-memory model folds raw values"}
+                 if self.config_.family == "cmanp" else self._choose_trend(ds[name], spatial, given))
         results = {}
         for subset in tqdm(candidates, desc=f"calibrating {len(candidates)} covariate subsets", unit="subset",
                            disable=not (self.progress and select), mininterval=1.0):
@@ -245,7 +291,7 @@ class FittingMixin:
                 results[subset] = calibration.calibrate(self, ds[name], spatial, given, seed=self.seed)
         scored = {s: r["after"]["crps"] for s, r in results.items() if r["status"] == "calibrated"}
         chosen = min(scored, key=lambda s: scored[s]) if scored else tuple(covariates)  # ties: the full set
-        result = results[chosen]
+        result = {**results[chosen], "trend": trend}
         if result["status"] != "calibrated":
             warnings.warn(f"{result['status']}; the predictive spread is the model's own, uncalibrated.",
                           UserWarning, stacklevel=3)

@@ -24,6 +24,7 @@ from geonp.features.grids import refined_grid
 from geonp.features.scaling import TASK_RADIUS
 from geonp.features.support import TRAINED_UP_TO, support_between
 from geonp.features.tables import covariate_alignment_hint
+from geonp.features.trend import fit_trend
 from geonp.outputs import prediction_dataset
 from geonp.progress import TILE_PREFIX, TileProgress
 from geonp.tiling import ContextSet, TilePredictor, auto_halo, far_from_observations
@@ -195,7 +196,8 @@ class PredictionMixin:
         support = self._support(ctx, tgt, joint)
         predictor = TilePredictor(
             config=self._data_config(self.config_, s), params=self.params_, scaling=s,
-            context=ContextSet(**self._observed_by_task(ctx, observed, s, range(ctx.num_tasks))),
+            context=ContextSet(**with_drift(self._observed_by_task(ctx, observed, s, range(ctx.num_tasks)),
+                                            s.trend_degree if stream is None else 0)),
             task_shape=tuple(tgt.template.sizes[d] for d in tgt.task_dims),
             task_map=task_map, halo=self._halo_distance(halo), time_halo=self._time_halo(halo),
             quantiles=quantiles, num_samples=int(samples), seed=seed, temporal=self.temporal, thresholds=thresholds,
@@ -228,6 +230,7 @@ class PredictionMixin:
             **({"samples": "joint" if joint else "marginal"} if samples else {}),
             **({"context_support": round(support, 3)} if self.config_.support else {}),
             **({"covariates_ignored": ", ".join(s.covariates_ignored)} if s.covariates_ignored else {}),
+            **({"trend_degree": s.trend_degree} if head.standardise else {}),
             **far,
             **self._calibration_attrs(predictor.spread),
         }
@@ -458,6 +461,18 @@ def _is_dask(obj) -> bool:
     if isinstance(obj, xr.Dataset):
         return bool(obj.chunks)
     return False
+
+
+def with_drift(parts: dict, degree: int) -> dict:
+    """``parts`` (:meth:`_observed_by_task`) with each task's drift of ``degree`` fitted to its observations
+    (:mod:`geonp.features.trend`) under ``trends`` and its values made the residuals; unchanged for degree 0."""
+    if not degree:
+        return parts
+    trends = [fit_trend(e, v, degree) if len(v) else None
+              for e, v in zip(parts["embedding"], parts["values"], strict=True)]
+    residuals = [v if t is None else v - t(e) for e, v, t in zip(parts["embedding"], parts["values"], trends,
+                                                                   strict=True)]
+    return {**parts, "values": residuals, "trends": trends}
 
 
 def _version() -> str:

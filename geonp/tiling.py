@@ -87,7 +87,9 @@ class ContextSet:
 
     Per task: ``embedding [n, 2|3]`` (km on the sphere or CRS units), ``space [n, 2]``
     and ``time [n, 1]`` model features, ``hours [n]``, ``covariates [n, Dx]`` and
-    ``values [n, 1]`` standardised.
+    ``values [n, 1]`` standardised; with ``trends`` (a model with a drift,
+    :mod:`geonp.features.trend`), each task's fitted drift (or None), and ``values`` are the
+    residuals from it.
     """
 
     embedding: list
@@ -96,6 +98,12 @@ class ContextSet:
     hours: list
     covariates: list
     values: list
+    trends: list | None = None
+
+    def drift(self, task: int, points) -> np.ndarray:
+        """``[N, 1]`` the task's drift at ``points`` ``[N, E]`` (embedding units), in standardised units."""
+        trend = self.trends[task] if self.trends is not None else None
+        return np.zeros((len(points), 1)) if trend is None else trend(points)
 
     def __post_init__(self):
         self._trees = {}
@@ -232,6 +240,7 @@ class TilePredictor:
                 raw[t_idx] = out[i, : t_idx.size]
                 offset[t_idx], scale[t_idx] = standardisations[i]
         raw = raw[None]  # [1, N, outputs]
+        level = offset + self.context.drift(task, emb)  # the residual's offset plus the field's drift, if any
         head = self.config.likelihood
         summary = head.predict(jax.numpy.asarray(raw))
         calibrate = head.name == "normal" and not self.spread.is_identity
@@ -248,10 +257,10 @@ class TilePredictor:
                 # tau is in units of each target's context std: a field twice as variable gets twice the spread
                 calibrated = self.spread.std(std, nearest[:, None], unit)
                 factor = np.where(std > 0, calibrated / np.where(std > 0, std, 1.0), 1.0)
-            channels = [s.unscale_mean(mean * scale + offset), std * factor]
+            channels = [s.unscale_mean(mean * scale + level), std * factor]
         spread = (lambda v: mean + factor * (v - mean)) if calibrate else (lambda v: v)  # noqa: E731
         for q in self.quantiles:
-            channels.append(s.unscale_mean(spread(np.asarray(head.quantile(raw, q)[0])) * scale + offset))
+            channels.append(s.unscale_mean(spread(np.asarray(head.quantile(raw, q)[0])) * scale + level))
         for t in self.thresholds:  # count heads only (never calibrated)
             channels.append(np.asarray(head.exceedance(raw, t)[0]))
         if self.num_samples:
@@ -272,7 +281,7 @@ class TilePredictor:
                 draws = (draws - offset) / scale  # each target's standardised units, as the marginal draws
             else:
                 draws = np.asarray(head.sample(raw, key, self.num_samples))[:, 0]  # [S, N, 1]
-            channels.extend(s.unscale_mean(spread(d) * scale + offset) for d in draws)
+            channels.extend(s.unscale_mean(spread(d) * scale + level) for d in draws)
         if self.distance_channel:
             channels += [nearest[:, None], unit[:, :1]]
         return np.concatenate(channels, axis=-1).astype(np.float32)
@@ -335,7 +344,7 @@ def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int, far: int
     dense the data, and a cell inside a large gap conditions on the gap's edges.
     With ``far`` > 0 (a model trained so), ``far`` of the ``count`` slots go to farther
     observations drawn as in training (:func:`geonp.features.far_context.far_indices`,
-    seeded by the cell, so a prediction is reproducible).
+    seeded by the cell's nearest observation, so a prediction is reproducible and moves with the grid).
 
     Returns ``[(target indices, context indices sorted), ...]``.
     """
@@ -346,7 +355,7 @@ def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int, far: int
     k_half = max(2, min(count // 2, n - 1))
     radius = float(np.median(tree.query(probe, k=k_half + 1)[0][:, -1]))
     radius = radius if radius > 0 else 1.0
-    cells = np.floor(emb_tgt / radius).astype(np.int64)
+    cells = np.floor((emb_tgt - points.min(axis=0)) / radius).astype(np.int64)  # a lattice that moves with the data
     _, cell_of = np.unique(cells, axis=0, return_inverse=True)
     cell_of = cell_of.reshape(-1)
     order = np.argsort(cell_of, kind="stable")
@@ -361,7 +370,9 @@ def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int, far: int
         reach, nearest = (np.atleast_1d(a) for a in tree.query(centre, k=k))
         chosen = [nearest, own[t_idx].reshape(-1)]
         if far:
-            rng = np.random.default_rng(np.abs(np.round(centre * 1e3)).astype(np.int64).tolist())
+            # seeded by the cell's nearest observation (not its coordinates): reproducible, and the same
+            # far points wherever the grid is moved to (translation invariance)
+            rng = np.random.default_rng([int(nearest[0]), int(t_idx.size)])
             chosen.append(far_indices(tree, centre, float(reach[-1]), far, rng, nearest))
         groups.append((t_idx, np.unique(np.concatenate(chosen))))
     return groups

@@ -14,6 +14,9 @@ standardised. ``FeatureScaling`` holds the conversion from the user's units:
                          (floored), so the model never has to know the field's amplitude either
     covariates           (x - covariate_mean) / covariate_std (in K slots with in-use flags, for a model
                          that takes up to K covariates of any meaning: geonp.tasks.covariates)
+    drift                trend_degree > 0: a polynomial of that degree in space, fitted to each field's
+                         standardised observations, is taken out before the model and added back after
+                         (geonp.features.trend)
 
 It is plain data (JSON-friendly), so ``load`` + ``predict`` on new data
 reproduces a fitted model exactly.
@@ -28,6 +31,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from geonp.errors import ConfigError, MetadataMismatchError, reject_unknown_fields
+from geonp.features.trend import DEGREES
 from geonp.nn.bias import EARTH_RADIUS_KM, CoordinateGroup
 
 # The bundled GP model saw tasks on a 4 x 4 box; a neighbourhood of this many
@@ -58,6 +62,8 @@ class FeatureScaling:
     far_context: int = 0  # of a cell's context slots, how many go to far observations (geonp.features.far_context)
     covariates_ignored: tuple[str, ...] = ()  # given but left out by held-out selection (geonp.covariate_selection):
     # a slot model sees them as unused slots
+    trend_degree: int = 0  # > 0: each field's polynomial drift of this degree is fitted to its observations and
+    # the model fills in the residual (geonp.features.trend); chosen by fit on held-out cells
 
     def __post_init__(self):
         if self.kind not in ("geographic", "projected"):
@@ -72,6 +78,11 @@ class FeatureScaling:
             raise ConfigError("value_names, value_mean and value_std must have the same length.")
         if not (len(self.covariate_names) == len(self.covariate_mean) == len(self.covariate_std)):
             raise ConfigError("covariate_names, covariate_mean and covariate_std must have the same length.")
+        if self.trend_degree not in DEGREES:
+            raise ConfigError(f"trend_degree must be one of {DEGREES} (0: no drift), got {self.trend_degree!r}.")
+        if self.trend_degree and self.center == "global":
+            raise ConfigError("a polynomial drift is fitted to standardised Gaussian values; counts and classes "
+                              "(center='global') take none: set trend_degree=0.")
         if self.covariate_slots and len(self.covariate_names) > self.covariate_slots:
             raise ConfigError(f"the model takes at most K={self.covariate_slots} covariates; got "
                               f"{len(self.covariate_names)} ({list(self.covariate_names)}). Keep the "
