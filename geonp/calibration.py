@@ -267,13 +267,16 @@ def held_out_sample(where: np.ndarray, shape: tuple[int, int], count: int, rng, 
 
 
 def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariates: dict,
-              max_fields: int = 4, max_targets: int = 3000, seed: int = 0, block: int = 1) -> dict:
+              max_fields: int = 4, max_targets: int = 3000, seed: int = 0, block: int = 1,
+              cache: dict | None = None) -> dict:
     """Hold out cells of ``data`` (a gridded field, any extra dims are fields) and fit ``std_scale``.
 
     ``model`` is a fitted :class:`geonp.NeuralProcess` (its ``calibration_`` is not used here);
     ``covariates`` maps names to DataArrays on the same grid; ``spatial_dims`` are the grid's (y, x) dims;
     ``block``: above ``max_targets`` held-out cells per mask, keep them in whole squares of this side
-    (:func:`held_out_sample`).
+    (:func:`held_out_sample`); ``cache``: a dict shared by calls on the same data, so that a mask already
+    predicted with the same normalisation (e.g. by ``trend="auto"``'s comparison; the masks of one seed
+    come in the same order) is not predicted again.
     """
     ydim, xdim = spatial_dims
     others = [d for d in data.dims if d not in spatial_dims]
@@ -298,24 +301,29 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
             where = held_out_sample(where, hidden.shape, max_targets, rng, block)
         index = np.unravel_index(i, stacked.shape[:-2]) if others else ()
         field = stacked[dict(zip(others, index, strict=True))] if others else stacked
-        masked = field.where(~xr.DataArray(hidden, dims=(ydim, xdim)))
-        context = masked.to_dataset(name=str(data.name or "value"))
-        points = xr.Dataset(coords={ydim: ("point", lat.ravel()[where]), xdim: ("point", lon.ravel()[where])})
-        for name, cov in covariates.items():
-            context[name] = cov
-            points[name] = ("point", np.asarray(cov.transpose(ydim, xdim).values).ravel()[where])
-        with warnings.catch_warnings():  # what fit has warned about already, or will at predict
-            warnings.filterwarnings("ignore", message=".*(from any observation|infinite)", category=UserWarning)
-            pred = model.predict(context, target=points, progress=False, calibrated=False, distance=True,
-                                 spatial_dims=tuple(spatial_dims))
-        mean, std = np.asarray(pred["mean"]).ravel(), np.asarray(pred["std"]).ravel()
+        key = (str(model.scaling_), tuple(covariates), i, hidden.tobytes(), where.tobytes())
+        if cache is None or key not in cache:
+            masked = field.where(~xr.DataArray(hidden, dims=(ydim, xdim)))
+            context = masked.to_dataset(name=str(data.name or "value"))
+            points = xr.Dataset(coords={ydim: ("point", lat.ravel()[where]), xdim: ("point", lon.ravel()[where])})
+            for name, cov in covariates.items():
+                context[name] = cov
+                points[name] = ("point", np.asarray(cov.transpose(ydim, xdim).values).ravel()[where])
+            with warnings.catch_warnings():  # what fit has warned about already, or will at predict
+                warnings.filterwarnings("ignore", message=".*(from any observation|infinite)", category=UserWarning)
+                pred = model.predict(context, target=points, progress=False, calibrated=False, distance=True,
+                                     spatial_dims=tuple(spatial_dims))
+            channels = tuple(np.asarray(pred[v]).ravel() for v in ("mean", "std", "distance_to_data", "context_std"))
+            if cache is not None:
+                cache[key] = channels
+        mean, std, distance, unit = channels if cache is None else cache[key]
         truth = field.values.ravel()[where]
         ok = np.isfinite(mean) & np.isfinite(std) & (std > 0)
         means.append(mean[ok])
         stds.append(std[ok])
         truths.append(truth[ok])
-        distances.append(np.asarray(pred["distance_to_data"]).ravel()[ok])
-        units.append(np.asarray(pred["context_std"]).ravel()[ok])
+        distances.append(distance[ok])
+        units.append(unit[ok])
     held_out = sum(m.size for m in means)
     if held_out < MIN_HELD_OUT:
         return {"status": f"not calibrated: only {held_out} cells could be held out (need {MIN_HELD_OUT})",

@@ -231,7 +231,7 @@ class FittingMixin:
                               f"neighbourhood; this is a {head.name} model ({config.family}). Use trend=0.")
         return int(self.trend)
 
-    def _choose_trend(self, data, spatial, covariates) -> dict:
+    def _choose_trend(self, data, spatial, covariates, cache: dict) -> dict:
         """With ``trend="auto"``: the drift's degree (none or 2, :data:`geonp.features.trend.AUTO_DEGREES`)
         with the lowest calibrated CRPS on held-out cells.
 
@@ -245,7 +245,8 @@ class FittingMixin:
         for degree in trend_lib.AUTO_DEGREES:
             self.scaling_ = dataclasses.replace(self.scaling_, trend_degree=degree)
             result = calibration.calibrate(self, data, spatial, covariates, max_fields=TREND_FIELDS,
-                                           max_targets=TREND_TARGETS, seed=self.seed, block=TREND_BLOCK)
+                                           max_targets=TREND_TARGETS, seed=self.seed, block=TREND_BLOCK,
+                                           cache=cache)
             if result["status"] == "calibrated":
                 scores[degree] = result["after"]["crps"]
         chosen = 0
@@ -280,15 +281,16 @@ class FittingMixin:
         select = self._selects_covariates(covariates)
         candidates = selection_lib.subsets(covariates) if select else [tuple(covariates)]
         given = {c: ds[c] for c in covariates}
+        cache = {}  # held-out predictions shared by the drift's comparison and the calibration
         trend = ({"degree": self.scaling_.trend_degree, "status": "fixed by trend="}
                  if self.trend != "auto" else
                  {"degree": 0, "status": "no drift: a constant-memory model folds raw values"}
-                 if self.config_.family == "cmanp" else self._choose_trend(ds[name], spatial, given))
+                 if self.config_.family == "cmanp" else self._choose_trend(ds[name], spatial, given, cache))
         results = {}
         for subset in tqdm(candidates, desc=f"calibrating {len(candidates)} covariate subsets", unit="subset",
                            disable=not (self.progress and select), mininterval=1.0):
             with selection_lib.using_subset(self, covariates, subset):
-                results[subset] = calibration.calibrate(self, ds[name], spatial, given, seed=self.seed)
+                results[subset] = calibration.calibrate(self, ds[name], spatial, given, seed=self.seed, cache=cache)
         scored = {s: r["after"]["crps"] for s, r in results.items() if r["status"] == "calibrated"}
         chosen = min(scored, key=lambda s: scored[s]) if scored else tuple(covariates)  # ties: the full set
         result = {**results[chosen], "trend": trend}
