@@ -57,7 +57,8 @@ class NeuralProcess(FittingMixin, PredictionMixin, PersistenceMixin):
             space fitted to each field's observations, which the model's neighbourhoods then fill in
             around. ``"auto"`` (default): ``fit`` chooses none (0) or the curvature (2) by the
             CRPS on the calibration's held-out cells (gridded Gaussian fields; elsewhere none);
-            0, 1 or 2: that degree.
+            0, 1 or 2: that degree. Training (``steps`` > 0) with a fixed degree samples its windows from
+            the residuals; with ``"auto"`` the degree is chosen after training, which saw the values.
     """
 
     def __init__(self, arch: str = "bsa-tnp", likelihood: str = "normal", pretrained: str | None = None,

@@ -349,7 +349,8 @@ class FittingMixin:
     def _patch_sampler(self, table, observed, scaling, tasks):
         from geonp.tasks.patches import PatchSampler
 
-        parts = self._observed_by_task(table, observed, scaling, tasks)
+        # a model with a drift trains on the residuals it will predict (geonp.features.trend)
+        parts = trend_lib.with_drift(self._observed_by_task(table, observed, scaling, tasks), scaling.trend_degree)
         # windows are nearest neighbours in model units, across space and (temporal models) time
         embedding = [e / scaling.space_unit if t is None else np.concatenate([e / scaling.space_unit, t], -1)
                      for e, t in zip(parts["embedding"], parts["time"], strict=True)]

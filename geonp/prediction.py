@@ -24,7 +24,7 @@ from geonp.features.grids import refined_grid
 from geonp.features.scaling import TASK_RADIUS
 from geonp.features.support import TRAINED_UP_TO, support_between
 from geonp.features.tables import covariate_alignment_hint
-from geonp.features.trend import fit_trend
+from geonp.features.trend import with_drift
 from geonp.outputs import prediction_dataset
 from geonp.progress import TILE_PREFIX, TileProgress
 from geonp.tiling import ContextSet, TilePredictor, auto_halo, far_from_observations
@@ -461,18 +461,6 @@ def _is_dask(obj) -> bool:
     if isinstance(obj, xr.Dataset):
         return bool(obj.chunks)
     return False
-
-
-def with_drift(parts: dict, degree: int) -> dict:
-    """``parts`` (:meth:`_observed_by_task`) with each task's drift of ``degree`` fitted to its observations
-    (:mod:`geonp.features.trend`) under ``trends`` and its values made the residuals; unchanged for degree 0."""
-    if not degree:
-        return parts
-    trends = [fit_trend(e, v, degree) if len(v) else None
-              for e, v in zip(parts["embedding"], parts["values"], strict=True)]
-    residuals = [v if t is None else v - t(e) for e, v, t in zip(parts["embedding"], parts["values"], trends,
-                                                                   strict=True)]
-    return {**parts, "values": residuals, "trends": trends}
 
 
 def _version() -> str:

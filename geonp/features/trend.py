@@ -113,3 +113,16 @@ def fit_trend(embedding, values, degree: int) -> PolynomialTrend | None:
         return None
     coefficients = np.linalg.lstsq(basis, values, rcond=None)[0]
     return PolynomialTrend(degree, centre, axes, spread, z.min(axis=0), z.max(axis=0), coefficients)
+
+
+def with_drift(parts: dict, degree: int) -> dict:
+    """``parts`` (per task: ``embedding [n, E]`` and standardised ``values [n, Dy]``) with each task's drift
+    of ``degree`` fitted to its observations under ``trends`` and its values made the residuals; unchanged for
+    degree 0. Prediction conditions on these, and training with a fixed degree samples its windows from them."""
+    if not degree:
+        return parts
+    trends = [fit_trend(e, v, degree) if len(v) else None
+              for e, v in zip(parts["embedding"], parts["values"], strict=True)]
+    residuals = [v if t is None else v - t(e) for e, v, t in zip(parts["embedding"], parts["values"], trends,
+                                                                   strict=True)]
+    return {**parts, "values": residuals, "trends": trends}

@@ -7,6 +7,9 @@ import xarray as xr
 import geonp
 from geonp import model_store
 from geonp.errors import ConfigError
+from geonp.features import tables as tables_lib
+
+from .conftest import TINY
 
 
 def _bowl(shift=0.0, seed=0):
@@ -57,3 +60,18 @@ def test_a_bad_trend_says_what_is_allowed():
     config = model_store.pretrained("prevalence-binomial")[0]
     with pytest.raises(ConfigError, match="Use trend=0"):
         geonp.NeuralProcess(trend=1)._fixed_trend(config.likelihood, config)
+
+
+def test_training_with_a_fixed_drift_samples_its_windows_from_the_residuals():
+    data, _, _ = _bowl()
+    raw = geonp.NeuralProcess(trend=0, **TINY)
+    with_drift = geonp.NeuralProcess(trend=2, **TINY)
+    spread = {}
+    for name, model in (("raw", raw), ("drift", with_drift)):
+        model.set_params(steps=2).fit(data, crs="EPSG:3857")
+        assert model.scaling_.trend_degree == (2 if name == "drift" else 0)
+        table = tables_lib.to_table(data, None, (), None, None, "EPSG:3857")
+        observed = tables_lib.require_observations(table, "the data")
+        sampler = model._patch_sampler(table, observed, model.scaling_, [0])
+        spread[name] = float(np.std(np.concatenate(sampler.values)))
+    assert spread["drift"] < 0.5 * spread["raw"]  # the bowl is taken out before the windows are cut
