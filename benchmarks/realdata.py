@@ -212,10 +212,7 @@ def _calibrated(context, **fit_options):
     """The ``--model`` calibrated on ``context`` as the accessor calibrates its default (``fit(steps=0)``)."""
     import geonp
 
-    model = geonp.NeuralProcess(pretrained=MODEL, steps=0, progress=False).fit(context, **fit_options)
-    global LAST_TREND
-    LAST_TREND = model.calibration_.get("trend")
-    return model
+    return geonp.NeuralProcess(pretrained=MODEL, steps=0, progress=False).fit(context, **fit_options)
 
 
 def _covariate_slots(model: str) -> int:

@@ -302,7 +302,8 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
         index = np.unravel_index(i, stacked.shape[:-2]) if others else ()
         field = stacked[dict(zip(others, index, strict=True))] if others else stacked
         key = (str(model.scaling_), tuple(covariates), i, hidden.tobytes(), where.tobytes())
-        if cache is None or key not in cache:
+        channels = None if cache is None else cache.get(key)
+        if channels is None:
             masked = field.where(~xr.DataArray(hidden, dims=(ydim, xdim)))
             context = masked.to_dataset(name=str(data.name or "value"))
             points = xr.Dataset(coords={ydim: ("point", lat.ravel()[where]), xdim: ("point", lon.ravel()[where])})
@@ -316,7 +317,7 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
             channels = tuple(np.asarray(pred[v]).ravel() for v in ("mean", "std", "distance_to_data", "context_std"))
             if cache is not None:
                 cache[key] = channels
-        mean, std, distance, unit = channels if cache is None else cache[key]
+        mean, std, distance, unit = channels
         truth = field.values.ravel()[where]
         ok = np.isfinite(mean) & np.isfinite(std) & (std > 0)
         means.append(mean[ok])

@@ -56,7 +56,7 @@ class PolynomialTrend:
 
     degree: int
     centre: np.ndarray  # [E]
-    axes: np.ndarray  # [E, A] principal axes kept
+    axes: np.ndarray  # [E, A] the grid's axes kept (grid_axes)
     spread: np.ndarray  # [A] the observations' standard deviation along each axis
     low: np.ndarray  # [A] the observations' extent in whitened coordinates (targets are clamped to it)
     high: np.ndarray  # [A]
