@@ -21,7 +21,9 @@ Methods, all in the same run on the same cells: ``geonp`` (the default path: a
 DataArray's ``.np.predict`` with the bundled model, zero-shot), ``nearest``,
 ``idw10`` (inverse-distance average of the 10 nearest observations, power 2),
 ``bilinear`` and ``bicubic`` (downscaling; outside the coarse cell centres
-the nearest value), ``kriging`` (ordinary kriging, exponential variogram fitted
+the nearest value), ``bicubic_conserved`` (bicubic shifted to keep each coarse
+cell's mean, as geonp's ``predict`` does by default: what that correction is
+worth on its own), ``kriging`` (ordinary kriging, exponential variogram fitted
 to the data; a random 1,500 of the observations where there are more) and
 ``gp_ml`` (a GP with Matern-3/2 kernel, constant mean and noise whose
 hyperparameters maximise the marginal likelihood of up to 800 observations;
@@ -197,6 +199,18 @@ def grid_interp(coarse: xr.DataArray, fine: xr.DataArray, method: str):
     return out.ravel(), None
 
 
+def conserved(mean: np.ndarray, coarse: xr.DataArray, fine: xr.DataArray) -> np.ndarray:
+    """``mean`` on the fine grid shifted so that each coarse cell's (area-weighted) mean is kept,
+    as geonp's ``predict(conserve="auto")`` does (:mod:`geonp.conservation`): the same correction
+    applied to a baseline, to show what it is worth on its own."""
+    from geonp import conservation
+
+    nest = conservation.nesting(coarse.latitude.values, coarse.longitude.values, fine.latitude.values,
+                                fine.longitude.values)
+    weights = conservation.area_weights(fine.latitude.values, fine.sizes["longitude"], geographic=True)
+    return mean - conservation.correction(mean, coarse.values, weights, nest)
+
+
 # --------------------------------------------------------------------------- geonp
 
 
@@ -319,12 +333,15 @@ def down_case(field_list, factor: int, methods, covariate=None) -> dict:
             if name == "geonp":
                 mean, std, sec = run_method(geonp_downscale, coarse, fine, cov)
                 mean, std = mean[tgt], std[tgt]
-            elif name in ("bilinear", "bicubic"):
+            elif name in ("bilinear", "bicubic", "bicubic_conserved"):
                 method = "linear" if name == "bilinear" else "cubic"
                 mean, std, sec = run_method(grid_interp, coarse, fine, method)
                 # cubic splines cannot cross gaps: the nearest coarse value there
                 fallback = nearest(src, src_values, embed(lon_f.ravel(), lat_f.ravel()))[0]
-                mean = np.where(np.isfinite(mean), mean, fallback)[tgt]
+                mean = np.where(np.isfinite(mean), mean, fallback)
+                if name == "bicubic_conserved":
+                    mean = conserved(mean.reshape(fine.shape), coarse, fine).ravel()
+                mean = mean[tgt]
             else:
                 fn = {"nearest": nearest, "idw10": idw, "kriging": kriging, "gp_ml": gp_ml}[name]
                 mean, std, sec = run_method(fn, src, src_values, dst)
@@ -411,7 +428,8 @@ def main():
     data = fields(args.quick)
     only = [m for m in args.methods.split(",") if m]
     gap_methods = [m for m in ["geonp", "nearest", "idw10", "kriging", "gp_ml"] if not only or m in only]
-    down_methods = [m for m in ["geonp", "nearest", "idw10", "bilinear", "bicubic", "kriging", "gp_ml"]
+    down_methods = [m for m in ["geonp", "nearest", "idw10", "bilinear", "bicubic", "bicubic_conserved", "kriging",
+                                "gp_ml"]
                     if not only or m in only]
     cases = {}
     for name in ("uk", "norway", "global"):

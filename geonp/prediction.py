@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from geonp import conservation
 from geonp.calibration import SpreadCalibration
 from geonp.errors import ConfigError, MetadataMismatchError
 from geonp.features import tables as tables_lib
@@ -125,7 +126,7 @@ class PredictionMixin:
                 exceedance: Sequence[float] | None = None, halo: float | str | None = None, tile: int = 128,
                 time_tile: int = 24, lazy: bool | None = None, seed: int = 0, spatial_dims=None, time_dim=None,
                 progress: bool | None = None, calibrated: bool = True, distance: bool = False,
-                joint: bool = False) -> xr.Dataset:
+                joint: bool = False, conserve: bool | str = "auto") -> xr.Dataset:
         """Condition on the observed values of ``context`` and predict at ``target``.
 
         Args:
@@ -154,6 +155,12 @@ class PredictionMixin:
             calibrated: apply the spread calibration learned by ``fit`` on held-out cells (a factor
                 on the std by distance to the nearest observation, ``calibration_["by_distance"]``;
                 see :mod:`geonp.calibration`); False: the model's own spread.
+            conserve: when the targets are a finer grid nested in the context grid (downscaling),
+                shift each prediction so that its mean over every context cell equals that cell's
+                value, by a smooth correction (:mod:`geonp.conservation`; area-weighted on the
+                sphere): ``"auto"`` (default) does so for Gaussian models on in-memory outputs and
+                says in ``attrs['geonp_conservation']`` when it does not; ``True`` requires it;
+                ``False`` keeps the model's own mean. The spread is not changed.
             distance: add ``distance_to_data``, each target's distance to its nearest observation
                 (km on the sphere, CRS units when projected), and ``context_std``, the standard
                 deviation of the observations it was conditioned on (the unit of the calibration's floor).
@@ -171,6 +178,8 @@ class PredictionMixin:
             raise ConfigError(f"samples must be >= 0 and tile, time_tile >= 1; got {samples}, {tile}, {time_tile}.")
         head = self.config_.likelihood
         self._check_joint(head, joint, int(samples))
+        if conserve not in (True, False, "auto"):
+            raise ConfigError(f"conserve={conserve!r}: expected 'auto', True or False.")
         thresholds = self._thresholds(head, exceedance)
         if quantiles and not hasattr(head, "quantile"):
             raise ConfigError(f"a {head.name} model predicts class probabilities; it has no quantiles.")
@@ -242,6 +251,8 @@ class PredictionMixin:
                                  thresholds=thresholds, classes=_class_labels(head, value_attrs),
                                  distance_units=(provenance["halo_units"] if distance else None),
                                  joint_samples=bool(joint))
+        if target is not None and head.name == "normal" and conserve is not False:
+            out = self._conserved(out, ctx, lazy, conserve)
         out = out.transpose(*[d for d in tgt.original_dims if d in out.dims], ...)
         if target is None and head.name == "normal":
             observed_values = ctx.template.transpose(*tgt.original_dims)
@@ -252,6 +263,21 @@ class PredictionMixin:
             out["filled"] = observed_values.where(observed_values.notnull(), out["mean"]).assign_attrs(
                 {**out["mean"].attrs, "long_name": f"observations, gaps filled with the predictive mean of "
                                                   f"{value_attrs.get('long_name', self.var_)}"})
+        return out
+
+    def _conserved(self, out: xr.Dataset, ctx, lazy: bool, conserve) -> xr.Dataset:
+        """``out`` with every context cell's mean kept on a nested finer target grid (:mod:`geonp.conservation`)."""
+        if lazy:
+            status = ("not applied: the prediction is lazy (dask), and keeping the cells' means needs the whole "
+                      "field; pass lazy=False to apply it")
+        else:
+            y, x = ctx.layout.spatial
+            out, status = conservation.conserve(out, ctx.template, y, x, self.scaling_.kind == "geographic")
+        if conserve is True and status.startswith("not applied"):
+            reason = status.removeprefix("not applied: ")
+            raise ConfigError(f"conserve=True, but the coarse cells' means cannot be kept: {reason}. Predict on a "
+                              "grid nested in the context grid (target=<factor>), or pass conserve='auto'.")
+        out.attrs["geonp_conservation"] = status
         return out
 
     def _far_from_data(self, context: ContextSet, task_map, tgt) -> dict:
