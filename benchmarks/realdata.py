@@ -14,8 +14,9 @@ Built only from the shared samples (``../shared/data`` or ``$GEONP_DATA``):
   taken at the hidden cells that have a true value.
 * downscaling (``*-down2x``, ``*-down4x``): block means of the fine field
   (2 x 2 or 4 x 4 cells, the coarse value at the block centre) back to the
-  fine grid; Norway with elevation as the covariate (the ``--model``'s covariate slots,
-  zero-shot, when it has them; otherwise the bundled ``t2m-elevation``).
+  fine grid; Norway with elevation as the covariate (the accessor's default with
+  ``covariates=["elevation"]``, or the ``--model``: its covariate slots zero-shot, or a model
+  trained with elevation such as the bundled ``t2m-elevation``).
 
 Methods, all in the same run on the same cells: ``geonp`` (the default path: a
 DataArray's ``.np.predict`` with the bundled model, zero-shot), ``nearest``,
@@ -245,10 +246,11 @@ def geonp_downscale(coarse: xr.DataArray, fine: xr.DataArray, covariate=None):
         pred = (coarse.np.predict(target=target, progress=False) if MODEL is None else
                 _calibrated(coarse).predict(coarse, target=target, progress=False))
     else:
-        # elevation zero-shot through the --model's covariate slots when it has them, else the bundled
-        # t2m-elevation (a model trained with elevation)
-        slots = MODEL is not None and _covariate_slots(MODEL) > 0
-        model = None if slots else geonp.pretrained("t2m-elevation")
+        # elevation zero-shot: the accessor's default with covariates= (the bundled field model's covariate
+        # slots, kept or left out by held-out selection), or the --model's slots; --model t2m-elevation
+        # uses the bundled model trained with elevation
+        shipped = MODEL is not None and not _covariate_slots(MODEL)
+        model = geonp.pretrained(MODEL) if shipped else None
         name = model.var_ if model is not None and model.is_fitted else "t2m"  # t2m-elevation ships its name
         ctx = coarse.to_dataset(name=name)
         ctx["elevation"] = covariate.coarsen(latitude=covariate.sizes["latitude"] // coarse.sizes["latitude"],
@@ -256,11 +258,14 @@ def geonp_downscale(coarse: xr.DataArray, fine: xr.DataArray, covariate=None):
                                              boundary="trim").mean().assign_coords(
             latitude=coarse.latitude, longitude=coarse.longitude)
         tgt = xr.Dataset({"elevation": covariate}, coords={"latitude": fine.latitude, "longitude": fine.longitude})
-        if slots:
-            model = _calibrated(ctx, var=name, covariates=["elevation"])
-        elif not model.is_fitted:
-            model.fit(ctx, name, covariates=["elevation"], steps=0)
-        pred = model.predict(ctx, target=tgt, progress=False)
+        if MODEL is None:
+            pred = ctx.np.predict(target=tgt, var=name, covariates=["elevation"], progress=False)
+        else:
+            if not shipped:
+                model = _calibrated(ctx, var=name, covariates=["elevation"])
+            elif not model.is_fitted:
+                model.fit(ctx, name, covariates=["elevation"], steps=0)
+            pred = model.predict(ctx, target=tgt, progress=False)
     return pred["mean"].values.ravel(), pred["std"].values.ravel()
 
 

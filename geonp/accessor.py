@@ -20,14 +20,15 @@ from geonp.estimator import NeuralProcess
 _FIT_ARGS = {"var", "covariates", "spatial_dims", "time_dim", "crs"}
 # The bundled models a plain ``predict()`` uses (benchmarks/realdata.py decides, case by case):
 # filling gaps (target=None) with the field model trained on cloud gaps, which wins there by far;
-# other targets (a finer grid, points) with gp2d-normal until the field model beats it on them.
+# other targets (a finer grid, points) with gp2d-normal until the field model beats it on them; with
+# covariates, the field model (gp2d-normal has no covariate input, and its zero-shot use cannot add one).
 DEFAULT_GAP_MODEL = "field-normal"
 DEFAULT_MODEL = "gp2d-normal"
 
 
-def default_model(target) -> str:
+def default_model(target, covariates=()) -> str:
     """The bundled model ``predict(target=...)`` uses when none is named."""
-    return DEFAULT_GAP_MODEL if target is None else DEFAULT_MODEL
+    return DEFAULT_GAP_MODEL if target is None or covariates else DEFAULT_MODEL
 
 
 class _NPAccessor:
@@ -57,9 +58,9 @@ class _NPAccessor:
                 (its coordinates are the prediction grid) or a DataFrame of points.
             model: a fitted ``NeuralProcess``, a path written by ``save``, the name of a bundled model
                 (``"prevalence-binomial"``, ...) or ``None``: a bundled Gaussian model, ``field-normal``
-                (trained on multi-scale fields in cloud gaps) to fill gaps, ``gp2d-normal`` for other
-                targets (:func:`default_model`). A bundled model without its own normalisation is
-                calibrated on this data without training.
+                (trained on multi-scale fields in cloud gaps) to fill gaps or with ``covariates=``,
+                ``gp2d-normal`` for other targets (:func:`default_model`). A bundled model without its own
+                normalisation is calibrated on this data without training.
             context: ``"auto"`` (each cell of targets uses its nearest observations, as many as the
                 model was trained with; see ``NeuralProcess.predict``) or ``"all"`` (exact
                 attention over every context point).
@@ -81,7 +82,7 @@ class _NPAccessor:
         if model is None or (isinstance(model, str) and model in available()):
             from geonp.estimator import pretrained
 
-            model = pretrained(model or default_model(target))
+            model = pretrained(model or default_model(target, calibration.get("covariates", ())))
             if not model.is_fitted:
                 model.fit(self._obj, var=var, spatial_dims=kwargs.get("spatial_dims"),
                           time_dim=kwargs.get("time_dim"), crs=crs, **calibration)

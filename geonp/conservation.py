@@ -20,7 +20,7 @@ with a spline in place of his smoothing). (2) is solved by the fixed-point itera
 ``z <- z + (A(g - S z) - value)``, which converges because a smooth interpolant nearly keeps
 block means (``A S`` is close to the identity); a last constant shift per cell makes (1) exact
 to rounding. Cells whose value is missing, or which the target grid covers only in part,
-are not constrained: they take the correction of their nearest constrained cell.
+are not constrained: they take a weighted average of their constrained neighbours' correction.
 
 Where the truth satisfies (1), the constant shift alone is the orthogonal projection onto
 the fields that satisfy it and never increases the squared error; the smooth correction
@@ -129,21 +129,39 @@ def correction(mean, values, weights, nest: Nesting):
         r = _block_mean(field, weights, nest, shape) - values
         return np.where(constrained & np.isfinite(r), r, 0.0)
 
-    # unconstrained cells take the correction of their nearest constrained cell, so that a missing
-    # cell follows its neighbours instead of pulling the spline back to 0
-    nearest = ndimage.distance_transform_edt(~constrained, return_distances=False, return_indices=True)
     z = np.zeros(shape)
     for _ in range(MAX_ITERATIONS):
-        r = residual(mean - _spline(z[tuple(nearest)], nest))
+        r = residual(mean - _spline(_fill(z, constrained), nest))
         if np.max(np.abs(r)) < TOLERANCE * spread:
             break
         z += r
-    smooth = _spline(z[tuple(nearest)], nest)
+    smooth = _spline(_fill(z, constrained), nest)
     r = residual(mean - smooth)  # the last, exact constant shift per cell
     (cy, cx) = nest.cell
     inside = (cy[:, None] >= 0) & (cx[None, :] >= 0)
     shift = np.where(inside, r[np.maximum(cy, 0)[:, None], np.maximum(cx, 0)[None, :]], 0.0)
     return smooth + shift
+
+
+def _fill(z, constrained):
+    """``z [Cy, Cx]`` at the constrained cells; elsewhere a Gaussian-weighted average of the constrained cells
+    nearby (widened until every cell has some), so that a missing cell follows its neighbours' correction
+    instead of pulling the spline back to 0. Symmetric in the grid's directions: a flipped grid gets the
+    flipped correction."""
+    if constrained.all():
+        return z
+    weight = constrained.astype(np.float64)
+    known = np.where(constrained, z, 0.0)
+    out, todo, sigma = known.copy(), ~constrained, 1.0
+    while todo.any():
+        w = ndimage.gaussian_filter(weight, sigma, mode="constant")
+        ok = todo & (w > 1e-3)
+        out[ok] = ndimage.gaussian_filter(known, sigma, mode="constant")[ok] / w[ok]
+        todo &= ~ok
+        if sigma > 4 * max(z.shape):  # no constrained cell anywhere near: no correction
+            break
+        sigma *= 4.0
+    return out
 
 
 def area_weights(fine_y: np.ndarray, nx: int, geographic: bool) -> np.ndarray:
