@@ -107,10 +107,16 @@ def _block_mean(field, weights, nest: Nesting, shape):
         return (total / weight).reshape(shape)
 
 
-def _spline(z, nest: Nesting):
-    """``S``: cubic-spline interpolation of ``z [Cy, Cx]`` (at the context cells' centres) to the target cells."""
-    grid = np.meshgrid(*nest.position, indexing="ij")
+def _spline(z, grid):
+    """``S``: cubic-spline interpolation of ``z [Cy, Cx]`` (at the context cells' centres) to the target cells
+    at ``grid`` (their centres in context-cell units, ``np.meshgrid(*nest.position, indexing="ij")``)."""
     return ndimage.map_coordinates(z, grid, order=3, mode="nearest")
+
+
+def _constrained(values, nest: Nesting):
+    """``[Cy, Cx]`` the context cells whose mean is kept: a value, and every target cell inside the target grid."""
+    fy, fx = nest.complete
+    return np.isfinite(values) & fy[:, None] & fx[None, :]
 
 
 def correction(mean, values, weights, nest: Nesting):
@@ -119,11 +125,12 @@ def correction(mean, values, weights, nest: Nesting):
     ``values [Cy, Cx]``: the context cells' values (NaN: unconstrained); ``weights [Ty, Tx]``: areas.
     """
     shape = values.shape
-    fy, fx = nest.complete
-    constrained = np.isfinite(values) & fy[:, None] & fx[None, :]
+    constrained = _constrained(values, nest)
     if not constrained.any():
         return np.zeros_like(mean)
     spread = float(np.nanstd(values[constrained])) or 1.0
+    grid = np.meshgrid(*nest.position, indexing="ij")
+    fill = _filler(constrained)
 
     def residual(field):
         r = _block_mean(field, weights, nest, shape) - values
@@ -131,11 +138,11 @@ def correction(mean, values, weights, nest: Nesting):
 
     z = np.zeros(shape)
     for _ in range(MAX_ITERATIONS):
-        r = residual(mean - _spline(_fill(z, constrained), nest))
+        r = residual(mean - _spline(fill(z), grid))
         if np.max(np.abs(r)) < TOLERANCE * spread:
             break
         z += r
-    smooth = _spline(_fill(z, constrained), nest)
+    smooth = _spline(fill(z), grid)
     r = residual(mean - smooth)  # the last, exact constant shift per cell
     (cy, cx) = nest.cell
     inside = (cy[:, None] >= 0) & (cx[None, :] >= 0)
@@ -143,25 +150,33 @@ def correction(mean, values, weights, nest: Nesting):
     return smooth + shift
 
 
-def _fill(z, constrained):
-    """``z [Cy, Cx]`` at the constrained cells; elsewhere a Gaussian-weighted average of the constrained cells
-    nearby (widened until every cell has some), so that a missing cell follows its neighbours' correction
-    instead of pulling the spline back to 0. Symmetric in the grid's directions: a flipped grid gets the
-    flipped correction."""
+def _filler(constrained):
+    """``fill(z)``: ``z [Cy, Cx]`` at the constrained cells; elsewhere a Gaussian-weighted average of the
+    constrained cells nearby (widened until every cell has some), so that a missing cell follows its
+    neighbours' correction instead of pulling the spline back to 0. Symmetric in the grid's directions: a
+    flipped grid gets the flipped correction. The weights depend only on which cells are constrained, so
+    they are computed once for every iteration of :func:`correction`."""
     if constrained.all():
-        return z
+        return lambda z: z
     weight = constrained.astype(np.float64)
-    known = np.where(constrained, z, 0.0)
-    out, todo, sigma = known.copy(), ~constrained, 1.0
+    levels, todo, sigma = [], ~constrained, 1.0  # levels: (sigma, cells filled at it, their total weight)
     while todo.any():
         w = ndimage.gaussian_filter(weight, sigma, mode="constant")
         ok = todo & (w > 1e-3)
-        out[ok] = ndimage.gaussian_filter(known, sigma, mode="constant")[ok] / w[ok]
+        levels.append((sigma, ok, w[ok]))
         todo &= ~ok
-        if sigma > 4 * max(z.shape):  # no constrained cell anywhere near: no correction
+        if sigma > 4 * max(constrained.shape):  # no constrained cell anywhere near: no correction
             break
         sigma *= 4.0
-    return out
+
+    def fill(z):
+        known = np.where(constrained, z, 0.0)
+        out = known.copy()
+        for level_sigma, ok, total in levels:
+            out[ok] = ndimage.gaussian_filter(known, level_sigma, mode="constant")[ok] / total
+        return out
+
+    return fill
 
 
 def area_weights(fine_y: np.ndarray, nx: int, geographic: bool) -> np.ndarray:
@@ -211,7 +226,7 @@ def conserve(prediction, context_values, y: str, x: str, geographic: bool):
     for name in SHIFTED:
         if name in out:
             out[name] = (out[name] - shift).astype(out[name].dtype).assign_attrs(out[name].attrs)
-    constrained = int(np.sum(np.isfinite(values) & nest.complete[0][:, None] & nest.complete[1][None, :]))
+    constrained = int(_constrained(values, nest).sum())
     ky, kx = nest.factor
     area = "area-weighted (cos latitude)" if geographic else "equal weights"
     return out, (f"the mean over each context cell ({ky} x {kx} target cells, {area}) equals its value: "
