@@ -180,6 +180,12 @@ class PredictionMixin:
         self._check_joint(head, joint, int(samples))
         if conserve not in (True, False, "auto"):
             raise ConfigError(f"conserve={conserve!r}: expected 'auto', True or False.")
+        if conserve is True and (target is None or head.name != "normal"):
+            why = ("target=None predicts the context's own cells" if target is None
+                   else f"a {head.name} model's predictions are not shifted (Gaussian models only)")
+            raise ConfigError(f"conserve=True, but the coarse cells' means cannot be kept: {why}. Pass a finer "
+                              "grid nested in the context grid (target=<factor>) to a Gaussian model, or "
+                              "conserve='auto'.")
         thresholds = self._thresholds(head, exceedance)
         if quantiles and not hasattr(head, "quantile"):
             raise ConfigError(f"a {head.name} model predicts class probabilities; it has no quantiles.")

@@ -46,5 +46,7 @@ def test_conservation_says_when_it_cannot_apply(gappy, calibrated):
     assert "edges" in one.np.predict(target=off_grid, model=calibrated).attrs["geonp_conservation"]
     with pytest.raises(ConfigError, match="edges"):
         one.np.predict(target=off_grid, model=calibrated, conserve=True)
+    with pytest.raises(ConfigError, match="target=None predicts the context's own cells"):
+        one.np.predict(model=calibrated, conserve=True)
     with pytest.raises(ConfigError, match="conserve='maybe'"):
         one.np.predict(target=2, model=calibrated, conserve="maybe")
