@@ -56,7 +56,7 @@ def main():
     parser.add_argument("--context", type=int, default=None)
     parser.add_argument("--lengthscale", type=float, default=24.0, help="of the surface, in cells")
     parser.add_argument("--noise", type=float, default=0.05)
-    parser.add_argument("--tile", type=int, default=64)
+    parser.add_argument("--tile", type=int, default=None, help="cells per side; default: predict's own")
     parser.add_argument("--model", default="field-normal", help="bundled model name or release folder")
     parser.add_argument("--halo", type=float, default=None, help="metres; default: from the learned bias")
     parser.add_argument("--seed", type=int, default=0)
@@ -78,7 +78,8 @@ def main():
 
     started = time.perf_counter()
     model = geonp.NeuralProcess(pretrained=args.model, steps=0).fit(field, crs="EPSG:3857")
-    lazy = field.np.predict(model=model, tile=args.tile, halo=args.halo, lazy=True)
+    tiling = {} if args.tile is None else {"tile": args.tile}
+    lazy = field.np.predict(model=model, halo=args.halo, lazy=True, **tiling)
     with tempfile.TemporaryDirectory() as tmp:
         path = lazy.np.to_zarr(Path(tmp) / "surface.zarr")
         pred = xr.open_zarr(path).load()
@@ -92,7 +93,8 @@ def main():
         "grid": f"{size}x{size}", "context_points": n_context, "test_points": size * size,
         "seconds": round(seconds, 1), "peak_mb": round(peak, 1),
         "points_per_second": round(size * size / seconds, 1),
-        "tile": args.tile, "halo_km": round(float(lazy.attrs["geonp_halo"]) / 1000.0, 2),  # CRS units are m
+        "tile": lazy["mean"].data.chunksize[0],
+        "halo_km": round(float(lazy.attrs["geonp_halo"]) / 1000.0, 2),  # CRS units are m
         "space_unit_km": round(model.scaling_.space_unit / 1000.0, 3),
         "rmse_missing": round(float(np.sqrt(np.mean(err[missing] ** 2))), 4),
         "coverage95_missing": round(float(np.mean(np.abs(z[missing]) < 1.96)), 4),

@@ -134,10 +134,20 @@ def gap_masks(observed: np.ndarray, missing_patterns: list, rng, count: int) -> 
             hidden = np.roll(pattern, shift, axis=(0, 1)) & observed
         else:
             sigma = rng.uniform(1.0, max(1.5, min(shape) / 6.0))
-            noise = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+            noise = smoothed_noise(shape, sigma, rng)
             hidden = (noise > np.quantile(noise, rng.uniform(0.5, 0.8))) & observed
         masks.append(whole_gaps_up_to(hidden, HELD_OUT_FRACTION * observed.sum(), rng))
     return masks, "shifted missing-value pattern" if usable else "blobs"
+
+
+def smoothed_noise(shape: tuple[int, int], sigma: float, rng) -> np.ndarray:
+    """White noise ``[ny, nx]`` smoothed by a Gaussian of ``sigma`` cells, periodic at the edges.
+
+    Filtered in the Fourier domain: the cost does not grow with ``sigma`` (a direct filter of a
+    1024 x 1024 grid at sigma 170 took 0.7 s, this 0.01-0.06 s; the two agree to 1e-3 of the std).
+    """
+    spectrum = np.fft.rfft2(rng.standard_normal(shape))
+    return np.fft.irfft2(ndimage.fourier_gaussian(spectrum, sigma, n=shape[1]), s=shape)
 
 
 def ringed_by_observations(hidden: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -256,7 +266,7 @@ def summarise(mean, std, truth) -> dict:
 def held_out_sample(where: np.ndarray, shape: tuple[int, int], count: int, rng, block: int = 1) -> np.ndarray:
     """``count`` of the held-out cells ``where`` (flat indices into a grid of ``shape``): at random, or
     (``block`` > 1) in whole ``block x block`` squares taken in random order, so that they share
-    neighbourhoods and cost far fewer model calls (for comparisons; the spread is fitted on random cells)."""
+    neighbourhoods and cost far fewer model calls."""
     if block <= 1:
         return rng.choice(where, size=count, replace=False)
     rows, cols = np.unravel_index(where, shape)
@@ -266,17 +276,31 @@ def held_out_sample(where: np.ndarray, shape: tuple[int, int], count: int, rng, 
     return where[np.argsort(rank, kind="stable")[:count]]
 
 
+def neighbourhood_side(context: np.ndarray, count: int) -> int:
+    """The side, in grid cells, of a square holding about ``count / 2`` of the observed cells ``context``.
+
+    Prediction by count groups targets into cells of about this side, each conditioned on the same
+    ``count`` nearest observations (:func:`geonp.tiling.neighbourhoods`): held-out cells taken in such
+    squares cost one model call per square, where scattered ones cost one each (on a 1024 x 1024 grid
+    with 10% observed, 3,000 scattered held-out cells took ~450 calls per mask).
+    """
+    density = max(float(context.mean()), 1e-9)
+    return max(1, int(np.sqrt(count / 2.0 / density)))
+
+
 def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariates: dict,
-              max_fields: int = 4, max_targets: int = 3000, seed: int = 0, block: int = 1,
+              max_fields: int = 4, max_targets: int = 3000, seed: int = 0, block: int | str = "neighbourhood",
               cache: dict | None = None) -> dict:
     """Hold out cells of ``data`` (a gridded field, any extra dims are fields) and fit ``std_scale``.
 
     ``model`` is a fitted :class:`geonp.NeuralProcess` (its ``calibration_`` is not used here);
     ``covariates`` maps names to DataArrays on the same grid; ``spatial_dims`` are the grid's (y, x) dims;
     ``block``: above ``max_targets`` held-out cells per mask, keep them in whole squares of this side
-    (:func:`held_out_sample`); ``cache``: a dict shared by calls on the same data, so that a mask already
-    predicted with the same normalisation (e.g. by ``trend="auto"``'s comparison; the masks of one seed
-    come in the same order) is not predicted again.
+    (:func:`held_out_sample`), by default about the side of the cells that prediction conditions on the
+    same nearest observations (:func:`neighbourhood_side`), so that they cost few model calls;
+    ``cache``: a dict shared by calls on the same data, so that a mask already predicted with the same
+    normalisation (e.g. by ``trend="auto"``'s comparison; the masks of one seed come in the same order)
+    is not predicted again.
     """
     ydim, xdim = spatial_dims
     others = [d for d in data.dims if d not in spatial_dims]
@@ -298,7 +322,8 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
             continue
         where = np.flatnonzero(hidden.ravel())
         if where.size > max_targets:
-            where = held_out_sample(where, hidden.shape, max_targets, rng, block)
+            side = neighbourhood_side(observed & ~hidden, model.max_context) if block == "neighbourhood" else block
+            where = held_out_sample(where, hidden.shape, max_targets, rng, side)
         index = np.unravel_index(i, stacked.shape[:-2]) if others else ()
         field = stacked[dict(zip(others, index, strict=True))] if others else stacked
         key = (str(model.scaling_), tuple(covariates), i, hidden.tobytes(), where.tobytes())
