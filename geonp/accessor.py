@@ -83,6 +83,8 @@ class _NPAccessor:
             from geonp.estimator import pretrained
 
             model = pretrained(model or default_model(target, calibration.get("covariates", ())))
+            if "progress" in kwargs:  # the calibration in fit shows bars too: quiet when predict is
+                model.set_params(progress=bool(kwargs["progress"]))
             if not model.is_fitted:
                 model.fit(self._obj, var=var, spatial_dims=kwargs.get("spatial_dims"),
                           time_dim=kwargs.get("time_dim"), crs=crs, **calibration)

@@ -1,5 +1,7 @@
 """A model with covariate slots takes 0..K covariates of any meaning without retraining."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -95,3 +97,18 @@ def test_selection_on_a_grid_scores_every_subset_by_calibrated_crps(tmp_path):
     assert selection["scores"]["none"] < selection["scores"]["noise"]
     assert model.calibration_["after"]["crps"] == selection["scores"]["none"]  # the kept subset's calibration
     assert model.covariates_ignored_ == ("noise",)
+
+
+def test_accessor_progress_false_quiets_the_calibration_of_covariate_subsets(capsys):
+    import xarray as xr
+
+    from .conftest import smooth_field
+
+    t2m = smooth_field(np.arange(50.0, 56.0, 0.25), np.arange(-4.0, 3.0, 0.25), times=1).isel(time=0)
+    rng = np.random.default_rng(5)
+    ds = xr.Dataset({"t2m": t2m.where(rng.random(t2m.shape) > 0.4)})
+    ds["elevation"] = (("lat", "lon"), rng.normal(size=t2m.shape))
+    with warnings.catch_warnings():  # which subset wins is not the point here
+        warnings.simplefilter("ignore")
+        ds.np.predict(var="t2m", covariates=["elevation"], progress=False)
+    assert "calibrating" not in capsys.readouterr().err
