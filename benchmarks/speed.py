@@ -9,12 +9,15 @@ Training (reference BSA-TNP: 6 blocks, width 64, 4 heads of 32, feed-forward
 run gets per step, task sampling included:
 
 * ``before``: the per-head RBF bias (5 basis functions per head,
-  ``bias="rbf-per-head"``) with tasks sampled in line, as the loop did before;
+  ``bias="rbf-per-head"``) with tasks sampled in line and every task of the
+  batch in one attention tile, as the loop did before;
 * ``after``: the default config (quadratic bias folded into q k^T) with the
   default loop: tasks sampled in line on a small CPU and ahead in a sampler
   process elsewhere (``auto_prefetch``); also timed prefetched, and with each
   drawn batch serving 4 steps through symmetries of the prior
-  (``TrainConfig(task_reuse=4)``, opt-in: ``geonp.training.reuse``).
+  (``TrainConfig(task_reuse=4)``, opt-in: ``geonp.training.reuse``), and with
+  the whole batch in each attention tile (``after_whole_batch_tiles_s``: what
+  walking the tasks in cache-sized groups, ``attention.TILE_LOGITS_BUDGET``, buys).
 
 Seconds per step are taken between the loop's own records at step 10 and at
 the last record before the end (compilation and the final validation excluded).
@@ -39,6 +42,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from geonp.nn import attention
 from geonp.nn.bias import CoordinateGroup
 from geonp.nn.models import BSATNPConfig
 from geonp.tasks.gp import GPTaskSampler
@@ -72,11 +76,18 @@ class BeforeGPTaskSampler(GPTaskSampler):
 
 
 def seconds_per_step(config: BSATNPConfig, steps: int, prefetch: int, sampler_class=GPTaskSampler,
-                     task_reuse: int | None = None) -> float:
+                     task_reuse: int | None = None, whole_batch_tiles: bool = False) -> float:
+    """Seconds per step of ``train``; ``whole_batch_tiles``: every task in one attention tile, as before."""
+    from unittest import mock
+
     sampler = sampler_class(num_context=(CONTEXT, CONTEXT), num_target=TARGETS)
     tc = TrainConfig(steps=steps + 20, batch_size=BATCH, validate_every=10**9, validation_batches=1,
                      checkpoint_dir=None, progress=False, prefetch=prefetch, task_reuse=task_reuse)
-    history = train(config, sampler, tc).history
+    budget = 1 << 62 if whole_batch_tiles else attention.TILE_LOGITS_BUDGET
+    loop._compiled_steps.cache_clear()  # the step is traced anew under this run's tiles
+    with mock.patch.object(attention, "TILE_LOGITS_BUDGET", budget):
+        history = train(config, sampler, tc).history
+    loop._compiled_steps.cache_clear()
     at = {r["step"]: r["seconds"] for r in history}
     return (at[steps + 10] - at[10]) / steps
 
@@ -125,8 +136,10 @@ def main():
 
     matmul = matmul_gflops()
     attention = attention_gflops()
-    before = seconds_per_step(BEFORE, args.steps, prefetch=0, sampler_class=BeforeGPTaskSampler)
+    before = seconds_per_step(BEFORE, args.steps, prefetch=0, sampler_class=BeforeGPTaskSampler,
+                              whole_batch_tiles=True)
     inline = seconds_per_step(AFTER, args.steps, prefetch=0)
+    whole_batch = seconds_per_step(AFTER, args.steps, prefetch=0, whole_batch_tiles=True)
     reused = seconds_per_step(AFTER, args.steps, prefetch=0, task_reuse=4)
     loop.PREFETCH_MIN_STEPS = 0  # the loop samples short runs in line; time the sampler process here all the same
     prefetched = seconds_per_step(AFTER, args.steps, prefetch=2)
@@ -141,7 +154,7 @@ def main():
         "after": {"bias": AFTER.bias, "sampling": "prefetched" if auto_prefetch() else "in line",
                   "task_reuse": resolve_reuse(TrainConfig().task_reuse, GPTaskSampler())},
         "after_inline_s": round(inline, 4), "after_prefetched_s": round(prefetched, 4),
-        "after_reuse4_s": round(reused, 4), "train_speedup_reuse4": round(before / reused, 3),
+        "after_whole_batch_tiles_s": round(whole_batch, 4), "after_reuse4_s": round(reused, 4), "train_speedup_reuse4": round(before / reused, 3),
         "machine": f"{platform.machine()}, {jax.device_count()} x {jax.devices()[0].platform}, jax {jax.__version__}",
         "config_after": {k: v for k, v in dataclasses.asdict(AFTER).items() if k in ("num_blocks", "width",
                                                                                     "num_heads", "head_dim")},

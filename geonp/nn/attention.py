@@ -278,8 +278,24 @@ _flash.defvjp(_flash_fwd, _flash_bwd)
 # --------------------------------------------------------------------------- public scan version
 
 
+TILE_LOGITS_BUDGET = 1 << 20
+"""Logits per tile (4 MB in float32): tasks are grouped so a tile ``[b, H, tq, tk]`` stays within it.
+
+A tile that holds every task of a training batch (16 x 4 heads x 256 x 512 = 33 MB) overflows the
+CPU's last-level cache, and every pass over it (max, exp, sum, the two matmuls, and again in the
+backward pass) goes to memory; tiles of two such tasks stay in cache. Forward and backward of one
+training-shaped call: 201 -> 137 ms on 2 cores (benchmarks/RESULTS.md, issue 11).
+"""
+
+
+def tasks_per_tile(batch: int, heads: int, tq: int, tk: int, budget: int = TILE_LOGITS_BUDGET) -> int:
+    """The largest divisor of ``batch`` whose tile ``[b, heads, tq, tk]`` fits in ``budget`` logits (at least 1)."""
+    fit = max(1, budget // max(1, heads * tq * tk))
+    return max(b for b in range(1, min(batch, fit) + 1) if batch % b == 0)
+
+
 def scan_biased_attention(q, k, v, bias_fn: BiasFn, bias_params, q_meta, k_meta, key_mask=None,
-                          q_block: int = 512, k_block: int = 512):
+                          q_block: int = 512, k_block: int = 512, tile_budget: int | None = None):
     """Biased attention in constant memory per tile. Same result as :func:`dense_biased_attention`.
 
     Args:
@@ -291,23 +307,35 @@ def scan_biased_attention(q, k, v, bias_fn: BiasFn, bias_params, q_meta, k_meta,
         key_mask: ``[B, Nk]`` bool, True for real keys; None means all keys are real.
         q_block, k_block: tile sizes; inputs are padded to tile multiples (smaller
             inputs to the next power of two) so that few distinct shapes are compiled.
+        tile_budget: logits per tile (None: :data:`TILE_LOGITS_BUDGET`); the batch is walked
+            in groups of :func:`tasks_per_tile` tasks so that a tile stays in cache.
 
     Returns:
         ``[B, Nq, H, Dh]``.
     """
     _check_inputs(q, k, v, q_meta, k_meta, key_mask)
-    B, Nq = q.shape[:2]
+    B, Nq, H = q.shape[:3]
     Nk = k.shape[1]
     tq, tk = block_size_for(Nq, q_block), block_size_for(Nk, k_block)
     nq_pad, nk_pad = padded_size(Nq, tq), padded_size(Nk, tk)
     mask = jnp.ones((B, Nk), q.dtype) if key_mask is None else key_mask.astype(q.dtype)
-    out = _flash(
-        bias_fn, tq, tk,
-        _pad_points(q, nq_pad), _pad_points(k, nk_pad), _pad_points(v, nk_pad), bias_params,
-        jax.tree_util.tree_map(lambda x: _pad_points(x, nq_pad), q_meta),
-        jax.tree_util.tree_map(lambda x: _pad_points(x, nk_pad), k_meta),
-        jnp.pad(mask, ((0, 0), (0, nk_pad - Nk))),  # padded keys are masked out
-    )
+    pad_q = lambda x: _pad_points(x, nq_pad)  # noqa: E731
+    pad_k = lambda x: _pad_points(x, nk_pad)  # noqa: E731
+    inputs = (pad_q(q), pad_k(k), pad_k(v), jax.tree_util.tree_map(pad_q, q_meta),
+              jax.tree_util.tree_map(pad_k, k_meta),
+              jnp.pad(mask, ((0, 0), (0, nk_pad - Nk))))  # padded keys are masked out
+
+    def attend(group):
+        q_, k_, v_, q_meta_, k_meta_, mask_ = group
+        return _flash(bias_fn, tq, tk, q_, k_, v_, bias_params, q_meta_, k_meta_, mask_)
+
+    b = tasks_per_tile(B, H, tq, tk, TILE_LOGITS_BUDGET if tile_budget is None else tile_budget)
+    if b == B:
+        out = attend(inputs)
+    else:  # [B, ...] -> [B / b, b, ...], one group of tasks after another
+        groups = jax.tree_util.tree_map(lambda x: x.reshape((B // b, b) + x.shape[1:]), inputs)
+        out = lax.map(attend, groups)
+        out = out.reshape((B,) + out.shape[2:])
     return out[:, :Nq]
 
 

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from geonp.errors import GeonpError, InputShapeError, MetadataMismatchError
-from geonp.nn.attention import block_size_for, dense_biased_attention, padded_size, scan_biased_attention
+from geonp.nn.attention import (
+    block_size_for,
+    dense_biased_attention,
+    padded_size,
+    scan_biased_attention,
+    tasks_per_tile,
+)
 from geonp.testing import random_attention_inputs
 
 TOL = 1e-5
@@ -48,6 +54,32 @@ def test_scan_matches_dense_values_and_gradients(Nq, Nk, q_block, k_block):
     assert _max_err(g_dense[:4], g_scan[:4]) <= TOL
     # wrt the coordinates the gradients are O(10-100): 1e-5 relative to their size
     assert _max_rel_err(g_dense[4:], g_scan[4:]) <= TOL
+
+
+@pytest.mark.parametrize("batch, tasks_per_group", [(4, 2), (3, 1), (6, 3)])
+def test_tasks_walked_in_groups_match_dense_values_and_gradients(batch, tasks_per_group):
+    """A tile budget smaller than the batch's tile splits the tasks into groups; nothing else changes."""
+    Nq, Nk, q_block, k_block = 40, 24, 16, 16
+    q, k, v, qm, km, params, bias_fn = random_attention_inputs(batch, batch, Nq, Nk)
+    heads = q.shape[2]
+    budget = tasks_per_group * heads * q_block * k_block
+    assert tasks_per_tile(batch, heads, q_block, k_block, budget) == tasks_per_group
+    mask = jax.random.uniform(jax.random.PRNGKey(batch), (batch, Nk)) > 0.3
+    mask = mask.at[:, 0].set(True)
+    dense, g_dense = _loss_and_grads(dense_biased_attention, q, k, v, params, qm, km, bias_fn, mask)
+    scan, g_scan = _loss_and_grads(scan_biased_attention, q, k, v, params, qm, km, bias_fn, mask,
+                                   q_block=q_block, k_block=k_block, tile_budget=budget)
+    assert float(jnp.max(jnp.abs(dense - scan))) <= TOL
+    assert _max_err(g_dense[:3], g_scan[:3]) <= TOL
+    # the bias parameters' gradient sums over every task (O(1-10)); groups change the order of that sum
+    assert _max_rel_err(g_dense[3:], g_scan[3:]) <= TOL
+
+
+def test_tasks_per_tile_divides_the_batch_and_fits_the_budget():
+    assert tasks_per_tile(16, 4, 256, 512) == 2  # the training shape: 2 x 4 x 256 x 512 = 2^20 logits
+    assert tasks_per_tile(1, 4, 256, 512) == 1
+    assert tasks_per_tile(7, 4, 256, 512) == 1  # no divisor of 7 fits but 1
+    assert tasks_per_tile(12, 1, 16, 16) == 12  # small tiles: every task in one
 
 
 def test_no_mask_equals_all_true_mask():
