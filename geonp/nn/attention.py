@@ -11,6 +11,8 @@ query blocks (``lax.map``) and, inside, over key blocks (``lax.scan``), keeping
 the running max ``m``, the running normaliser ``l`` and the output accumulator
 ``acc`` (FlashAttention), and its custom VJP recomputes the tiles in the
 backward pass, so memory grows linearly with Nq + Nk, never with Nq * Nk.
+On a CPU the tasks of a batch are walked in groups small enough for a tile to
+stay in cache (:func:`tasks_per_tile`).
 
 Shapes: q and k ``[B, Nq|Nk, H, Dh]``, v ``[B, Nk, H, Dv]`` (Dv = Dh unless the
 bias is folded into q and k, see ``geonp.nn.quadratic_bias``), key_mask ``[B, Nk]``
@@ -284,7 +286,8 @@ TILE_LOGITS_BUDGET = 1 << 20
 A tile that holds every task of a training batch (16 x 4 heads x 256 x 512 = 33 MB) overflows the
 CPU's last-level cache, and every pass over it (max, exp, sum, the two matmuls, and again in the
 backward pass) goes to memory; tiles of two such tasks stay in cache. Forward and backward of one
-training-shaped call: 201 -> 137 ms on 2 cores (benchmarks/RESULTS.md, issue 11).
+training-shaped call: 201 -> 137 ms on 2 cores (benchmarks/RESULTS.md, issue 11). CPU only: an
+accelerator needs every task of the batch at once to keep its cores busy, so there the budget is off.
 """
 
 
@@ -307,8 +310,9 @@ def scan_biased_attention(q, k, v, bias_fn: BiasFn, bias_params, q_meta, k_meta,
         key_mask: ``[B, Nk]`` bool, True for real keys; None means all keys are real.
         q_block, k_block: tile sizes; inputs are padded to tile multiples (smaller
             inputs to the next power of two) so that few distinct shapes are compiled.
-        tile_budget: logits per tile (None: :data:`TILE_LOGITS_BUDGET`); the batch is walked
-            in groups of :func:`tasks_per_tile` tasks so that a tile stays in cache.
+        tile_budget: logits per tile (None: :data:`TILE_LOGITS_BUDGET` on a CPU, the whole
+            batch on an accelerator); the batch is walked in groups of :func:`tasks_per_tile`
+            tasks so that a tile stays in cache.
 
     Returns:
         ``[B, Nq, H, Dh]``.
@@ -329,7 +333,9 @@ def scan_biased_attention(q, k, v, bias_fn: BiasFn, bias_params, q_meta, k_meta,
         q_, k_, v_, q_meta_, k_meta_, mask_ = group
         return _flash(bias_fn, tq, tk, q_, k_, v_, bias_params, q_meta_, k_meta_, mask_)
 
-    b = tasks_per_tile(B, H, tq, tk, TILE_LOGITS_BUDGET if tile_budget is None else tile_budget)
+    if tile_budget is None:
+        tile_budget = TILE_LOGITS_BUDGET if jax.default_backend() == "cpu" else B * H * tq * tk
+    b = tasks_per_tile(B, H, tq, tk, tile_budget)
     if b == B:
         out = attend(inputs)
     else:  # [B, ...] -> [B / b, b, ...], one group of tasks after another
