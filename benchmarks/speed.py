@@ -17,7 +17,7 @@ run gets per step, task sampling included:
   drawn batch serving 4 steps through symmetries of the prior
   (``TrainConfig(task_reuse=4)``, opt-in: ``geonp.training.reuse``), and with
   the whole batch in each attention tile (``after_whole_batch_tiles_s``: what
-  walking the tasks in cache-sized groups, ``attention.TILE_LOGITS_BUDGET``, buys).
+  walking the tasks in cache-sized groups, ``geonp.nn.attention.TILE_LOGITS_BUDGET``, buys).
 
 Seconds per step are taken between the loop's own records at step 10 and at
 the last record before the end (compilation and the final validation excluded).
@@ -42,7 +42,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from geonp.nn import attention
+from geonp.nn import attention as attention_lib
 from geonp.nn.bias import CoordinateGroup
 from geonp.nn.models import BSATNPConfig
 from geonp.tasks.gp import GPTaskSampler
@@ -83,9 +83,9 @@ def seconds_per_step(config: BSATNPConfig, steps: int, prefetch: int, sampler_cl
     sampler = sampler_class(num_context=(CONTEXT, CONTEXT), num_target=TARGETS)
     tc = TrainConfig(steps=steps + 20, batch_size=BATCH, validate_every=10**9, validation_batches=1,
                      checkpoint_dir=None, progress=False, prefetch=prefetch, task_reuse=task_reuse)
-    budget = 1 << 62 if whole_batch_tiles else attention.TILE_LOGITS_BUDGET
+    budget = 1 << 62 if whole_batch_tiles else attention_lib.TILE_LOGITS_BUDGET
     loop._compiled_steps.cache_clear()  # the step is traced anew under this run's tiles
-    with mock.patch.object(attention, "TILE_LOGITS_BUDGET", budget):
+    with mock.patch.object(attention_lib, "TILE_LOGITS_BUDGET", budget):
         history = train(config, sampler, tc).history
     loop._compiled_steps.cache_clear()
     at = {r["step"]: r["seconds"] for r in history}
