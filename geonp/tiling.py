@@ -175,6 +175,11 @@ class TilePredictor:
     support: float = 0.0  # log2 of a context cell's side in target cells (geonp.features.support), support models
     stream: tuple | None = None  # per context task, a conditioned state (geonp.streaming.TaskState), arch="cmanp"
 
+    def __repr__(self) -> str:
+        # short: dask names each block's task by the callable's repr, and the generated one prints every weight
+        return (f"TilePredictor({self.config.family}, {self.config.likelihood.name}, "
+                f"{self.num_channels} channels, tasks {self.task_shape})")
+
     @property
     def num_channels(self) -> int:
         head = self.config.likelihood

@@ -59,7 +59,7 @@ def test_prevalence_flow_with_covariates_uses_them_in_both_methods(tmp_path):
     slots = extended_release("prevalence-binomial", tmp_path, {"x_dim": 8, "covariate_slots": 4}, 0.2)
     report = run_recipe("recipes/prevalence-tanzania.yaml", {
         "output": str(tmp_path / "out"), "folds": 2, "model": slots.pretrained, "covariates": ["EVI", "Temperature"],
-        "joint_samples": 16, "joint_points": 64, "weights": "Population", "next_sites": 2})
+        "joint_samples": 8, "joint_points": 64, "weights": "Population", "next_sites": 2})
     for method in ("geonp", "kriging"):  # kriging: regression kriging on the same covariates
         assert np.isfinite(report["cv"][method]["log_score"]) and report["cv"][method]["n_locations"] > 380
     assert report["map_points"] > 8000 and (tmp_path / "out" / "prevalence.png").is_file()

@@ -48,10 +48,9 @@ def test_incremental_updates_give_the_same_latents_and_predictions_as_all_at_onc
     batch = _task(0)
     model = build_model(CONFIG)
     params = initial_params(CONFIG, 1)
-    condition = functools.partial(model.apply, params, method=cmanp.CMANP.condition)
-    update = functools.partial(model.apply, params, method=cmanp.CMANP.update)
-    latents = functools.partial(model.apply, params, method=cmanp.CMANP.latents)
-    query = functools.partial(model.apply, params, method=cmanp.CMANP.query)
+    # jitted: run op by op, the many small calls below would compile every primitive once per shape
+    method = lambda name: jax.jit(functools.partial(model.apply, params, method=getattr(cmanp.CMANP, name)))  # noqa: E731
+    condition, update, latents, query = map(method, ("condition", "update", "latents", "query"))
 
     def part(lo, hi):
         return (batch.x_ctx[:, lo:hi], batch.y_ctx[:, lo:hi], {k: v[:, lo:hi] for k, v in batch.meta_ctx.items()},
@@ -64,7 +63,7 @@ def test_incremental_updates_give_the_same_latents_and_predictions_as_all_at_onc
     for z_all, z_inc in zip(latents(at_once), latents(states), strict=True):
         np.testing.assert_allclose(z_inc, z_all, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(query(states, batch.x_tgt, batch.meta_tgt),
-                               model.apply(params, *batch.model_inputs()), rtol=1e-4, atol=1e-4)
+                               jax.jit(model.apply)(params, *batch.model_inputs()), rtol=1e-4, atol=1e-4)
 
 
 def test_conditioning_never_materialises_latents_by_context():
