@@ -49,3 +49,34 @@ def test_schedule_warms_up_then_decays():
         updates, state = opt.update({"w": np.ones(3, np.float32)}, state, params)
         lrs.append(float(-updates["w"][0]))
     assert lrs[0] < lrs[9] and lrs[99] < lrs[20]
+
+
+def test_validation_at_start_scores_the_starting_parameters_on_the_same_tasks():
+    kw = dict(steps=3, batch_size=4, validate_every=3, validation_batches=1, progress=False, seed=3,
+              validate_at_start=True)
+    # steps too small to move anything: step 3 scores what step 0 scored, so both used the same tasks and params
+    still = train(TINY, SAMPLER, TrainConfig(learning_rate=1e-12, **kw))
+    start, after = still.history[0], still.history[-1]
+    assert start["step"] == 0 and after["step"] == 3
+    assert abs(start["val_nll"] - after["val_nll"]) < 1e-5
+    moved = train(TINY, SAMPLER, TrainConfig(learning_rate=3e-2, **kw))
+    assert moved.history[0]["val_nll"] == start["val_nll"]  # the same starting point, scored the same way
+    assert abs(moved.history[-1]["val_nll"] - start["val_nll"]) > 1e-4
+
+
+def test_pretrain_records_each_session_and_its_starting_score(tmp_path):
+    from geonp.flows import pretrain
+    from geonp.model_store import load_model
+
+    tiny = {k: getattr(TINY, k) for k in ("num_blocks", "width", "num_heads", "head_dim", "ff_dim", "q_block",
+                                          "k_block")}
+    options = {"num_context": [16, 32], "num_target": 16}
+    first = pretrain.run(tmp_path, tasks="gp2d", output="one", task_options=options, model=tiny, steps=2,
+                         batch_size=4, progress=False)
+    assert first["total_steps"] == 2 and first["start_val_nll"] is not None
+    pretrain.run(tmp_path, tasks="gp2d", output="two", task_options=options, init_from=str(tmp_path / "one"),
+                 steps=2, batch_size=4, seed=2, progress=False)
+    _, _, meta = load_model(tmp_path / "two")
+    assert meta["total_steps"] == 4 and [s["steps"] for s in meta["sessions"]] == [2, 2]
+    # each session says where it started and at what rate, so a schedule that sets a model back shows
+    assert meta["sessions"][1]["learning_rate"] == 3e-4 and meta["sessions"][1]["start_val_nll"] is not None

@@ -94,24 +94,26 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
     run_dir = resolve(base, run_dir) if run_dir else resolve(base, output).with_suffix(".run")
     tc = TrainConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                      checkpoint_dir=str(Path(run_dir) / "state"), checkpoint_every=100,
-                     time_budget=time_budget, validate_every=100, progress=progress)
+                     time_budget=time_budget, validate_every=100, progress=progress, validate_at_start=True)
     result = train(config, sampler, tc, params=params)
-    val = [h["val_nll"] for h in result.history if "val_nll" in h]
+    # the starting parameters' score (step 0) and the run's own validations, all on the same tasks
+    start = [h["val_nll"] for h in result.history if h["step"] == 0 and "val_nll" in h]
+    val = [h["val_nll"] for h in result.history if h["step"] > 0 and "val_nll" in h]
     meta = {
         "description": description, "tasks": tasks, "task_options": task_options or {},
         "init_from": init_from, "warm_start": {k: len(v) for k, v in (report or {}).items()},
         "steps": result.step, "planned_steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
         "task_reuse": resolve_reuse(tc.task_reuse, sampler),
         "train_seconds": round(result.seconds, 1), "machine": machine(),
-        "trained_on": datetime.date.today().isoformat(), "first_val_nll": val[0] if val else None,
-        "final_val_nll": val[-1] if val else None,
+        "trained_on": datetime.date.today().isoformat(), "start_val_nll": start[0] if start else None,
+        "first_val_nll": val[0] if val else None, "final_val_nll": val[-1] if val else None,
     }
     # lineage: the source's training continues only when its whole network carried over (same tasks family)
     continued = report is not None and not report["fresh"] and (not report["partial"] or extends)
     earlier = source_meta.get("sessions", []) if continued else []
     before = int(source_meta.get("total_steps", source_meta.get("steps", 0))) if continued else 0
-    this_session = {k: meta[k] for k in ("steps", "train_seconds", "machine", "trained_on", "final_val_nll",
-                                         "task_reuse")}
+    this_session = {k: meta[k] for k in ("steps", "train_seconds", "machine", "trained_on", "start_val_nll",
+                                         "final_val_nll", "learning_rate", "task_reuse")}
     meta.update(total_steps=before + result.step, sessions=[*earlier, this_session],
                 total_hours=round(sum(r.get("train_seconds", 0.0) for r in [*earlier, this_session]) / 3600, 3))
     if center is not None:
@@ -126,6 +128,7 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
     save_model(resolve(base, output), config, jax.tree_util.tree_map(np.asarray, result.params), meta)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     (Path(run_dir) / "history.json").write_text(json.dumps(result.history))
-    print(json.dumps({k: meta[k] for k in ("steps", "train_seconds", "first_val_nll", "final_val_nll")}))
+    print(json.dumps({k: meta[k] for k in ("steps", "train_seconds", "start_val_nll", "first_val_nll",
+                                           "final_val_nll")}))
     return meta
 

@@ -40,7 +40,9 @@ class TrainConfig:
     its checkpoint goes on with the seconds and records it had (the budget is the whole run's).
     ``checkpoint_dir`` enables saving every ``checkpoint_every`` steps and resuming.
     ``patience`` stops after that many validations without a better validation NLL
-    and returns the best parameters seen.
+    and returns the best parameters seen. ``validate_at_start`` also scores the starting parameters
+    (step 0) on the validation tasks, so a run that continues a trained model shows what its schedule
+    did to it: the starting figure and the later ones are on the same tasks.
     """
 
     steps: int = 1000
@@ -59,6 +61,7 @@ class TrainConfig:
     progress: bool = True
     prefetch: int | None = None  # batches sampled ahead in a sampler process (0: in line); None: auto_prefetch()
     task_reuse: int | None = None  # steps per sampled batch (geonp.training.reuse); None: 1
+    validate_at_start: bool = False  # a step-0 record with the starting parameters' validation NLL
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -175,6 +178,11 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
     prefetching = depth > 0 and tc.steps - start_step >= PREFETCH_MIN_STEPS and _picklable(sampler)
     batches = Prefetcher(batch_of_step, start_step, tc.steps, depth) if prefetching else (
         (t, batch_of_step(t)) for t in range(start_step, tc.steps))
+    if tc.validate_at_start and start_step == 0:
+        best_val = validate(state["params"])
+        history.append({"step": 0, "val_nll": best_val, "seconds": time.perf_counter() - started})
+        if tc.patience is not None:
+            best_params = jax.tree_util.tree_map(np.array, state["params"])  # a copy: the step donates its buffers
     with contextlib.closing(batches):  # the sampler process stops however the loop ends
         for batch_step, batch in batches:
             assert batch_step == step
