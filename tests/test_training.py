@@ -70,13 +70,14 @@ def test_pretrain_records_each_session_and_its_starting_score(tmp_path):
 
     tiny = {k: getattr(TINY, k) for k in ("num_blocks", "width", "num_heads", "head_dim", "ff_dim", "q_block",
                                           "k_block")}
-    options = {"num_context": [16, 32], "num_target": 16}
-    first = pretrain.run(tmp_path, tasks="gp2d", output="one", task_options=options, model=tiny, steps=2,
-                         batch_size=4, progress=False)
-    assert first["total_steps"] == 2 and first["start_val_nll"] is not None
+    # the previous test's tasks, steps and rate: the same compiled step
+    options = {"num_context": [32, 64], "num_target": 32}
+    first = pretrain.run(tmp_path, tasks="gp2d", output="one", task_options=options, model=tiny, steps=3,
+                         batch_size=4, learning_rate=3e-2, progress=False)
+    assert first["total_steps"] == 3 and first["start_val_nll"] is not None
     pretrain.run(tmp_path, tasks="gp2d", output="two", task_options=options, init_from=str(tmp_path / "one"),
-                 steps=2, batch_size=4, seed=2, progress=False)
+                 steps=3, batch_size=4, learning_rate=3e-2, seed=2, progress=False)
     _, _, meta = load_model(tmp_path / "two")
-    assert meta["total_steps"] == 4 and [s["steps"] for s in meta["sessions"]] == [2, 2]
+    assert meta["total_steps"] == 6 and [s["steps"] for s in meta["sessions"]] == [3, 3]
     # each session says where it started and at what rate, so a schedule that sets a model back shows
-    assert meta["sessions"][1]["learning_rate"] == 3e-4 and meta["sessions"][1]["start_val_nll"] is not None
+    assert meta["sessions"][1]["learning_rate"] == 3e-2 and meta["sessions"][1]["start_val_nll"] is not None
