@@ -49,8 +49,12 @@ def test_the_drift_keeps_predictions_translation_invariant():
     model = geonp.NeuralProcess(pretrained="field-normal", steps=0, progress=False, trend=2).fit(data, crs="EPSG:3857")
     a = model.predict(data, progress=False, calibrated=False)
     b = model.predict(moved, progress=False, calibrated=False)
-    np.testing.assert_allclose(a["mean"].values, b["mean"].values, atol=2e-3)
-    np.testing.assert_allclose(a["std"].values, b["std"].values, atol=3e-3)
+    # equal to float32 rounding: the bowl spans 76 K, and over its 1,600 cells the largest difference is ~2e-3 K
+    # (p99 3e-4 K; it moves with each release's weights); a real dependence on position would be of the
+    # field's own scale (0.1-4 K)
+    np.testing.assert_allclose(a["mean"].values, b["mean"].values, atol=5e-3)
+    np.testing.assert_allclose(a["std"].values, b["std"].values, atol=5e-3)
+    assert np.nanpercentile(np.abs(a["mean"].values - b["mean"].values), 99) < 1e-3
 
 
 def test_a_bad_trend_says_what_is_allowed():
