@@ -174,15 +174,15 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
                mininterval=1.0)
     step, running = start_step, []
     best_val, best_params, since_best, stopped_early = math.inf, None, 0, False
-    depth = auto_prefetch() if tc.prefetch is None else tc.prefetch
-    prefetching = depth > 0 and tc.steps - start_step >= PREFETCH_MIN_STEPS and _picklable(sampler)
-    batches = Prefetcher(batch_of_step, start_step, tc.steps, depth) if prefetching else (
-        (t, batch_of_step(t)) for t in range(start_step, tc.steps))
     if tc.validate_at_start and start_step == 0:
         best_val = validate(state["params"])
         history.append({"step": 0, "val_nll": best_val, "seconds": time.perf_counter() - started})
         if tc.patience is not None:
             best_params = jax.tree_util.tree_map(np.array, state["params"])  # a copy: the step donates its buffers
+    depth = auto_prefetch() if tc.prefetch is None else tc.prefetch
+    prefetching = depth > 0 and tc.steps - start_step >= PREFETCH_MIN_STEPS and _picklable(sampler)
+    batches = Prefetcher(batch_of_step, start_step, tc.steps, depth) if prefetching else (
+        (t, batch_of_step(t)) for t in range(start_step, tc.steps))
     with contextlib.closing(batches):  # the sampler process stops however the loop ends
         for batch_step, batch in batches:
             assert batch_step == step
