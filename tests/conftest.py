@@ -13,3 +13,37 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+
+
+def _share_the_cores_between_workers():
+    """Give each pytest-xdist worker its own share of the cores, before jax starts its thread pools.
+
+    Each jax process sizes its thread pools to the cores it may run on. Two workers that may both run on
+    both cores of a 2-core machine start four busy threads, which wait on one another at every parallel
+    loop. Pinned, each worker's pool has one thread per core it owns. The processes a worker starts
+    (notebook kernels, dask workers) inherit its share.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    if workers < 2 or not worker.startswith("gw") or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    share = len(cores) // workers
+    if share < 1:
+        return
+    index = int(worker[2:]) % workers
+    os.sched_setaffinity(0, cores[index * share:(index + 1) * share])
+
+
+_share_the_cores_between_workers()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the long modules first: notebooks, and modules with a test marked ``slow``.
+
+    With ``--dist loadfile`` each module goes to one worker as a whole, in this order. A long module
+    started last leaves the other worker idle for its whole length; started first, it overlaps with
+    the many short ones.
+    """
+    long_modules = {item.path for item in items if item.path.suffix == ".ipynb" or item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in long_modules)  # stable: the order within each group stays

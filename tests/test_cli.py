@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from geonp import __version__
 from geonp.cli import main
 
@@ -11,6 +13,7 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == __version__
 
 
+@pytest.mark.slow
 def test_demo_scores_models_against_the_exact_gp(capsys, tmp_path):
     out_dir = tmp_path / "demo"
     assert main(["demo", "--train-seconds", "3", "--eval-batches", "1", "--no-progress", "--output", str(out_dir)]) == 0

@@ -12,6 +12,7 @@ DATA = data_root()
 needs = lambda sub: pytest.mark.skipif(not (DATA / sub).is_dir(), reason=f"shared {sub} not present")  # noqa: E731
 
 
+@pytest.mark.slow
 @needs("disease_prevalence")
 def test_prevalence_flow_cross_validates_against_kriging_and_maps(tmp_path):
     report = run_recipe("recipes/prevalence-gambia.yaml", {"output": str(tmp_path), "folds": 3, "grid": 24,
@@ -52,6 +53,7 @@ def test_epidemic_flow_beats_nearest_observed_cell(tmp_path):
     assert np.isfinite(report["geonp"]["log_score"])
 
 
+@pytest.mark.slow
 @needs("disease_prevalence")
 def test_prevalence_flow_with_covariates_uses_them_in_both_methods(tmp_path):
     from geonp.testing import extended_release

@@ -42,6 +42,7 @@ def _inputs(groups, seed=1, B=2, Nq=37, Nk=29, H=3, Dh=8):
     return q, k, v, qm, km, mask
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("groups", [(PLANE,), (SPHERE,), (PLANE, TIME)], ids=["plane", "sphere", "space-time"])
 def test_folded_scan_equals_pairwise_dense_values_and_gradients(groups):
     params = _perturbed(groups, 3)

@@ -5,6 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from geonp.nn import attention
 from geonp.nn import bias as bias_lib
@@ -54,6 +55,7 @@ def test_orthogonal_features_are_orthogonal_within_a_block_with_gaussian_lengths
     assert abs(np.mean(lengths**2) - 8.0) < 0.4  # E|w|^2 = d for w ~ N(0, I_d)
 
 
+@pytest.mark.slow
 def test_approximation_error_falls_as_features_grow():
     errors = {m: np.mean([_relative_error(m, s) for s in range(3)]) for m in (16, 64, 256, 1024, 4096)}
     values = list(errors.values())

@@ -12,6 +12,7 @@ TINY = {"num_blocks": 2, "width": 16, "num_heads": 2, "head_dim": 8, "ff_dim": 3
         "window_points": 96, "max_context": 96, "num_target": 32, "progress": False}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", sorted(geonp.ARCHITECTURES))
 def test_fit_predict_save_load(arch, field, tmp_path):
     obs = with_gaps(field.isel(time=0))
@@ -25,6 +26,7 @@ def test_fit_predict_save_load(arch, field, tmp_path):
     assert again.attrs["geonp_model"].startswith(arch)
 
 
+@pytest.mark.slow
 def test_counts_likelihood_works_with_another_architecture(field):
     rng = np.random.default_rng(0)
     ds = field.isel(time=0).to_dataset(name="t2m")

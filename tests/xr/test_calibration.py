@@ -76,6 +76,7 @@ def test_held_out_gaps_against_a_real_gap_are_dropped_unless_nothing_else_is_lef
     np.testing.assert_array_equal(calibration.ringed_by_observations(against, observed), against)  # all touch
 
 
+@pytest.mark.slow
 def test_calibration_widens_overconfident_intervals_and_is_reported_and_saved(tmp_path):
     truth = smooth_field(np.arange(50.0, 58.0, 0.25), np.arange(-6.0, 4.0, 0.25), times=4, seed=4)
     cloudy, hidden = _cloudy(truth)

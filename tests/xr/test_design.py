@@ -33,6 +33,7 @@ def map_crps(model, frame, grid_lon, grid_lat, rng):
     return float((np.abs(draws - truth).mean(0) - 0.5 * spread).mean())
 
 
+@pytest.mark.slow
 def test_designed_sites_reduce_the_map_crps_more_than_random_sites():
     gains = []
     for seed in range(3):

@@ -80,6 +80,7 @@ def test_sampler_with_exact_conditionals_matches_the_exact_region_variance(seed)
     assert independent.max() < 0.2, independent  # what marginal draws would give
 
 
+@pytest.mark.slow
 def test_joint_draws_from_the_bundled_model_track_the_exact_region_variance():
     size, num = 22, 64  # 484 cells: every model call pads to 512 points (24 x 24 pads to 1024, at 3x the time)
     da, _, seen, points = gp_grid(size=size, fraction=0.2, seed=0)

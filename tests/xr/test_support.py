@@ -67,6 +67,7 @@ def test_downscaling_tells_the_field_model_the_factor(tmp_path):
         model.predict(coarse, target=2, samples=2, joint=True, progress=False)
 
 
+@pytest.mark.slow
 def test_a_model_given_a_support_input_starts_as_it_was(tmp_path):
     coarse = _grid(0.5, 8, seed=4)
     before = geonp.pretrained("gp2d-normal").fit(coarse, steps=0).predict(coarse, target=2, progress=False)

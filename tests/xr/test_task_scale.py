@@ -37,6 +37,7 @@ def test_each_tile_is_standardised_by_its_context(task_scale_release):
     np.testing.assert_allclose(second["std"], 5.0 * first["std"], rtol=1e-3)  # float32
 
 
+@pytest.mark.slow
 def test_targets_beyond_the_data_are_warned_about_and_counted():
     field = smooth_field(np.arange(44.0, 56.0, 0.25), np.arange(-6.0, 6.0, 0.25), times=1)  # 48 x 48
     context = field.copy()
