@@ -46,10 +46,8 @@ def evaluate_fields(config: BSATNPConfig, params, sampler, seed: int = 4321, num
     from geonp.tasks.fields import LAYOUTS
 
     rows = {"model": [], "oracle": [], "truth": [], "layout": [], "hidden": []}
-    for i in range(num_batches):
-        batch, info = sampler.sample(jax.random.fold_in(jax.random.PRNGKey(seed), i), batch_size)
-        pred = predict(config, params, batch)
-        rows["model"].append((np.asarray(pred["mean"]), np.asarray(pred["std"])))
+    for batch, info, mean, std in field_predictions(config, params, sampler, seed, num_batches, batch_size):
+        rows["model"].append((mean, std))
         rows["oracle"].append((info.oracle_mean, info.oracle_std))
         rows["truth"].append(np.asarray(batch.y_tgt))
         rows["layout"].append(np.broadcast_to(info.layout[:, None], info.hidden.shape))
@@ -69,3 +67,13 @@ def evaluate_fields(config: BSATNPConfig, params, sampler, seed: int = 4321, num
         out[name] = {**scores, "gap_nll": scores["model"]["nll"] - scores["oracle"]["nll"],
                      "targets": int(where.sum())}
     return out
+
+
+def field_predictions(config: BSATNPConfig, params, sampler, seed: int = 4321, num_batches: int = 6,
+                      batch_size: int = 16):
+    """Yield ``(batch, info, mean [B, Nt, 1], std [B, Nt, 1])``: the model's predictions on the field tasks that
+    :func:`evaluate_fields` scores (same seed, same tasks)."""
+    for i in range(num_batches):
+        batch, info = sampler.sample(jax.random.fold_in(jax.random.PRNGKey(seed), i), batch_size)
+        pred = predict(config, params, batch)
+        yield batch, info, np.asarray(pred["mean"]), np.asarray(pred["std"])

@@ -63,13 +63,22 @@ FIELD_KERNELS = ("rbf", "matern12", "matern32", "matern52")
 class FieldTaskInfo(NamedTuple):
     """Per task: layout index into :data:`LAYOUTS` ``[B]``, context size ``[B]``, whether each target is
     hidden (in a gap; False for coarse and scattered) ``[B, Nt]``, and the exact GP posterior
-    mean and std ``[B, Nt, 1]`` in the batch's (standardised) units."""
+    mean and std ``[B, Nt, 1]`` in the batch's (standardised) units.
+
+    The field each task drew, for breaking scores down by regime (``benchmarks/oracle_gap_breakdown.py``):
+    its signal-to-noise ratio ``[B]``, number of components ``[B]``, and of its dominant component (the
+    one with the most variance) the kernel, an index into :data:`FIELD_KERNELS` ``[B]``, and the shorter
+    length scale of its two axes ``[B]``, in model units."""
 
     layout: np.ndarray
     n_context: np.ndarray
     hidden: np.ndarray
     oracle_mean: np.ndarray
     oracle_std: np.ndarray
+    snr: np.ndarray | None = None
+    components: np.ndarray | None = None
+    kernel: np.ndarray | None = None
+    length_scale: np.ndarray | None = None
 
 
 class _Field(NamedTuple):
@@ -77,6 +86,11 @@ class _Field(NamedTuple):
     transforms: tuple  # [2, 2] each: M_c
     variances: tuple  # a_c^2
     noise_std: float
+
+    def dominant(self) -> tuple[str, float]:
+        """Kernel and shorter axis length scale of the component with the most variance."""
+        c = int(np.argmax(self.variances))
+        return self.kernels[c], 1.0 / float(np.linalg.norm(self.transforms[c], 2))  # M_c's top singular value: 1/l_c
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,11 +175,16 @@ class FieldTaskSampler:
             layout=np.array([LAYOUTS.index(t["layout"]) for t in tasks]),
             n_context=np.array([len(t["y_ctx"]) for t in tasks]), hidden=stack("hidden"),
             oracle_mean=stack("oracle_mean")[..., None], oracle_std=stack("oracle_std")[..., None],
+            snr=np.array([1.0 / t["field"].noise_std for t in tasks]),
+            components=np.array([len(t["field"].variances) for t in tasks]),
+            kernel=np.array([FIELD_KERNELS.index(t["field"].dominant()[0]) for t in tasks]),
+            length_scale=np.array([t["field"].dominant()[1] for t in tasks]),
         )
         return batch, info
 
     def sample_task(self, rng: np.random.Generator) -> dict:
-        """One task as a dict of numpy arrays (context and targets unpadded, standardised by the context)."""
+        """One task as a dict of numpy arrays (context and targets unpadded, standardised by the context), and
+        the field it drew (``"field"``)."""
         weights = np.asarray(self.layout_weights) / sum(self.layout_weights)
         layout = self.layouts[rng.choice(len(self.layouts), p=weights)]
         field = self._draw_field(rng)
@@ -198,7 +217,7 @@ class FieldTaskSampler:
             "layout": layout, "x_ctx": x_ctx - origin, "y_ctx": (y_obs - offset) / scale,
             "support": 0.5 * np.log2(blocks),  # a block of b x b cells: log2(b) (geonp.features.support)
             "x_tgt": x_tgt - origin, "y_tgt": (y_tgt - offset) / scale, "hidden": hidden,
-            "oracle_mean": (oracle_mean - offset) / scale, "oracle_std": oracle_std / scale, **slots,
+            "oracle_mean": (oracle_mean - offset) / scale, "oracle_std": oracle_std / scale, "field": field, **slots,
         }
 
     def _covariates(self, rng, x_obs, blocks: int, x_tgt):

@@ -117,3 +117,21 @@ def test_covariate_effects_keep_the_task_a_gp_with_an_exact_oracle():
     x_obs, _, x_tgt, _ = with_slots._scattered(rng, 200)
     slots, (g_o, g_t, variance) = with_slots._covariates(rng, x_obs, 1, x_tgt)
     assert slots["covariates_ctx"].shape == (200, 8) and g_o.shape == (200, 4) and variance.shape == (4,)
+
+
+def test_info_tells_each_tasks_field_within_the_prior():
+    sampler = FieldTaskSampler(num_target=16, components=(1, 2), snr=(2.0, 50.0), lengthscale=(0.1, 3.0),
+                               anisotropy=(1.0, 2.0))
+    _, info = sampler.sample(11, 8)
+    assert ((2.0 <= info.snr) & (info.snr <= 50.0)).all()
+    assert set(info.components) <= {1, 2}
+    assert ((0 <= info.kernel) & (info.kernel < len(fields.FIELD_KERNELS))).all()
+    # the shorter axis of the dominant component: l_c itself (the other axis is l_c * rho_c >= l_c)
+    assert ((0.1 - 1e-9 <= info.length_scale) & (info.length_scale <= 3.0 + 1e-9)).all()
+    rng = np.random.default_rng(5)
+    field = sampler._draw_field(rng)
+    kernel, length = field.dominant()
+    c = int(np.argmax(field.variances))
+    assert kernel == field.kernels[c]
+    axes = 1.0 / np.linalg.svd(field.transforms[c], compute_uv=False)  # both axis lengths of the component
+    assert np.isclose(length, axes.min())
