@@ -79,5 +79,6 @@ def test_pretrain_records_each_session_and_its_starting_score(tmp_path):
                  steps=3, batch_size=4, learning_rate=3e-2, seed=2, progress=False)
     _, _, meta = load_model(tmp_path / "two")
     assert meta["total_steps"] == 6 and [s["steps"] for s in meta["sessions"]] == [3, 3]
-    # each session says where it started and at what rate, so a schedule that sets a model back shows
+    # each session says where it started, at what rate and batch size, so a schedule that sets a model back shows
     assert meta["sessions"][1]["learning_rate"] == 3e-2 and meta["sessions"][1]["start_val_nll"] is not None
+    assert meta["sessions"][1]["batch_size"] == 4

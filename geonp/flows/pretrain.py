@@ -113,7 +113,7 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
     earlier = source_meta.get("sessions", []) if continued else []
     before = int(source_meta.get("total_steps", source_meta.get("steps", 0))) if continued else 0
     this_session = {k: meta[k] for k in ("steps", "train_seconds", "machine", "trained_on", "start_val_nll",
-                                         "final_val_nll", "learning_rate", "task_reuse")}
+                                         "final_val_nll", "learning_rate", "batch_size", "task_reuse")}
     meta.update(total_steps=before + result.step, sessions=[*earlier, this_session],
                 total_hours=round(sum(r.get("train_seconds", 0.0) for r in [*earlier, this_session]) / 3600, 3))
     if center is not None:
