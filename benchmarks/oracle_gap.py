@@ -33,15 +33,16 @@ from pathlib import Path
 
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
-from scipy.spatial.distance import cdist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from geonp import metrics  # noqa: E402
 from geonp.evaluation import field_predictions  # noqa: E402
 from geonp.features.far_context import FAR_FRACTION  # noqa: E402
 from geonp.flows import pretrain  # noqa: E402
 from geonp.model_store import available, load_model, pretrained  # noqa: E402
 from geonp.tasks.fields import FIELD_KERNELS, LAYOUTS  # noqa: E402
+from geonp.tasks.kernels import covariance  # noqa: E402
 
 KRIGING_KERNELS = ("matern32", "matern52", "rbf")
 KRIGING_LENGTHS = (0.05, 0.15, 0.5, 1.5, 5.0, 15.0, 50.0)
@@ -54,28 +55,13 @@ SPLITS = {
 }
 
 
-def gaussian_nll(mean, std, y):
-    """Per point ``[...]``."""
-    return 0.5 * np.log(2 * np.pi * std**2) + 0.5 * ((y - mean) / std) ** 2
-
-
-def correlation(distance, length, kernel: str):
-    r = distance / length
-    if kernel == "matern32":
-        return (1 + np.sqrt(3) * r) * np.exp(-np.sqrt(3) * r)
-    if kernel == "matern52":
-        return (1 + np.sqrt(5) * r + 5 / 3 * r**2) * np.exp(-np.sqrt(5) * r)
-    return np.exp(-0.5 * r**2)
-
-
 def kriging_ml(x_ctx, y_ctx, x_tgt):
     """Mean and std ``[Nt]`` of the latent field at the targets under the grid's most likely kernel."""
     n = len(y_ctx)
-    d_cc, d_ct = cdist(x_ctx, x_ctx), cdist(x_ctx, x_tgt)
     best = None
     for kernel in KRIGING_KERNELS:
         for length in KRIGING_LENGTHS:
-            k_cc = correlation(d_cc, length, kernel)
+            k_cc = covariance(kernel, x_ctx, x_ctx, length)
             for nugget in KRIGING_NUGGETS:
                 try:
                     factor = cho_factor(k_cc + nugget * np.eye(n), lower=True)
@@ -87,7 +73,7 @@ def kriging_ml(x_ctx, y_ctx, x_tgt):
                 if best is None or log_lik > best[0]:
                     best = (log_lik, kernel, length, factor, alpha, sill)
     _, kernel, length, factor, alpha, sill = best
-    k_ct = correlation(d_ct, length, kernel)
+    k_ct = covariance(kernel, x_ctx, x_tgt, length)
     variance = sill * np.maximum(1.0 - np.sum(k_ct * cho_solve(factor, k_ct), axis=0), 1e-10)
     return k_ct.T @ alpha, np.sqrt(variance)
 
@@ -98,20 +84,19 @@ def per_task_rows(config, params, sampler, batches: int, batch_size: int = 16) -
                                                     batch_size=batch_size):
         for b in range(len(info.layout)):
             y = np.asarray(batch.y_tgt[b, :, 0], np.float64)
-            oracle = gaussian_nll(info.oracle_mean[b, :, 0], info.oracle_std[b, :, 0], y)
+            o_mean, o_std = info.oracle_mean[b, :, 0], info.oracle_std[b, :, 0]
             n = int(info.n_context[b])
             k_mean, k_std = kriging_ml(np.asarray(batch.meta_ctx["space"][b, :n], np.float64),
                                        np.asarray(batch.y_ctx[b, :n, 0], np.float64),
                                        np.asarray(batch.meta_tgt["space"][b], np.float64))
-            oracle_mse = np.mean((info.oracle_mean[b, :, 0] - y) ** 2)
             rows.append({
                 "layout": LAYOUTS[info.layout[b]], "n_context": n, "snr": float(info.snr[b]),
                 "length_scale": float(info.length_scale[b]), "kernel": FIELD_KERNELS[info.kernel[b]],
                 "components": int(info.components[b]),
-                "gap": float(np.mean(gaussian_nll(mean[b, :, 0], std[b, :, 0], y) - oracle)),
-                "mse_ratio": float(np.mean((mean[b, :, 0] - y) ** 2) / oracle_mse),
-                "kriging_gap": float(np.mean(gaussian_nll(k_mean, k_std, y) - oracle)),
-                "kriging_mse_ratio": float(np.mean((k_mean - y) ** 2) / oracle_mse),
+                "gap": metrics.nll(mean[b, :, 0], std[b, :, 0], y) - metrics.nll(o_mean, o_std, y),
+                "mse_ratio": (metrics.rmse(mean[b, :, 0], y) / metrics.rmse(o_mean, y)) ** 2,
+                "kriging_gap": metrics.nll(k_mean, k_std, y) - metrics.nll(o_mean, o_std, y),
+                "kriging_mse_ratio": (metrics.rmse(k_mean, y) / metrics.rmse(o_mean, y)) ** 2,
             })
     return rows
 

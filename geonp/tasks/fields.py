@@ -65,7 +65,7 @@ class FieldTaskInfo(NamedTuple):
     hidden (in a gap; False for coarse and scattered) ``[B, Nt]``, and the exact GP posterior
     mean and std ``[B, Nt, 1]`` in the batch's (standardised) units.
 
-    The field each task drew, for breaking scores down by regime (``benchmarks/oracle_gap_breakdown.py``):
+    The field each task drew, for breaking scores down by regime (``benchmarks/oracle_gap.py``):
     its signal-to-noise ratio ``[B]``, number of components ``[B]``, and of its dominant component (the
     one with the most variance) the kernel, an index into :data:`FIELD_KERNELS` ``[B]``, and the shorter
     length scale of its two axes ``[B]``, in model units."""
@@ -171,14 +171,15 @@ class FieldTaskSampler:
             x_tgt=covariates_tgt.astype(np.float32), y_tgt=stack("y_tgt")[..., None].astype(np.float32),
             meta_tgt={"space": stack("x_tgt").astype(np.float32)}, mask_tgt=np.ones((batch_size, nt), bool),
         )
+        dominant = [t["field"].dominant() for t in tasks]  # (kernel, length scale) of each task's main component
         info = FieldTaskInfo(
             layout=np.array([LAYOUTS.index(t["layout"]) for t in tasks]),
             n_context=np.array([len(t["y_ctx"]) for t in tasks]), hidden=stack("hidden"),
             oracle_mean=stack("oracle_mean")[..., None], oracle_std=stack("oracle_std")[..., None],
             snr=np.array([1.0 / t["field"].noise_std for t in tasks]),
             components=np.array([len(t["field"].variances) for t in tasks]),
-            kernel=np.array([FIELD_KERNELS.index(t["field"].dominant()[0]) for t in tasks]),
-            length_scale=np.array([t["field"].dominant()[1] for t in tasks]),
+            kernel=np.array([FIELD_KERNELS.index(kernel) for kernel, _ in dominant]),
+            length_scale=np.array([length for _, length in dominant]),
         )
         return batch, info
 
