@@ -280,6 +280,9 @@ class FittingMixin:
         if not all(d in ds[name].dims for d in spatial):
             return ({"status": "not calibrated: the spatial coordinates are not grid dimensions", "std_scale": 1.0},
                     None)
+        # the neighbourhood kriging's kernel, fitted once on the data; its blend is learned with the spread
+        kernel = None if self.config_.family == "cmanp" else self._kriging_kernel(table)
+        self.calibration_ = {"status": "calibrating", **({"kriging": kernel.to_dict()} if kernel else {})}
         select = self._selects_covariates(covariates)
         candidates = selection_lib.subsets(covariates) if select else [tuple(covariates)]
         given = {c: ds[c] for c in covariates}
@@ -308,6 +311,17 @@ class FittingMixin:
                   "ignored": ignored, "scores": {selection_lib.label(s): v for s, v in scored.items()}}
         self._ignore_covariates(ignored, choice, "held-out CRPS on this data", "crps")
         return result, choice
+
+    def _kriging_kernel(self, table):
+        """The kernel of :mod:`geonp.local_kriging`, by the likelihood of a few neighbourhoods of ``table``."""
+        from geonp import local_kriging
+
+        rng = np.random.default_rng(self.seed)
+        observed = table.observed()
+        tasks = rng.permutation(np.flatnonzero(observed.sum(axis=1) >= 8))[: local_kriging.FIT_SETS]
+        parts = self._observed_by_task(table, observed, self.scaling_, tasks)
+        values = [v.reshape(len(v), -1)[:, 0] for v in parts["values"]]
+        return local_kriging.fit_kernel(local_kriging.neighbourhood_sets(parts["embedding"], values, rng))
 
     @staticmethod
     def _check_observations(table, head, names, what):

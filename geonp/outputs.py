@@ -19,13 +19,15 @@ def _variable_attrs(source: dict, what: str) -> dict:
 
 def prediction_dataset(channels: xr.DataArray, value_attrs: dict, quantiles=(), num_samples: int = 0,
                        attrs: dict | None = None, provenance: dict | None = None, thresholds=(),
-                       classes=None, distance_units: str | None = None, joint_samples: bool = False) -> xr.Dataset:
+                       classes=None, distance_units: str | None = None, joint_samples: bool = False,
+                       kriging_mean: bool = False) -> xr.Dataset:
     """Split a ``[..., channel]`` array into CF variables.
 
     Channels: mean, std, quantiles..., exceedance probabilities..., samples...; or, with
     ``classes`` (a categorical model), one probability per class, then samples; with
     ``distance_units``, last, each target's distance to its nearest observation and the std of
-    the observations it was conditioned on.
+    the observations it was conditioned on, and (``kriging_mean``) the neighbourhood's simple-kriging
+    mean before any blend (:mod:`geonp.local_kriging`).
     """
     if classes is not None:
         variables = _class_variables(channels, value_attrs, classes)
@@ -49,10 +51,14 @@ def prediction_dataset(channels: xr.DataArray, value_attrs: dict, quantiles=(), 
             sample_attrs["flag_meanings"] = " ".join(classes)
         variables["samples"] = s.transpose("sample", ...).assign_attrs(sample_attrs)
     if distance_units is not None:
-        variables["distance_to_data"] = channels.isel(channel=-2, drop=True).assign_attrs(
+        last = -1 - bool(kriging_mean)
+        variables["distance_to_data"] = channels.isel(channel=last - 1, drop=True).assign_attrs(
             {"long_name": "distance to the nearest observation", "units": distance_units})
-        variables["context_std"] = channels.isel(channel=-1, drop=True).assign_attrs(
+        variables["context_std"] = channels.isel(channel=last, drop=True).assign_attrs(
             _variable_attrs(value_attrs, "standard deviation of the observations conditioned on"))
+        if kriging_mean:
+            variables["kriging_mean"] = channels.isel(channel=-1, drop=True).assign_attrs(
+                _variable_attrs(value_attrs, "simple-kriging mean of each neighbourhood (unblended)"))
     out = xr.Dataset(variables)
     out.attrs.update(attrs or {})
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

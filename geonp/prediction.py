@@ -19,6 +19,7 @@ import xarray as xr
 
 from geonp import conservation
 from geonp.calibration import SpreadCalibration
+from geonp.local_kriging import LocalKriging
 from geonp.errors import ConfigError, MetadataMismatchError
 from geonp.features import tables as tables_lib
 from geonp.features.grids import refined_grid
@@ -218,6 +219,7 @@ class PredictionMixin:
             quantiles=quantiles, num_samples=int(samples), seed=seed, temporal=self.temporal, thresholds=thresholds,
             neighbours=self.max_context if halo is None and not self.temporal else None,  # temporal: by halo
             spread=self._spread() if calibrated else SpreadCalibration(),
+            kriging=None if stream is not None or self.temporal else self._kriging(calibrated),
             distance_channel=bool(distance), joint=bool(joint),
             progress=bool(joint) and bool(self.progress if progress is None else progress), support=support,
             stream=None if stream is None else tuple(stream.get(label) for label in ctx.task_labels),
@@ -256,6 +258,7 @@ class PredictionMixin:
         out = prediction_dataset(channels, value_attrs, quantiles, int(samples), source_attrs, provenance,
                                  thresholds=thresholds, classes=_class_labels(head, value_attrs),
                                  distance_units=(provenance["halo_units"] if distance else None),
+                                 kriging_mean=bool(distance) and predictor.kriging_channel,
                                  joint_samples=bool(joint))
         if target is not None and head.name == "normal" and conserve is not False:
             out = self._conserved(out, ctx, lazy, conserve)
@@ -308,6 +311,14 @@ class PredictionMixin:
     def _spread(self) -> SpreadCalibration:
         return SpreadCalibration.from_calibration(getattr(self, "calibration_", None))
 
+    def _kriging(self, calibrated: bool) -> LocalKriging | None:
+        """The kriging kernel fitted on the data (:mod:`geonp.local_kriging`), with its blend weights when
+        ``calibrated`` (the blend is learned with the calibration; uncalibrated: the network's own mean)."""
+        kriging = LocalKriging.from_calibration(getattr(self, "calibration_", None))
+        if kriging is None or calibrated:
+            return kriging
+        return dataclasses.replace(kriging, distance=(), weight=())
+
     def _calibration_attrs(self, applied: SpreadCalibration) -> dict:
         cal = getattr(self, "calibration_", None) or {"status": "not calibrated: fitted before calibration existed"}
         attrs = {"calibration": cal.get("status", "")}
@@ -323,6 +334,14 @@ class PredictionMixin:
                 attrs[f"calibration_held_out_{k}_{when}"] = v
         if "held_out_cells" in cal:
             attrs["calibration_held_out_cells"] = cal["held_out_cells"]
+        kriging = cal.get("kriging")
+        if kriging and applied is not SpreadCalibration() and any(w > 0 for w in kriging.get("weight", ())):
+            attrs["kriging_blend"] = (f"{kriging['kernel']} simple kriging of each neighbourhood (length scale "
+                                      f"{kriging['length_scale']:.4g}), blended into the mean by distance to data")
+            attrs["kriging_distance"] = np.asarray(kriging["distance"])
+            attrs["kriging_weight"] = np.asarray(kriging["weight"])
+            for k, v in kriging.get("held_out_rmse", {}).items():
+                attrs[f"kriging_held_out_rmse_{k}"] = v
         return attrs
 
     def _support(self, ctx, tgt, joint: bool) -> float:

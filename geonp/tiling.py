@@ -35,6 +35,7 @@ from geonp.features.far_context import far_indices
 from geonp.features.scaling import TASK_RADIUS, FeatureScaling, task_covariates
 from geonp.features.support import SUPPORT
 from geonp.inference import predict_raw
+from geonp.local_kriging import LocalKriging
 from geonp.nn.bias import bias_family
 from geonp.nn.models import BSATNPConfig
 from geonp.tasks.batch import Batch
@@ -174,6 +175,7 @@ class TilePredictor:
     progress: bool = False  # a progress bar over the joint draws
     support: float = 0.0  # log2 of a context cell's side in target cells (geonp.features.support), support models
     stream: tuple | None = None  # per context task, a conditioned state (geonp.streaming.TaskState), arch="cmanp"
+    kriging: LocalKriging | None = None  # each neighbourhood also kriged; blended in where it has weights
 
     def __repr__(self) -> str:
         # short: dask names each block's task by the callable's repr, and the generated one prints every weight
@@ -185,7 +187,13 @@ class TilePredictor:
         head = self.config.likelihood
         if head.name == "categorical":
             return head.num_classes + self.num_samples + 2 * self.distance_channel
-        return 2 + len(self.quantiles) + len(self.thresholds) + self.num_samples + 2 * self.distance_channel
+        return (2 + len(self.quantiles) + len(self.thresholds) + self.num_samples
+                + (2 + self.kriging_channel) * self.distance_channel)
+
+    @property
+    def kriging_channel(self) -> bool:
+        """With ``distance_channel``: also the kriging mean, unblended (the calibration learns the blend)."""
+        return self.kriging is not None and self.config.likelihood.name == "normal"
 
     def __call__(self, x, y, *rest, block_info=None):
         hours = rest[0] if self.temporal else None
@@ -237,33 +245,43 @@ class TilePredictor:
             raw, (task_offset, task_scale) = streaming.query(self.config, self.params, self.stream[task], tgt_space,
                                                              tgt_time, tgt_cov)
             offset[:], scale[:] = task_offset, task_scale
+        head = self.config.likelihood
+        blend = head.name == "normal" and self.kriging is not None and self.kriging.blends
+        kriged = np.full(x.size, np.nan) if blend or (self.kriging_channel and self.distance_channel) else None
         for start in range(0, len(groups), GROUPS_PER_CALL):
             chunk = groups[start:start + GROUPS_PER_CALL]
             batch, standardisations = self._group_batch(task, chunk, tgt_space, tgt_time, tgt_cov)
             out = predict_raw(self.config, self.params, batch)  # [G, Nt, outputs] numpy
-            for i, (t_idx, _) in enumerate(chunk):
+            for i, (t_idx, c_idx) in enumerate(chunk):
                 raw[t_idx] = out[i, : t_idx.size]
                 offset[t_idx], scale[t_idx] = standardisations[i]
+                if kriged is not None:  # the same neighbourhood, in the same standardised units
+                    kriged[t_idx] = self.kriging.mean(self.context.embedding[task][c_idx],
+                                                      batch.y_ctx[i, : c_idx.size, 0], emb[t_idx])
         raw = raw[None]  # [1, N, outputs]
         level = offset + self.context.drift(task, emb)  # the residual's offset plus the field's drift, if any
-        head = self.config.likelihood
         summary = head.predict(jax.numpy.asarray(raw))
         calibrate = head.name == "normal" and not self.spread.is_identity
-        if calibrate or self.distance_channel:
+        if calibrate or blend or self.distance_channel:
             nearest = self.context.distance_to_nearest(task, emb)  # [N] km / CRS units
             unit = s.unscale_std(scale)  # [N, Dy] each target's context std, the data's units
         factor = 1.0  # the calibration widens (or narrows) every distance from the mean by std_cal / std
+        shift = 0.0  # the kriging blend moves the mean, and every quantile and sample with it
         if head.name == "categorical":
             channels = [np.asarray(summary["probs"][0])]  # [N, K]
         else:
             mean = np.asarray(summary["mean"][0])
+            if blend:  # [N, 1] w(d) (m_k - m_n), standardised units (geonp.local_kriging)
+                usable = np.isfinite(kriged)
+                shift = np.where(usable, self.kriging.weights(nearest) * (np.where(usable, kriged, 0.0)
+                                                                           - mean[:, 0]), 0.0)[:, None]
             std = s.unscale_std(np.asarray(summary["std"][0]) * scale)  # [N, 1] the data's units
             if calibrate:
                 # tau is in units of each target's context std: a field twice as variable gets twice the spread
                 calibrated = self.spread.std(std, nearest[:, None], unit)
                 factor = np.where(std > 0, calibrated / np.where(std > 0, std, 1.0), 1.0)
-            channels = [s.unscale_mean(mean * scale + level), std * factor]
-        spread = (lambda v: mean + factor * (v - mean)) if calibrate else (lambda v: v)  # noqa: E731
+            channels = [s.unscale_mean((mean + shift) * scale + level), std * factor]
+        spread = (lambda v: mean + shift + factor * (v - mean)) if calibrate or blend else (lambda v: v)  # noqa: E731
         for q in self.quantiles:
             channels.append(s.unscale_mean(spread(np.asarray(head.quantile(raw, q)[0])) * scale + level))
         for t in self.thresholds:  # count heads only (never calibrated)
@@ -289,6 +307,8 @@ class TilePredictor:
             channels.extend(s.unscale_mean(spread(d) * scale + level) for d in draws)
         if self.distance_channel:
             channels += [nearest[:, None], unit[:, :1]]
+            if self.kriging_channel:
+                channels.append(s.unscale_mean(kriged[:, None] * scale + level))
         return np.concatenate(channels, axis=-1).astype(np.float32)
 
     def _group_batch(self, task, groups, tgt_space, tgt_time, tgt_cov):

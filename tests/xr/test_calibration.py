@@ -95,7 +95,13 @@ def test_calibration_widens_overconfident_intervals_and_is_reported_and_saved(tm
                                                                   raw["context_std"])
     np.testing.assert_allclose(pred["std"], std, rtol=1e-5)
     factor = pred["std"] / raw["std"]
-    np.testing.assert_allclose(pred["mean"], raw["mean"], rtol=1e-6)
+    # the mean moves only by the kriging blend learned on the same held-out cells (geonp.local_kriging)
+    kriging = cal["kriging"]
+    weight = np.interp(raw["distance_to_data"], kriging["distance"], kriging["weight"])
+    np.testing.assert_allclose(pred["mean"], raw["mean"] + weight * (raw["kriging_mean"] - raw["mean"]),
+                               rtol=1e-5, atol=1e-4)
+    assert kriging["held_out_rmse"]["blended"] <= kriging["held_out_rmse"]["network"]
+    assert list(kriging["weight"]) == sorted(kriging["weight"], reverse=True)
     np.testing.assert_allclose(pred["quantiles"] - pred["mean"], (raw["quantiles"] - raw["mean"]) * factor,
                                rtol=1e-4, atol=1e-4)
     assert pred.attrs["geonp_calibration_std_scale"] == cal["std_scale"]

@@ -1,0 +1,70 @@
+"""The neighbourhood kriging beside the network (geonp.local_kriging), against the exact GP."""
+
+import jax
+import numpy as np
+import pytest
+
+from geonp import local_kriging
+from geonp.local_kriging import LocalKriging
+from geonp.tasks import kernels
+from geonp.tasks.gp import GPTaskSampler
+from geonp.tasks.oracle import gp_posterior
+
+
+@pytest.mark.parametrize("kernel", ["matern12", "matern32", "matern52"])
+def test_kriging_mean_is_the_exact_gp_posterior_mean_given_the_true_kernel(kernel):
+    batch, hyper = GPTaskSampler(kernels=(kernel,), num_target=64).sample(jax.random.PRNGKey(3), 2)
+    oracle, _ = gp_posterior(batch, hyper, (kernel,))
+    for b in range(2):
+        m = np.asarray(batch.mask_ctx[b], bool)
+        k = LocalKriging(kernel, float(hyper.lengthscale[b]), float(hyper.noise_std[b]) ** 2 - local_kriging.JITTER)
+        mean = k.mean(np.asarray(batch.meta_ctx["space"][b])[m], np.asarray(batch.y_ctx[b])[m, 0],
+                      np.asarray(batch.meta_tgt["space"][b]))
+        np.testing.assert_allclose(mean, oracle[b, :, 0], rtol=1e-6, atol=1e-6)
+
+
+def test_kernel_fit_recovers_the_length_scale_and_noise_of_gp_data():
+    rng = np.random.default_rng(0)
+    truth = LocalKriging("matern32", 3.0, 0.01)
+    sets = []
+    for _ in range(6):
+        points = rng.uniform(0, 20, size=(256, 2))
+        cov = kernels.covariance("matern32", points, points, truth.length_scale) + truth.noise * np.eye(256)
+        z = np.linalg.cholesky(cov) @ rng.standard_normal(256)
+        sets.append((points, (z - z.mean()) / z.std()))
+    fitted = local_kriging.fit_kernel(sets)
+    assert fitted.kernel in ("matern32", "matern52")
+    assert 3.0 / 1.6 < fitted.length_scale < 3.0 * 1.6
+    assert 1e-3 <= fitted.noise <= 0.03
+    assert local_kriging.fit_kernel([]) is None
+
+
+def test_translating_the_points_does_not_change_the_kriging_mean():
+    rng = np.random.default_rng(1)
+    ctx, tgt, z = rng.uniform(0, 10, (80, 2)), rng.uniform(0, 10, (30, 2)), rng.standard_normal(80)
+    k = LocalKriging("matern52", 2.0, 0.05)
+    np.testing.assert_allclose(k.mean(ctx, z, tgt), k.mean(ctx + 1e3, z, tgt + 1e3), atol=1e-8)
+
+
+def test_blend_weights_follow_the_better_mean_and_never_grow_with_distance():
+    rng = np.random.default_rng(2)
+    n = 2000
+    distance = rng.uniform(0, 10, n)
+    truth = rng.standard_normal(n)
+    # near the data kriging is nearly exact, far from it pure noise; the network is equally noisy everywhere
+    kriged = truth + np.where(distance < 5, 0.1, 3.0) * rng.standard_normal(n)
+    network = truth + 0.5 * rng.standard_normal(n)
+    groups = [np.flatnonzero((distance >= a) & (distance < a + 2.5)) for a in (0, 2.5, 5, 7.5)]
+    knots, weights = local_kriging.fit_weights(truth - network, truth - kriged, distance, groups)
+    assert list(knots) == sorted(knots)
+    assert weights[0] > 0.9 and weights[-1] < 0.1
+    assert all(a >= b for a, b in zip(weights[:-1], weights[1:], strict=False))
+    blend = LocalKriging(distance=knots, weight=weights)
+    assert blend.blends and blend.weights([0.0])[0] == weights[0] and blend.weights([99.0])[0] == weights[-1]
+    assert not LocalKriging().blends and LocalKriging().weights([1.0])[0] == 0.0
+
+
+def test_a_singular_system_gives_nan_not_an_error():
+    k = LocalKriging("matern32", 1.0, -1.0)  # a negative nugget: not positive definite
+    out = k.mean(np.zeros((3, 2)), np.zeros(3), np.ones((2, 2)))
+    assert np.isnan(out).all()
