@@ -7,7 +7,7 @@ import xarray as xr
 from scipy import ndimage
 
 import geonp
-from geonp import calibration
+from geonp import calibration, metrics
 from geonp.tiling import ContextSet, neighbourhoods
 
 from .conftest import smooth_field
@@ -91,15 +91,17 @@ def test_calibration_widens_overconfident_intervals_and_is_reported_and_saved(tm
     assert table["scale"] == sorted(table["scale"]) and table["floor"] == sorted(table["floor"])
     pred = model.predict(cloudy, progress=False, quantiles=[0.1])
     raw = model.predict(cloudy, progress=False, calibrated=False, distance=True, quantiles=[0.1])
-    std = calibration.SpreadCalibration.from_calibration(cal).std(raw["std"], raw["distance_to_data"],
-                                                                  raw["context_std"])
-    np.testing.assert_allclose(pred["std"], std, rtol=1e-5)
-    factor = pred["std"] / raw["std"]
-    # the mean moves only by the kriging blend learned on the same held-out cells (geonp.local_kriging)
+    # the mean and the std blend with kriging's by the weights learned on the same held-out cells
+    # (geonp.local_kriging); the spread calibration then acts on the blended std
     kriging = cal["kriging"]
     weight = np.interp(raw["distance_to_data"], kriging["distance"], kriging["weight"])
     np.testing.assert_allclose(pred["mean"], raw["mean"] + weight * (raw["kriging_mean"] - raw["mean"]),
                                rtol=1e-5, atol=1e-4)
+    blended_std = (1 - weight) * raw["std"] + weight * raw["kriging_std"]
+    std = calibration.SpreadCalibration.from_calibration(cal).std(blended_std, raw["distance_to_data"],
+                                                                  raw["context_std"])
+    np.testing.assert_allclose(pred["std"], std, rtol=1e-4)
+    factor = pred["std"] / raw["std"]
     assert kriging["held_out_rmse"]["blended"] <= kriging["held_out_rmse"]["network"]
     assert list(kriging["weight"]) == sorted(kriging["weight"], reverse=True)
     np.testing.assert_allclose(pred["quantiles"] - pred["mean"], (raw["quantiles"] - raw["mean"]) * factor,
@@ -107,10 +109,15 @@ def test_calibration_widens_overconfident_intervals_and_is_reported_and_saved(tm
     assert pred.attrs["geonp_calibration_std_scale"] == cal["std_scale"]
     assert list(pred.attrs["geonp_calibration_std_floor"]) == table["floor"]
     assert pred.attrs["geonp_calibration_held_out_cov95_after"] == cal["after"]["cov95"]
-    # scored on the real gaps, never seen by the calibration: closer to 95% than the raw spread
-    err = np.abs(pred["mean"].values - truth.values)[hidden]
-    cov = lambda std: float(np.mean(err <= 1.96 * std[hidden]))  # noqa: E731
-    assert abs(cov(pred["std"].values) - 0.95) <= abs(cov(raw["std"].values) - 0.95) + 0.01
+    # scored on the real gaps, never seen by the calibration: a better predictive than the network's own
+    # (this field is smooth: kriging's mean is ~6x closer), and 95% intervals that cover ~95% of the real
+    # gaps as deep as the held-out ones (deeper, the calibration extrapolates: 0.80 beyond 60 km here)
+    real = lambda v: v.values[hidden]  # noqa: E731
+    crps = lambda p: float(metrics.crps_gaussian(real(p["mean"]), real(p["std"]), real(truth)))  # noqa: E731
+    assert crps(pred) < 0.5 * crps(raw)
+    reach = real(raw["distance_to_data"]) <= kriging["distance"][-1]
+    covered = np.abs(real(pred["mean"]) - real(truth)) <= 1.96 * real(pred["std"])
+    assert abs(covered[reach].mean() - 0.95) < 0.04
     model.save(tmp_path / "m")
     assert geonp.load(tmp_path / "m").calibration_ == cal
 
