@@ -340,14 +340,13 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
                 pred = model.predict(context, target=points, progress=False, calibrated=False, distance=True,
                                      spatial_dims=tuple(spatial_dims))
             channels = tuple(np.asarray(pred[v]).ravel() if v in pred else np.full(where.size, np.nan)
-                             for v in ("mean", "std", "distance_to_data", "context_std", "kriging_mean",
-                                       "kriging_std"))
+                             for v in ("mean", "std", "distance_to_data", "context_std", "kriging_mean"))
             if cache is not None:
                 cache[key] = channels
-        mean, std, distance, unit, kriged, kriged_std = channels
+        mean, std, distance, unit, kriged = channels
         truth = field.values.ravel()[where]
         ok = np.isfinite(mean) & np.isfinite(std) & (std > 0)
-        krigeds.append(np.stack([kriged[ok], kriged_std[ok]], -1))
+        krigeds.append(kriged[ok])
         means.append(mean[ok])
         stds.append(std[ok])
         truths.append(truth[ok])
@@ -360,34 +359,31 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     mean, std, truth, distance, unit, kriged = (np.concatenate(a) for a in (means, stds, truths, distances, units,
                                                                               krigeds))
     unit = np.where(unit > 0, unit, 1.0)
-    blended, blended_std, kriging = blend_kriging(model, mean, std, kriged, truth, distance, unit)
+    blended, kriging = blend_kriging(model, mean, kriged, truth, distance, unit)
     ceiling = float(np.sqrt(np.mean([np.nanvar(fields[i]) for i in set(order)])) / np.median(unit))
-    spread = fit_by_distance((truth - blended) / unit, blended_std / unit, distance, ceiling)
-    calibrated = spread.std(blended_std, distance, unit)
+    spread = fit_by_distance((truth - blended) / unit, std / unit, distance, ceiling)
+    calibrated = spread.std(std, distance, unit)
     return {"status": "calibrated", "std_scale": round(float(np.median(calibrated / std)), 4),
             "by_distance": spread.to_dict(), "held_out_cells": int(held_out), "fields": len(set(order)),
             "masks": len(means), "mask_shapes": how, **({"kriging": kriging} if kriging else {}),
             "before": summarise(mean, std, truth), "after": summarise(blended, calibrated, truth)}
 
 
-def blend_kriging(model, mean, std, kriged, truth, distance, unit) -> tuple[np.ndarray, np.ndarray, dict | None]:
-    """The held-out cells' blended means and stds, and the model's kriging (:mod:`geonp.local_kriging`) with
-    the blend weights learned on them and its held-out RMSE beside the network's and kriging's alone;
-    ``(mean, std, None)`` when the model has no kriging kernel. ``kriged``: ``[N, 2]`` kriging mean, std."""
+def blend_kriging(model, mean, kriged, truth, distance, unit) -> tuple[np.ndarray, dict | None]:
+    """The held-out cells' blended means and the model's kriging (:mod:`geonp.local_kriging`) with the blend
+    weights learned on them, with its held-out RMSE beside the network's and kriging's alone; ``(mean, None)``
+    when the model has no kriging kernel."""
     from geonp.local_kriging import LocalKriging, fit_weights
 
     kernel = LocalKriging.from_calibration(getattr(model, "calibration_", None))
-    usable = np.isfinite(kriged).all(-1)
+    usable = np.isfinite(kriged)
     if kernel is None or not usable.any():
-        return mean, std, None
-    kriged_mean = np.where(usable, kriged[:, 0], mean)  # no kriging there: the network's mean and std
-    kriged_std = np.where(usable, kriged[:, 1], std)
+        return mean, None
+    kriged = np.where(usable, kriged, mean)  # no kriging there: the network's mean
     groups = distance_groups(distance, int(np.clip(mean.size // MIN_BIN, 1, MAX_BINS)))
-    knots, weights = fit_weights((truth - mean) / unit, (truth - kriged_mean) / unit, distance, groups)
+    knots, weights = fit_weights((truth - mean) / unit, (truth - kriged) / unit, distance, groups)
     kernel = dataclasses.replace(kernel, distance=knots, weight=weights)
-    w = kernel.weights(distance)
-    blended = mean + w * (kriged_mean - mean)
+    blended = mean + kernel.weights(distance) * (kriged - mean)
     rmse = lambda m: round(float(np.sqrt(np.mean((m - truth) ** 2))), 5)  # noqa: E731
-    return blended, (1.0 - w) * std + w * kriged_std, {
-        **kernel.to_dict(), "held_out_rmse": {"network": rmse(mean), "kriging": rmse(kriged_mean),
-                                              "blended": rmse(blended)}}
+    return blended, {**kernel.to_dict(), "held_out_rmse": {"network": rmse(mean), "kriging": rmse(kriged),
+                                                           "blended": rmse(blended)}}

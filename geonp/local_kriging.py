@@ -20,10 +20,8 @@ out, since the mean does not depend on it). The weights are learned with the spr
 calibration, on the same held-out cells in the data's own gap shapes (:func:`fit_weights`,
 called by :func:`geonp.calibration.calibrate`): in each distance bin, the least-squares weight
 of the two means on the held-out truth, clipped to [0, 1] and made non-increasing with distance.
-Where kriging does not help, the weights are 0 and the network's mean is kept. The spread
-blends the same way, ``s = (1 - w) s_n + w s_k`` (``s_k`` the kriging std with the amplitude at its
-maximum likelihood on the neighbourhood: it grows into a gap as the kriging error does), and the
-calibration by distance is then fitted to the blended mean's errors and this spread.
+Where kriging does not help, the weights are 0 and the network's mean is kept. The calibrated
+spread is then fitted to the blended mean's errors.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ import dataclasses
 import functools
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve, solve_triangular
+from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from scipy.optimize import isotonic_regression
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
@@ -71,9 +69,7 @@ class LocalKriging:
     """A kriging kernel (in standardised units) and blend weights by distance to data.
 
     ``distance`` (increasing; km on the sphere, CRS units when projected) are the knots of ``weight``;
-    between knots it is linear, beyond them constant (fading the blend out beyond the farthest held-out
-    cells was tried: the spread calibrated for the blend then sat on the network's std, and a smooth
-    field's deep-gap RMSE tripled). Without knots the blend weight is 0 everywhere.
+    between knots it is linear, beyond them constant. Without knots the blend weight is 0 everywhere.
     """
 
     kernel: str = "matern32"
@@ -94,31 +90,17 @@ class LocalKriging:
         return np.interp(distance, self.distance, self.weight)
 
     @one_blas_thread
-    def predict(self, points_ctx, z_ctx, points_tgt) -> tuple[np.ndarray, np.ndarray]:
-        """Simple-kriging mean and std ``[Nt]`` at ``points_tgt`` ``[Nt, E]`` from ``z_ctx`` ``[Nc]`` at
-        ``points_ctx`` ``[Nc, E]`` (embedding units; ``z`` centred, as the network sees each neighbourhood).
-
-        The variance is that of a new observation (the nugget included), with the amplitude at its
-        maximum likelihood on this neighbourhood, ``s^2 = z' C^-1 z / Nc``. NaN where the system cannot
-        be solved.
-        """
-        z = np.asarray(z_ctx, np.float64)
+    def mean(self, points_ctx, z_ctx, points_tgt) -> np.ndarray:
+        """Simple-kriging mean ``[Nt]`` at ``points_tgt`` ``[Nt, E]`` from ``z_ctx`` ``[Nc]`` at ``points_ctx``
+        ``[Nc, E]`` (embedding units; ``z`` centred, as the network sees each neighbourhood). NaN where the
+        system cannot be solved."""
         corr = lambda a, b: of_distance(self.kernel, cdist(a, b) / self.length_scale)  # noqa: E731
         system = corr(points_ctx, points_ctx) + (self.noise + JITTER) * np.eye(len(points_ctx))
         try:
             factor = cho_factor(system, lower=True, check_finite=False)
         except LinAlgError:
-            return np.full(len(points_tgt), np.nan), np.full(len(points_tgt), np.nan)
-        cross = corr(points_tgt, points_ctx)  # [Nt, Nc]
-        weights = cho_solve(factor, z, check_finite=False)
-        amplitude = max(float(z @ weights) / len(z), 0.0)
-        half = solve_triangular(factor[0], cross.T, lower=True, check_finite=False)  # L^-1 k_ct  [Nc, Nt]
-        variance = amplitude * np.maximum(1.0 + self.noise - np.sum(half**2, axis=0), self.noise)
-        return cross @ weights, np.sqrt(variance)
-
-    def mean(self, points_ctx, z_ctx, points_tgt) -> np.ndarray:
-        """The simple-kriging mean alone (see :meth:`predict`)."""
-        return self.predict(points_ctx, z_ctx, points_tgt)[0]
+            return np.full(len(points_tgt), np.nan)
+        return corr(points_tgt, points_ctx) @ cho_solve(factor, np.asarray(z_ctx, np.float64), check_finite=False)
 
     def to_dict(self) -> dict:
         return {"kernel": self.kernel, "length_scale": self.length_scale, "noise": self.noise,

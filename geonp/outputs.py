@@ -27,7 +27,7 @@ def prediction_dataset(channels: xr.DataArray, value_attrs: dict, quantiles=(), 
     ``classes`` (a categorical model), one probability per class, then samples; with
     ``distance_units``, last, each target's distance to its nearest observation and the std of
     the observations it was conditioned on, and (``kriging_mean``) the neighbourhood's simple-kriging
-    mean and std before any blend (:mod:`geonp.local_kriging`).
+    mean before any blend (:mod:`geonp.local_kriging`).
     """
     if classes is not None:
         variables = _class_variables(channels, value_attrs, classes)
@@ -51,16 +51,14 @@ def prediction_dataset(channels: xr.DataArray, value_attrs: dict, quantiles=(), 
             sample_attrs["flag_meanings"] = " ".join(classes)
         variables["samples"] = s.transpose("sample", ...).assign_attrs(sample_attrs)
     if distance_units is not None:
-        last = -1 - 2 * bool(kriging_mean)
+        last = -1 - bool(kriging_mean)
         variables["distance_to_data"] = channels.isel(channel=last - 1, drop=True).assign_attrs(
             {"long_name": "distance to the nearest observation", "units": distance_units})
         variables["context_std"] = channels.isel(channel=last, drop=True).assign_attrs(
             _variable_attrs(value_attrs, "standard deviation of the observations conditioned on"))
         if kriging_mean:
-            variables["kriging_mean"] = channels.isel(channel=-2, drop=True).assign_attrs(
+            variables["kriging_mean"] = channels.isel(channel=-1, drop=True).assign_attrs(
                 _variable_attrs(value_attrs, "simple-kriging mean of each neighbourhood (unblended)"))
-            variables["kriging_std"] = channels.isel(channel=-1, drop=True).assign_attrs(
-                _variable_attrs(value_attrs, "simple-kriging standard deviation of each neighbourhood (unblended)"))
     out = xr.Dataset(variables)
     out.attrs.update(attrs or {})
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

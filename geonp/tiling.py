@@ -188,11 +188,11 @@ class TilePredictor:
         if head.name == "categorical":
             return head.num_classes + self.num_samples + 2 * self.distance_channel
         return (2 + len(self.quantiles) + len(self.thresholds) + self.num_samples
-                + (2 + 2 * self.kriging_channel) * self.distance_channel)
+                + (2 + self.kriging_channel) * self.distance_channel)
 
     @property
     def kriging_channel(self) -> bool:
-        """With ``distance_channel``: also the kriging mean and std, unblended (the calibration learns the blend)."""
+        """With ``distance_channel``: also the kriging mean, unblended (the calibration learns the blend)."""
         return self.kriging is not None and self.config.likelihood.name == "normal"
 
     def __call__(self, x, y, *rest, block_info=None):
@@ -247,7 +247,7 @@ class TilePredictor:
             offset[:], scale[:] = task_offset, task_scale
         head = self.config.likelihood
         blend = head.name == "normal" and self.kriging is not None and self.kriging.blends
-        kriged = np.full((x.size, 2), np.nan) if blend or (self.kriging_channel and self.distance_channel) else None
+        kriged = np.full(x.size, np.nan) if blend or (self.kriging_channel and self.distance_channel) else None
         for start in range(0, len(groups), GROUPS_PER_CALL):
             chunk = groups[start:start + GROUPS_PER_CALL]
             batch, standardisations = self._group_batch(task, chunk, tgt_space, tgt_time, tgt_cov)
@@ -256,8 +256,8 @@ class TilePredictor:
                 raw[t_idx] = out[i, : t_idx.size]
                 offset[t_idx], scale[t_idx] = standardisations[i]
                 if kriged is not None:  # the same neighbourhood, in the same standardised units
-                    kriged[t_idx] = np.stack(self.kriging.predict(self.context.embedding[task][c_idx],
-                                                                  batch.y_ctx[i, : c_idx.size, 0], emb[t_idx]), -1)
+                    kriged[t_idx] = self.kriging.mean(self.context.embedding[task][c_idx],
+                                                      batch.y_ctx[i, : c_idx.size, 0], emb[t_idx])
         raw = raw[None]  # [1, N, outputs]
         level = offset + self.context.drift(task, emb)  # the residual's offset plus the field's drift, if any
         summary = head.predict(jax.numpy.asarray(raw))
@@ -271,17 +271,14 @@ class TilePredictor:
             channels = [np.asarray(summary["probs"][0])]  # [N, K]
         else:
             mean = np.asarray(summary["mean"][0])
+            if blend:  # [N, 1] w(d) (m_k - m_n), standardised units (geonp.local_kriging)
+                usable = np.isfinite(kriged)
+                shift = np.where(usable, self.kriging.weights(nearest) * (np.where(usable, kriged, 0.0)
+                                                                           - mean[:, 0]), 0.0)[:, None]
             std = s.unscale_std(np.asarray(summary["std"][0]) * scale)  # [N, 1] the data's units
-            blended_std = std
-            if blend:  # [N, 1] w(d) (m_k - m_n) in standardised units, and the std blended alike
-                usable = np.isfinite(kriged).all(-1)
-                weight = np.where(usable, self.kriging.weights(nearest), 0.0)[:, None]
-                known = np.where(usable[:, None], kriged, 0.0)
-                shift = weight * (known[:, :1] - mean)
-                blended_std = (1.0 - weight) * std + weight * s.unscale_std(known[:, 1:] * scale)
-            if calibrate or blend:
+            if calibrate:
                 # tau is in units of each target's context std: a field twice as variable gets twice the spread
-                calibrated = self.spread.std(blended_std, nearest[:, None], unit) if calibrate else blended_std
+                calibrated = self.spread.std(std, nearest[:, None], unit)
                 factor = np.where(std > 0, calibrated / np.where(std > 0, std, 1.0), 1.0)
             channels = [s.unscale_mean((mean + shift) * scale + level), std * factor]
         spread = (lambda v: mean + shift + factor * (v - mean)) if calibrate or blend else (lambda v: v)  # noqa: E731
@@ -311,7 +308,7 @@ class TilePredictor:
         if self.distance_channel:
             channels += [nearest[:, None], unit[:, :1]]
             if self.kriging_channel:
-                channels += [s.unscale_mean(kriged[:, :1] * scale + level), s.unscale_std(kriged[:, 1:] * scale)]
+                channels.append(s.unscale_mean(kriged[:, None] * scale + level))
         return np.concatenate(channels, axis=-1).astype(np.float32)
 
     def _group_batch(self, task, groups, tgt_space, tgt_time, tgt_cov):
