@@ -41,6 +41,7 @@ KERNELS = ("matern12", "matern32", "matern52")
 LENGTH_SCALES = np.geomspace(0.5, 300.0, 14)  # in units of the median spacing between observations
 NOISE_RATIOS = (1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3)  # noise variance / signal variance
 JITTER = 1e-6
+MAX_POINTS = 256  # kriged per neighbourhood: the nearest to its targets (a solve costs the cube of this)
 FIT_SETS = 4  # neighbourhoods whose likelihood chooses the kernel
 FIT_POINTS = 200  # observations in each
 
@@ -92,15 +93,24 @@ class LocalKriging:
     @one_blas_thread
     def mean(self, points_ctx, z_ctx, points_tgt) -> np.ndarray:
         """Simple-kriging mean ``[Nt]`` at ``points_tgt`` ``[Nt, E]`` from ``z_ctx`` ``[Nc]`` at ``points_ctx``
-        ``[Nc, E]`` (embedding units; ``z`` centred, as the network sees each neighbourhood). NaN where the
-        system cannot be solved."""
-        corr = lambda a, b: of_distance(self.kernel, cdist(a, b) / self.length_scale)  # noqa: E731
-        system = corr(points_ctx, points_ctx) + (self.noise + JITTER) * np.eye(len(points_ctx))
+        ``[Nc, E]`` (embedding units; ``z`` centred, as the network sees each neighbourhood). Of a larger
+        context, the ``MAX_POINTS`` nearest to the targets' centre and each target's own 4 nearest are
+        kriged (the far ones barely weigh: the screening effect). NaN where the system cannot be solved."""
+        cross = cdist(points_tgt, points_ctx)  # [Nt, Nc]
+        if len(points_ctx) > MAX_POINTS:  # the points nearest the targets' centre, and each target's own 4
+            keep = np.zeros(len(points_ctx), bool)
+            centre = cdist(points_tgt.mean(axis=0, keepdims=True), points_ctx)[0]
+            keep[np.argpartition(centre, MAX_POINTS - 1)[:MAX_POINTS]] = True
+            keep[np.argpartition(cross, min(3, cross.shape[1] - 1), axis=1)[:, :4].ravel()] = True
+            points_ctx, z_ctx, cross = points_ctx[keep], np.asarray(z_ctx)[keep], cross[:, keep]
+        system = of_distance(self.kernel, cdist(points_ctx, points_ctx) / self.length_scale)
+        system[np.diag_indices_from(system)] += self.noise + JITTER
         try:
-            factor = cho_factor(system, lower=True, check_finite=False)
+            factor = cho_factor(system, lower=True, overwrite_a=True, check_finite=False)
         except LinAlgError:
             return np.full(len(points_tgt), np.nan)
-        return corr(points_tgt, points_ctx) @ cho_solve(factor, np.asarray(z_ctx, np.float64), check_finite=False)
+        weights = cho_solve(factor, np.asarray(z_ctx, np.float64), check_finite=False)
+        return of_distance(self.kernel, cross / self.length_scale) @ weights
 
     def to_dict(self) -> dict:
         return {"kernel": self.kernel, "length_scale": self.length_scale, "noise": self.noise,

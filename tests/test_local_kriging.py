@@ -13,7 +13,8 @@ from geonp.tasks.oracle import gp_posterior
 
 @pytest.mark.parametrize("kernel", ["matern12", "matern32", "matern52"])
 def test_kriging_mean_is_the_exact_gp_posterior_mean_given_the_true_kernel(kernel):
-    batch, hyper = GPTaskSampler(kernels=(kernel,), num_target=64).sample(jax.random.PRNGKey(3), 2)
+    sampler = GPTaskSampler(kernels=(kernel,), num_context=(128, local_kriging.MAX_POINTS), num_target=64)
+    batch, hyper = sampler.sample(jax.random.PRNGKey(3), 2)
     oracle, _ = gp_posterior(batch, hyper, (kernel,))
     for b in range(2):
         m = np.asarray(batch.mask_ctx[b], bool)
@@ -21,6 +22,17 @@ def test_kriging_mean_is_the_exact_gp_posterior_mean_given_the_true_kernel(kerne
         mean = k.mean(np.asarray(batch.meta_ctx["space"][b])[m], np.asarray(batch.y_ctx[b])[m, 0],
                       np.asarray(batch.meta_tgt["space"][b]))
         np.testing.assert_allclose(mean, oracle[b, :, 0], rtol=1e-6, atol=1e-6)
+
+
+def test_a_large_context_is_kriged_on_its_nearest_points_at_little_cost_in_accuracy():
+    rng = np.random.default_rng(4)
+    ctx, tgt = rng.uniform(0, 30, (700, 2)), rng.uniform(12, 18, (50, 2))
+    cov = kernels.covariance("matern32", ctx, ctx, 3.0) + 0.01 * np.eye(700)
+    z = np.linalg.cholesky(cov) @ rng.standard_normal(700)
+    k = LocalKriging("matern32", 3.0, 0.01)
+    full = kernels.covariance("matern32", tgt, ctx, 3.0) @ np.linalg.solve(cov, z)
+    near = k.mean(ctx, z, tgt)
+    assert np.sqrt(np.mean((near - full) ** 2)) < 0.02 * np.std(full)
 
 
 def test_kernel_fit_recovers_the_length_scale_and_noise_of_gp_data():
