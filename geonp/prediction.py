@@ -19,7 +19,6 @@ import xarray as xr
 
 from geonp import conservation
 from geonp.calibration import SpreadCalibration
-from geonp.local_kriging import LocalKriging
 from geonp.errors import ConfigError, MetadataMismatchError
 from geonp.features import tables as tables_lib
 from geonp.features.grids import refined_grid
@@ -27,6 +26,7 @@ from geonp.features.scaling import TASK_RADIUS
 from geonp.features.support import TRAINED_UP_TO, support_between
 from geonp.features.tables import covariate_alignment_hint
 from geonp.features.trend import with_drift
+from geonp.local_kriging import LocalKriging
 from geonp.outputs import prediction_dataset
 from geonp.progress import TILE_PREFIX, TileProgress
 from geonp.tiling import ContextSet, TilePredictor, auto_halo, far_from_observations
