@@ -41,7 +41,10 @@ factor on the model's spread, the first version, matched coverage but made
 deep-gap intervals ~3x too wide in CRPS on a 300 x 500 cloud-gapped raster.)
 
 The calibration scales ``std``, every quantile's distance from the mean and
-the samples' spread by ``std_cal / std``; the mean is not changed. It is
+the samples' spread by ``std_cal / std``. The spread calibration does not move the mean; the
+kriging blend learned on the same held-out cells does (:mod:`geonp.local_kriging`: each
+neighbourhood also kriged, blended in by distance to data, ``calibration_["kriging"]``), and the
+spread is calibrated on the blended mean's errors. It is
 stored with the model (``calibration_["by_distance"]``, distances in km on the
 sphere or CRS units, ``tau`` in context standard deviations) and reported, with the
 held-out scores before and after it, in the model's ``calibration_`` and
