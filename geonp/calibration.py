@@ -366,10 +366,15 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     ceiling = float(np.sqrt(np.mean([np.nanvar(fields[i]) for i in set(order)])) / np.median(unit))
     spread = fit_by_distance((truth - blended) / unit, std / unit, distance, ceiling)
     calibrated = spread.std(std, distance, unit)
+    # the network's own mean with a spread calibrated on its errors: what fit's choices of drift and covariates
+    # compare (they shape what the network sees; the kriging blend is learned on top of them)
+    network = (fit_by_distance((truth - mean) / unit, std / unit, distance, ceiling).std(std, distance, unit)
+               if kriging else calibrated)
     return {"status": "calibrated", "std_scale": round(float(np.median(calibrated / std)), 4),
             "by_distance": spread.to_dict(), "held_out_cells": int(held_out), "fields": len(set(order)),
             "masks": len(means), "mask_shapes": how, **({"kriging": kriging} if kriging else {}),
-            "before": summarise(mean, std, truth), "after": summarise(blended, calibrated, truth)}
+            "before": summarise(mean, std, truth), "after": summarise(blended, calibrated, truth),
+            "network": summarise(mean, network, truth)}
 
 
 def blend_kriging(model, mean, kriged, truth, distance, unit) -> tuple[np.ndarray, dict | None]:

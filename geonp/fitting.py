@@ -235,7 +235,8 @@ class FittingMixin:
 
     def _choose_trend(self, data, spatial, covariates, cache: dict) -> dict:
         """With ``trend="auto"``: the drift's degree (none or 2, :data:`geonp.features.trend.AUTO_DEGREES`)
-        with the lowest calibrated CRPS on held-out cells.
+        with the lowest calibrated CRPS on held-out cells (the network's own mean: the kriging blend,
+        :mod:`geonp.local_kriging`, is learned afterwards on top of the choice).
 
         Both are calibrated on the same (smaller) held-out set; a higher degree is kept only
         where it lowers the CRPS by ``TREND_MARGIN`` over the best lower one, since a polynomial
@@ -250,7 +251,7 @@ class FittingMixin:
                                            max_targets=TREND_TARGETS, seed=self.seed, block=TREND_BLOCK,
                                            cache=cache)
             if result["status"] == "calibrated":
-                scores[degree] = result["after"]["crps"]
+                scores[degree] = result["network"]["crps"]  # the network's own (the blend comes after)
         chosen = 0
         for degree in sorted(scores):
             if chosen not in scores or scores[degree] < (1.0 - TREND_MARGIN) * scores[chosen]:
@@ -265,7 +266,8 @@ class FittingMixin:
         """Held-out calibration of the predictive spread on this data (see :mod:`geonp.calibration`).
 
         A slot model on a grid also chooses its covariates here: every subset is calibrated on the
-        same held-out cells and the one with the lowest calibrated CRPS is kept (with its calibration).
+        same held-out cells and the one with the lowest calibrated CRPS of the network's own mean is kept
+        (with its calibration and kriging blend).
         Returns ``(calibration, covariate selection or None)``.
         """
         from geonp import calibration
@@ -296,7 +298,7 @@ class FittingMixin:
                            disable=not (self.progress and select), mininterval=1.0):
             with selection_lib.using_subset(self, covariates, subset):
                 results[subset] = calibration.calibrate(self, ds[name], spatial, given, seed=self.seed, cache=cache)
-        scored = {s: r["after"]["crps"] for s, r in results.items() if r["status"] == "calibrated"}
+        scored = {s: r["network"]["crps"] for s, r in results.items() if r["status"] == "calibrated"}
         chosen = min(scored, key=lambda s: scored[s]) if scored else tuple(covariates)  # ties: the full set
         result = {**results[chosen], "trend": trend}
         if result["status"] != "calibrated":
