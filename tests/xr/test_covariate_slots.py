@@ -95,7 +95,7 @@ def test_selection_on_a_grid_scores_every_subset_by_calibrated_crps(tmp_path):
     selection = model.history_[-1]["covariate_selection"]
     assert selection["kept"] == [] and set(selection["scores"]) == {"noise", "none"}
     assert selection["scores"]["none"] < selection["scores"]["noise"]
-    assert model.calibration_["after"]["crps"] == selection["scores"]["none"]  # the kept subset's calibration
+    assert model.calibration_["network"]["crps"] == selection["scores"]["none"]  # the kept subset's calibration
     assert model.covariates_ignored_ == ("noise",)
 
 
