@@ -20,14 +20,16 @@ out, since the mean does not depend on it). The weights are learned with the spr
 calibration, on the same held-out cells in the data's own gap shapes (:func:`fit_weights`,
 called by :func:`geonp.calibration.calibrate`): in each distance bin, the least-squares weight
 of the two means on the held-out truth, clipped to [0, 1] and made non-increasing with distance.
-Where kriging does not help, the weights are 0 and the network's mean is kept. The calibrated
-spread is then fitted to the blended mean's errors.
+Where kriging does not help, the weights are 0 and the network's mean is kept. The spread stays
+the network's, calibrated on the blended mean's errors (blending in kriging's own std lowered the
+CRPS but undercovered near block means and scattered gaps: benchmarks/RESULTS.md, stop 32).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
@@ -50,17 +52,31 @@ FIT_POINTS = 200  # observations in each
 def _blas():
     from threadpoolctl import ThreadpoolController
 
-    return ThreadpoolController()
+    return ThreadpoolController()  # created on first use: after numpy and scipy have loaded their BLAS
+
+
+_LIMIT = threading.Lock()
+_LIMITED = {"count": 0, "limiter": None}  # dask runs tiles in threads: the first in limits, the last out restores
 
 
 def one_blas_thread(fn):
     """Run ``fn`` with BLAS on one thread: these solves are small, and a multi-threaded BLAS beside jax's
-    spinning worker threads made each 600 x 600 Cholesky take 0.5 s instead of 1-2 ms on 2 cores."""
+    spinning worker threads made each 600 x 600 Cholesky take 0.5 s instead of 1-2 ms on 2 cores.
+    Counted across threads, so the user's own BLAS threads are restored once no solve is running."""
 
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
-        with _blas().limit(limits=1, user_api="blas"):
+        with _LIMIT:
+            if _LIMITED["count"] == 0:
+                _LIMITED["limiter"] = _blas().limit(limits=1, user_api="blas")
+            _LIMITED["count"] += 1
+        try:
             return fn(*args, **kwargs)
+        finally:
+            with _LIMIT:
+                _LIMITED["count"] -= 1
+                if _LIMITED["count"] == 0:
+                    _LIMITED["limiter"].restore_original_limits()
 
     return wrapped
 

@@ -80,3 +80,11 @@ def test_a_singular_system_gives_nan_not_an_error():
     k = LocalKriging("matern32", 1.0, -1.0)  # a negative nugget: not positive definite
     out = k.mean(np.zeros((3, 2)), np.zeros(3), np.ones((2, 2)))
     assert np.isnan(out).all()
+
+
+def test_blas_threads_are_restored_after_the_solves():
+    from threadpoolctl import ThreadpoolController
+
+    before = [m["num_threads"] for m in ThreadpoolController().select(user_api="blas").info()]
+    LocalKriging("matern32", 1.0, 0.1).mean(np.random.default_rng(0).random((40, 2)), np.ones(40), np.zeros((3, 2)))
+    assert [m["num_threads"] for m in ThreadpoolController().select(user_api="blas").info()] == before
