@@ -249,7 +249,7 @@ class PredictionMixin:
             **({"covariates_ignored": ", ".join(s.covariates_ignored)} if s.covariates_ignored else {}),
             **({"trend_degree": s.trend_degree} if head.standardise else {}),
             **far,
-            **self._calibration_attrs(predictor.spread),
+            **self._calibration_attrs(predictor.spread, predictor.kriging),
         }
         value_attrs = dict(s.value_attrs[0] if s.value_attrs else {})
         if head.standardise:
@@ -319,7 +319,7 @@ class PredictionMixin:
             return kriging
         return dataclasses.replace(kriging, distance=(), weight=())
 
-    def _calibration_attrs(self, applied: SpreadCalibration) -> dict:
+    def _calibration_attrs(self, applied: SpreadCalibration, blend: LocalKriging | None) -> dict:
         cal = getattr(self, "calibration_", None) or {"status": "not calibrated: fitted before calibration existed"}
         attrs = {"calibration": cal.get("status", "")}
         if applied.is_identity:
@@ -335,7 +335,7 @@ class PredictionMixin:
         if "held_out_cells" in cal:
             attrs["calibration_held_out_cells"] = cal["held_out_cells"]
         kriging = cal.get("kriging")
-        if kriging and applied is not SpreadCalibration() and any(w > 0 for w in kriging.get("weight", ())):
+        if kriging and blend is not None and blend.blends:  # the blend was applied (calibrated=True)
             attrs["kriging_blend"] = (f"{kriging['kernel']} simple kriging of each neighbourhood (length scale "
                                       f"{kriging['length_scale']:.4g}), blended into the mean by distance to data")
             attrs["kriging_distance"] = np.asarray(kriging["distance"])

@@ -101,6 +101,7 @@ def test_calibration_widens_overconfident_intervals_and_is_reported_and_saved(tm
     np.testing.assert_allclose(pred["mean"], raw["mean"] + weight * (raw["kriging_mean"] - raw["mean"]),
                                rtol=1e-5, atol=1e-4)
     assert kriging["held_out_rmse"]["blended"] <= kriging["held_out_rmse"]["network"]
+    assert list(pred.attrs["geonp_kriging_weight"]) == kriging["weight"] and "geonp_kriging_weight" not in raw.attrs
     assert list(kriging["weight"]) == sorted(kriging["weight"], reverse=True)
     np.testing.assert_allclose(pred["quantiles"] - pred["mean"], (raw["quantiles"] - raw["mean"]) * factor,
                                rtol=1e-4, atol=1e-4)
