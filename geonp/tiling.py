@@ -246,7 +246,7 @@ class TilePredictor:
                                                              tgt_time, tgt_cov)
             offset[:], scale[:] = task_offset, task_scale
         head = self.config.likelihood
-        blend = head.name == "normal" and self.kriging is not None and self.kriging.blends
+        blend = self.kriging_channel and self.kriging.blends
         kriged = np.full(x.size, np.nan) if blend or (self.kriging_channel and self.distance_channel) else None
         for start in range(0, len(groups), GROUPS_PER_CALL):
             chunk = groups[start:start + GROUPS_PER_CALL]
@@ -272,9 +272,7 @@ class TilePredictor:
         else:
             mean = np.asarray(summary["mean"][0])
             if blend:  # [N, 1] w(d) (m_k - m_n), standardised units (geonp.local_kriging)
-                usable = np.isfinite(kriged)
-                shift = np.where(usable, self.kriging.weights(nearest) * (np.where(usable, kriged, 0.0)
-                                                                           - mean[:, 0]), 0.0)[:, None]
+                shift = np.nan_to_num(self.kriging.weights(nearest) * (kriged - mean[:, 0]))[:, None]  # no kriging: 0
             std = s.unscale_std(np.asarray(summary["std"][0]) * scale)  # [N, 1] the data's units
             if calibrate:
                 # tau is in units of each target's context std: a field twice as variable gets twice the spread
