@@ -41,3 +41,15 @@ def test_a_sampler_error_is_raised_at_its_step_with_its_message():
         assert next(batches)[0] == 0 and next(batches)[0] == 1
         with pytest.raises(RuntimeError, match="(?s)step 2 failed.*deliberately broken"):
             next(batches)
+
+
+def test_several_sampler_processes_take_turns_and_keep_the_step_order():
+    sampler = GPTaskSampler(num_context=(5, 20), num_target=7)
+    key = jax.random.PRNGKey(5)
+    with Prefetcher(StepBatches(sampler, 2, key), start=3, stop=8, workers=2) as batches:
+        got = list(batches)
+    assert [step for step, _ in got] == list(range(3, 8))
+    for step, batch in got:
+        expected = sampler.sample(jax.random.fold_in(key, step), 2)[0]
+        for a, b in zip(jax.tree_util.tree_leaves(batch), jax.tree_util.tree_leaves(expected), strict=True):
+            np.testing.assert_array_equal(a, np.asarray(b))

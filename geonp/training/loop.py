@@ -60,6 +60,7 @@ class TrainConfig:
     patience: int | None = None  # early stopping: validations without improvement before stopping
     progress: bool = True
     prefetch: int | None = None  # batches sampled ahead in a sampler process (0: in line); None: auto_prefetch()
+    sampler_workers: int | None = None  # sampler processes taking turns when prefetching; None: auto_sampler_workers()
     task_reuse: int | None = None  # steps per sampled batch (geonp.training.reuse); None: 1
     validate_at_start: bool = False  # a step-0 record with the starting parameters' validation NLL
 
@@ -94,6 +95,21 @@ def auto_prefetch() -> int:
     reuse, benchmarks/speed.py); with reuse, sampling in line costs ~0.05 s a step.
     """
     return 2 if jax.default_backend() != "cpu" or (os.cpu_count() or 1) >= PREFETCH_MIN_CORES else 0
+
+
+MAX_SAMPLER_WORKERS = 12
+
+
+def auto_sampler_workers() -> int:
+    """Sampler processes: on an accelerator, all but two of the CPU cores (at most 12), else 1.
+
+    A batch of 32 field tasks takes ~1 s of one core to sample (float64 Choleskys), far longer
+    than the network's step on a GPU, so one sampler process would leave the GPU idle. On a CPU the
+    step itself uses the cores.
+    """
+    if jax.default_backend() == "cpu":
+        return 1
+    return max(1, min(MAX_SAMPLER_WORKERS, (os.cpu_count() or 1) - 2))
 
 
 def _picklable(sampler) -> bool:
@@ -181,7 +197,8 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
             best_params = jax.tree_util.tree_map(np.array, state["params"])  # a copy: the step donates its buffers
     depth = auto_prefetch() if tc.prefetch is None else tc.prefetch
     prefetching = depth > 0 and tc.steps - start_step >= PREFETCH_MIN_STEPS and _picklable(sampler)
-    batches = Prefetcher(batch_of_step, start_step, tc.steps, depth) if prefetching else (
+    workers = auto_sampler_workers() if tc.sampler_workers is None else tc.sampler_workers
+    batches = Prefetcher(batch_of_step, start_step, tc.steps, depth, workers) if prefetching else (
         (t, batch_of_step(t)) for t in range(start_step, tc.steps))
     with contextlib.closing(batches):  # the sampler process stops however the loop ends
         for batch_step, batch in batches:
