@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Continue the bundled field model on a lent GPU, in one call of the device tool:
 #
-#   run(command="bash benchmarks/device_train.sh 7", carry=[".whl"], timeout_s=600)
+#   run(command='bash benchmarks/device_train.sh 7 "--batch-size 64"', carry=[".whl"], timeout_s=600)
 #
-# $1: minutes of training (the session's clock; import, compilation and saving come on top, ~1-2 min).
-# $2: extra arguments for train_bundled.py (e.g. "--batch-size 64 --learning-rate 3e-5").
-# The machine has jax, flax and optax of its own but not dask: carry wheels in .whl (ignored by git):
+# $1: minutes of training (the session's clock, compilation included). Import, the last validation and saving come
+#     on top (~1-1.5 min), and the machine's start (~30 s) counts against the device budget: with 15 minutes a task,
+#     7 minutes in one call is the plan. A call killed before the end brings back only the log.
+# $2: extra arguments for train_bundled.py. On an H200 a step of 64 tasks is ~0.1 s and the samplers (all cores
+#     but two) give ~4 such steps a second (benchmarks/RESULTS.md, stop 33).
+# The machine has jax, flax and optax of its own but not dask: carry wheels in .whl (`echo /.whl/ >> .git/info/exclude`):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 -d .whl dask==2026.8.0 partd==1.4.2 locket==1.0.0 tblib==3.2.2 \
 #       flax==0.12.8 optax==0.2.8

@@ -97,11 +97,11 @@ def auto_prefetch() -> int:
     return 2 if jax.default_backend() != "cpu" or (os.cpu_count() or 1) >= PREFETCH_MIN_CORES else 0
 
 
-MAX_SAMPLER_WORKERS = 12
+MAX_SAMPLER_WORKERS = 32
 
 
 def auto_sampler_workers() -> int:
-    """Sampler processes: on an accelerator, all but two of the CPU cores (at most 12), else 1.
+    """Sampler processes: on an accelerator, all but two of the CPU cores (at most 32), else 1.
 
     A batch of 32 field tasks takes ~1 s of one core to sample (float64 Choleskys), far longer
     than the network's step on a GPU, so one sampler process would leave the GPU idle. On a CPU the

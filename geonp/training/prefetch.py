@@ -27,6 +27,7 @@ import traceback
 import numpy as np
 
 SAMPLER_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+SAMPLER_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _produce(batch_of_step, start: int, stop: int, stride: int, out, stop_event):
@@ -87,8 +88,10 @@ class Prefetcher:
         ]
         # the samplers run on the CPU only: one that woke a GPU's runtime (unpickling the key already does)
         # would take most of its memory from the trainer. A spawned process copies the environment at start
+        # and each on one BLAS thread: on the 16-core GPU machine, 12 samplers with a thread per core each
+        # (their float64 Choleskys) took ~20 s a batch instead of ~2, and starved the trainer's compilation
         flags = (os.environ.get("XLA_FLAGS", "") + " " + SAMPLER_XLA_FLAGS).strip()
-        with _environment(JAX_PLATFORMS="cpu", XLA_FLAGS=flags):
+        with _environment(JAX_PLATFORMS="cpu", XLA_FLAGS=flags, **SAMPLER_THREADS):
             for process in self._processes:
                 process.start()
         self._next, self._stop_step = start, stop
