@@ -396,7 +396,8 @@ def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int, far: int
     k_half = max(2, min(count // 2, n - 1))
     radius = float(np.median(tree.query(probe, k=k_half + 1)[0][:, -1]))
     radius = radius if radius > 0 else 1.0
-    cells = np.floor((emb_tgt - points.min(axis=0)) / (CELL_SIDE * radius)).astype(np.int64)  # a lattice that moves with the data
+    # a lattice that moves with the data
+    cells = np.floor((emb_tgt - points.min(axis=0)) / (CELL_SIDE * radius)).astype(np.int64)
     _, cell_of = np.unique(cells, axis=0, return_inverse=True)
     cell_of = cell_of.reshape(-1)
     order = np.argsort(cell_of, kind="stable")
