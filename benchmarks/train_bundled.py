@@ -102,6 +102,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--learning-rate", type=float, help="peak of this session's schedule (default: the "
                                                                "model's first-session or, continuing a release, "
                                                                "its lower continuation rate)")
+    parser.add_argument("--task-reuse", type=int, help="steps per sampled batch, each under another symmetry of "
+                                                         "the prior (geonp/training/reuse.py): for a GPU that the "
+                                                         "samplers cannot keep busy (default 1)")
     parser.add_argument("--install", action="store_true", help="write the release into the package")
     parser.add_argument("--init-from", metavar="RELEASE", help="continue this release folder (e.g. a run not "
                                                                "installed yet) instead of the bundled release")
@@ -133,7 +136,7 @@ def main(argv=None) -> dict:
         learning_rate=args.learning_rate or spec["continue_learning_rate" if done else "learning_rate"],
         time_budget=60.0 * args.minutes,
         seed=args.seed if args.seed is not None else done, run_dir=str(ROOT / "runs" / f"{name}-from-{done}.run"),
-        description=spec["description"], center=spec["center"],
+        description=spec["description"], center=spec["center"], task_reuse=args.task_reuse,
     )
     summary = {"model": name, "steps": result["steps"], "total_steps": result["total_steps"],
                "total_hours": result["total_hours"], "final_val_nll": result["final_val_nll"],

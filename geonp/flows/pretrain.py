@@ -62,10 +62,11 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
         init_from: str | None = None, model: dict | None = None, steps: int = 1000, batch_size: int = 8,
         learning_rate: float = 3e-4, time_budget: float | None = None, seed: int = 0,
         run_dir: str | None = None, description: str = "", scaling: dict | None = None, var: str = "value",
-        progress: bool = True, center: str | None = None) -> dict:
+        progress: bool = True, center: str | None = None, task_reuse: int | None = None) -> dict:
     """``scaling`` (a :class:`FeatureScaling` as a dict) ships the model's normalisation, for tasks with
     fixed units (a lattice in cell units): ``geonp.pretrained(name)`` then returns a fitted estimator.
-    ``center`` records how the tasks' values are standardised (``FeatureScaling.center``), so that
+    ``task_reuse``: steps per sampled batch (:mod:`geonp.training.reuse`), for a GPU that the samplers cannot
+    keep busy. ``center`` records how the tasks' values are standardised (``FeatureScaling.center``), so that
     ``fit(steps=0)`` standardises a user's tiles the same way.
 
     With ``init_from``, the release's lineage continues: ``total_steps`` and ``sessions`` (one record
@@ -94,7 +95,8 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
     run_dir = resolve(base, run_dir) if run_dir else resolve(base, output).with_suffix(".run")
     tc = TrainConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                      checkpoint_dir=str(Path(run_dir) / "state"), checkpoint_every=100,
-                     time_budget=time_budget, validate_every=100, progress=progress, validate_at_start=True)
+                     time_budget=time_budget, validate_every=100, progress=progress, validate_at_start=True,
+                     task_reuse=task_reuse)
     result = train(config, sampler, tc, params=params)
     # the starting parameters' score (step 0) and the run's own validations, all on the same tasks
     start = [h["val_nll"] for h in result.history if h["step"] == 0 and "val_nll" in h]
