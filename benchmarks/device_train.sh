@@ -7,7 +7,8 @@
 #     on top (~1-1.5 min), and the machine's start (~30 s) counts against the device budget: with 15 minutes a task,
 #     7 minutes in one call is the plan. A call killed before the end brings back only the log.
 # $2: extra arguments for train_bundled.py. On an H200 a step of 64 tasks is ~0.1 s and the samplers (all cores
-#     but two) give ~4 such steps a second (benchmarks/RESULTS.md, stop 33).
+#     but two) give ~4 such steps a second (benchmarks/RESULTS.md, stop 33): the GPU waits on them. "--task-reuse 2"
+#     uses each sampled batch for two steps (under two symmetries of the prior); not yet measured on a GPU.
 # The machine has jax, flax and optax of its own but not dask: carry wheels in .whl (`echo /.whl/ >> .git/info/exclude`):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 -d .whl dask==2026.8.0 partd==1.4.2 locket==1.0.0 tblib==3.2.2 \
