@@ -86,16 +86,15 @@ class Prefetcher:
                         args=(batch_of_step, start + w, stop, workers, queue_, self._stop))
             for w, queue_ in enumerate(self._queues)
         ]
-        # the samplers run on the CPU only: one that woke a GPU's runtime (unpickling the key already does)
-        # would take most of its memory from the trainer. A spawned process copies the environment at start
-        # and each on one BLAS thread: on the 16-core GPU machine, 12 samplers with a thread per core each
-        # (their float64 Choleskys) took ~20 s a batch instead of ~2, and starved the trainer's compilation
+        # A spawned process copies the environment as it starts. The samplers run on the CPU only: one that woke a
+        # GPU's runtime (unpickling the key already does) would take most of its memory from the trainer. And each
+        # runs on one BLAS thread: on the 16-core GPU machine, 12 samplers with a thread per core each (their
+        # float64 Choleskys) took ~20 s a batch instead of ~2, and starved the trainer's compilation.
         flags = (os.environ.get("XLA_FLAGS", "") + " " + SAMPLER_XLA_FLAGS).strip()
         with _environment(JAX_PLATFORMS="cpu", XLA_FLAGS=flags, **SAMPLER_THREADS):
             for process in self._processes:
                 process.start()
-        self._next, self._stop_step = start, stop
-        self._start = start
+        self._start, self._next, self._stop_step = start, start, stop
 
     def __iter__(self):
         return self
