@@ -355,9 +355,12 @@ GROUPS_PER_CALL = 8  # neighbourhoods predicted together in one model call
 # targets of a model call, at least: the call's cost is the context's (512 points through 6 blocks), so padding a
 # cell of 16 targets to 128 costs ~nothing, and one compiled shape serves every cell size up to 128
 MIN_TARGETS = 128
-# a neighbourhood cell's side over r (neighbourhoods): sqrt(2) halves the model calls of side r (the 300 x 500
-# raster: 174 calls against 345, 46 s against 76) at the same accuracy on the real-data cases (RESULTS.md, stop 33)
+# a neighbourhood cell's side over r where cells of side r would not fill a call's target slots (fewer than
+# SPARSE_CELL_TARGETS targets on average; neighbourhoods): 189 model calls on the 300 x 500 raster against 345, at
+# the same accuracy on the real-data cases; applied everywhere, it cost 5% RMSE on the demo's 90%-hidden field,
+# where cells of side r already hold ~700 targets (RESULTS.md, stop 33)
 CELL_SIDE = math.sqrt(2.0)
+SPARSE_CELL_TARGETS = MIN_TARGETS
 JOINT_CONTEXT = 512  # context per neighbourhood for joint draws when prediction does not go by count
 
 
@@ -377,10 +380,13 @@ def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int, far: int
     """Split the targets into cells, each conditioned on the ``count`` observations nearest to it.
 
     Cells are squares (cubes in the 3-D km embedding of the sphere) of side
-    ``sqrt(2) r`` (:data:`CELL_SIDE`), with ``r`` the distance within which a typical observation has
-    ``count / 2`` others. The nearest ``count`` observations to a cell's centre then reach
-    about ``sqrt(2) r`` from it, beyond the cell's corners (``r``), as a training task's context
-    spans its targets, and every target additionally keeps its own 4 nearest observations. So no cell
+    ``r``: the distance within which a typical observation has ``count / 2``
+    others. The nearest ``count`` observations to a cell's centre then reach
+    about ``sqrt(2) r`` from it, beyond the cell's corners (``0.71 r``), and
+    every target additionally keeps its own 4 nearest observations. Where such cells would hold few
+    targets on average (fewer than :data:`SPARSE_CELL_TARGETS`: dense data, small gaps), a model call
+    would be mostly padding, so the side grows to ``sqrt(2) r`` (:data:`CELL_SIDE`): the corners, at ``r``,
+    stay inside the context, as a training task's context spans its targets. So no cell
     conditions on (much) more points than the model was trained with, however
     dense the data, and a cell inside a large gap conditions on the gap's edges.
     With ``far`` > 0 (a model trained so), ``far`` of the ``count`` slots go to farther
@@ -396,8 +402,12 @@ def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int, far: int
     k_half = max(2, min(count // 2, n - 1))
     radius = float(np.median(tree.query(probe, k=k_half + 1)[0][:, -1]))
     radius = radius if radius > 0 else 1.0
-    # a lattice that moves with the data
-    cells = np.floor((emb_tgt - points.min(axis=0)) / (CELL_SIDE * radius)).astype(np.int64)
+    def lattice(side):  # cell indices on a lattice that moves with the data
+        return np.floor((emb_tgt - points.min(axis=0)) / side).astype(np.int64)
+
+    cells = lattice(radius)
+    if len(emb_tgt) < SPARSE_CELL_TARGETS * len(np.unique(cells, axis=0)):  # cells of side r: mostly padding
+        cells = lattice(CELL_SIDE * radius)
     _, cell_of = np.unique(cells, axis=0, return_inverse=True)
     cell_of = cell_of.reshape(-1)
     order = np.argsort(cell_of, kind="stable")
