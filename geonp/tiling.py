@@ -402,14 +402,14 @@ def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int, far: int
     k_half = max(2, min(count // 2, n - 1))
     radius = float(np.median(tree.query(probe, k=k_half + 1)[0][:, -1]))
     radius = radius if radius > 0 else 1.0
-    def lattice(side):  # cell indices on a lattice that moves with the data
-        return np.floor((emb_tgt - points.min(axis=0)) / side).astype(np.int64)
 
-    cells = lattice(radius)
-    if len(emb_tgt) < SPARSE_CELL_TARGETS * len(np.unique(cells, axis=0)):  # cells of side r: mostly padding
-        cells = lattice(CELL_SIDE * radius)
-    _, cell_of = np.unique(cells, axis=0, return_inverse=True)
-    cell_of = cell_of.reshape(-1)
+    def cell_of_target(side):  # [T] each target's cell, on a lattice that moves with the data
+        cells = np.floor((emb_tgt - points.min(axis=0)) / side).astype(np.int64)
+        return np.unique(cells, axis=0, return_inverse=True)[1].reshape(-1)
+
+    cell_of = cell_of_target(radius)
+    if len(emb_tgt) < SPARSE_CELL_TARGETS * (cell_of.max(initial=-1) + 1):  # cells of side r: mostly padding
+        cell_of = cell_of_target(CELL_SIDE * radius)
     order = np.argsort(cell_of, kind="stable")
     bounds = np.flatnonzero(np.diff(cell_of[order])) + 1
     far = far if n > count else 0  # a context that fits whole is used whole
