@@ -53,3 +53,11 @@ def test_several_sampler_processes_take_turns_and_keep_the_step_order():
         expected = sampler.sample(jax.random.fold_in(key, step), 2)[0]
         for a, b in zip(jax.tree_util.tree_leaves(batch), jax.tree_util.tree_leaves(expected), strict=True):
             np.testing.assert_array_equal(a, np.asarray(b))
+
+
+def test_sampler_workers_below_one_are_refused_with_the_default_named():
+    from geonp.errors import ConfigError
+    from geonp.training.loop import TrainConfig
+
+    with pytest.raises(ConfigError, match="sampler_workers must be >= 1.*got 0"):
+        TrainConfig(sampler_workers=0)

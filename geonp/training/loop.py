@@ -69,6 +69,9 @@ class TrainConfig:
             raise ConfigError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}.")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
             raise ConfigError(f"learning_rate must be a positive number, got {self.learning_rate}.")
+        if self.sampler_workers is not None and self.sampler_workers < 1:
+            raise ConfigError(f"sampler_workers must be >= 1 sampler processes (or None: all cores but two on an "
+                              f"accelerator, 1 on a CPU), got {self.sampler_workers}.")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be >= 1 validations (or None), got {self.patience}.")
 
