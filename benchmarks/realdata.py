@@ -42,13 +42,14 @@ import argparse
 import json
 import os
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from scipy import ndimage, optimize
+from scipy import ndimage
 from scipy.spatial import cKDTree
+
+from benchmarks._baselines import gp_ml, grid_interp, has_gpboost, idw, kriging, nearest, vecchia_gp
 
 Z95 = 1.959963984540054
 MODEL = None  # --model: a bundled name or a release folder for the geonp method; None: the accessor's default
@@ -107,99 +108,6 @@ def embed(lon, lat) -> np.ndarray:
 # --------------------------------------------------------------------------- baselines
 
 
-def nearest(src, values, dst):
-    return values[cKDTree(src).query(dst, k=1)[1]], None
-
-
-def idw(src, values, dst, k: int = 10, power: float = 2.0):
-    dist, idx = cKDTree(src).query(dst, k=min(k, len(src)))
-    w = 1.0 / np.maximum(dist, 1e-9) ** power
-    return (w * values[idx]).sum(-1) / w.sum(-1), None
-
-
-def kriging(src, values, dst, max_points: int = 1500, seed: int = 0):
-    """Ordinary kriging with an exponential variogram (pykrige) in 3-D chord km, one value per location.
-
-    Above ``max_points`` observations, kriging uses a random subsample of that many
-    (pykrige's local-neighbourhood mode took 456 s for one Norway case on 2 cores).
-    """
-    from pykrige.ok3d import OrdinaryKriging3D
-
-    # one value per location: on a global grid a pole row is one point repeated, which makes the kriging
-    # system singular (without this, 9e4 K errors on the global cases)
-    src, inverse = np.unique(np.round(src, 6), axis=0, return_inverse=True)
-    values = np.bincount(inverse.reshape(-1), weights=values) / np.bincount(inverse.reshape(-1))
-    if len(src) > max_points:
-        pick = np.random.default_rng(seed).choice(len(src), size=max_points, replace=False)
-        src, values = src[pick], values[pick]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ok = OrdinaryKriging3D(src[:, 0], src[:, 1], src[:, 2], values, variogram_model="exponential")
-        mean, var = ok.execute("points", dst[:, 0], dst[:, 1], dst[:, 2])
-    return np.asarray(mean), np.sqrt(np.maximum(np.asarray(var), 1e-12))
-
-
-def _matern32(d, ls):
-    r = np.sqrt(3.0) * d / ls
-    return (1.0 + r) * np.exp(-r)
-
-
-def gp_ml(src, values, dst, subsample: int = 800, seed: int = 0):
-    """Matern-3/2 GP, hyperparameters by maximum marginal likelihood on a subsample; local prediction."""
-    from scipy.linalg import cho_factor, cho_solve
-    from scipy.spatial.distance import cdist
-
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(src), size=min(subsample, len(src)), replace=False)
-    xs, ys = src[pick], values[pick]
-    mu0, sd0 = ys.mean(), ys.std() + 1e-9
-    d = cdist(xs, xs)
-    spread = np.median(d[d > 0]) if (d > 0).any() else 1.0
-
-    def nll(theta):
-        amp, ls, noise = np.exp(theta)
-        k = amp * _matern32(d, ls) + (noise + 1e-6) * np.eye(len(xs))
-        try:
-            c = cho_factor(k, lower=True)
-        except np.linalg.LinAlgError:
-            return 1e10
-        r = (ys - mu0) / sd0
-        return 0.5 * r @ cho_solve(c, r) + np.log(np.diag(c[0])).sum()
-
-    best = optimize.minimize(nll, np.log([1.0, spread / 4, 0.01]), method="L-BFGS-B",
-                             bounds=[(-5, 5), (np.log(spread / 1000), np.log(spread * 10)), (-12, 2)])
-    amp, ls, noise = np.exp(best.x)
-    tree = cKDTree(src)
-    mean, std = np.empty(len(dst)), np.empty(len(dst))
-    for block in np.array_split(np.arange(len(dst)), max(1, len(dst) // 200)):
-        near = np.unique(tree.query(dst[block], k=min(subsample, len(src)))[1][:, :8].ravel())
-        near = np.unique(np.concatenate([near, tree.query(dst[block].mean(0), k=min(subsample, len(src)))[1]]))
-        xc, yc = src[near], (values[near] - mu0) / sd0
-        k = amp * _matern32(cdist(xc, xc), ls) + (noise + 1e-6) * np.eye(len(xc))
-        c = cho_factor(k, lower=True)
-        ks = amp * _matern32(cdist(dst[block], xc), ls)
-        mean[block] = ks @ cho_solve(c, yc)
-        var = amp - np.einsum("ij,ji->i", ks, cho_solve(c, ks.T)) + noise
-        std[block] = np.sqrt(np.maximum(var, 1e-12))
-    return mu0 + sd0 * mean, sd0 * std
-
-
-def grid_interp(coarse: xr.DataArray, fine: xr.DataArray, method: str):
-    """xarray interpolation of the coarse grid onto the fine one; the nearest value outside the coarse centres.
-
-    Splines cannot cross gaps (the sea in Norway): missing coarse cells take their nearest valid value first.
-    """
-    missing = ~np.isfinite(coarse.values)
-    if missing.any():
-        nearest_index = ndimage.distance_transform_edt(missing, return_distances=False, return_indices=True)
-        coarse = coarse.copy(data=coarse.values[tuple(nearest_index)])
-    out = coarse.interp(latitude=fine.latitude, longitude=fine.longitude, method=method).values
-    near = coarse.interp(latitude=fine.latitude, longitude=fine.longitude, method="nearest",
-                         kwargs={"fill_value": None}).values
-    out = np.where(np.isfinite(out), out, near)
-    return out.ravel(), None
-
-
 def conserved(mean: np.ndarray, coarse: xr.DataArray, fine: xr.DataArray) -> np.ndarray:
     """``mean`` on the fine grid shifted so that each coarse cell's (area-weighted) mean is kept,
     as geonp's ``predict(conserve="auto")`` does (:mod:`geonp.conservation`): the same correction
@@ -214,62 +122,71 @@ def conserved(mean: np.ndarray, coarse: xr.DataArray, fine: xr.DataArray) -> np.
 
 # --------------------------------------------------------------------------- geonp
 
+# the post-hoc stages of predict, each switched off alone (predict(without=...)): what each is worth
+STAGES = ("blend", "spread", "drift", "conservation")
+VARIANTS = ("geonp_network",) + tuple(f"geonp_no_{stage}" for stage in STAGES)
 
-def geonp_gaps(field: xr.DataArray, hidden: np.ndarray):
+
+def _model(context, target, **fit_options):
+    """The model the accessor's default path uses (the bundled default, calibrated on ``context`` for
+    ``target`` by ``fit(steps=0)``), or the ``--model`` calibrated the same way."""
+    import geonp
+    from geonp.accessor import default_model
+
+    name = MODEL or default_model(target, fit_options.get("covariates", ()))
+    model = geonp.pretrained(name) if MODEL is None or not Path(MODEL).exists() else geonp.load(MODEL)
+    model.set_params(progress=False)
+    if not model.is_fitted:
+        model.fit(context, target=target, steps=0, **fit_options)
+    return model
+
+
+def geonp_variants(context, target, wanted, fit_options=None, predict_options=None) -> dict:
+    """``{method: (mean, std, seconds, attrs)}`` for ``geonp`` (the default path, fit included in its
+    seconds) and the ``wanted`` of :data:`VARIANTS`, all from one fitted model."""
     import geonp  # noqa: F401  (registers .np)
 
-    masked = field.where(~hidden)
-    pred = masked.np.predict(progress=False) if MODEL is None else _calibrated(masked).predict(masked, progress=False)
-    return pred["mean"].values.ravel(), pred["std"].values.ravel()
+    started = time.perf_counter()
+    model = _model(context, target, **(fit_options or {}))
+    fitted = time.perf_counter() - started
+    out = {}
+    for method in ("geonp",) + tuple(v for v in VARIANTS if v in wanted):
+        started = time.perf_counter()
+        options = dict(predict_options or {})
+        if method == "geonp_network":  # the network alone: every post-hoc stage off
+            options.update(calibrated=False, conserve=False)
+        elif method.startswith("geonp_no_"):
+            options["without"] = (method.removeprefix("geonp_no_"),)
+        pred = model.predict(context, target=target, progress=False, **options)
+        seconds = time.perf_counter() - started + (fitted if method == "geonp" else 0.0)
+        out[method] = (pred["mean"].values.ravel(), pred["std"].values.ravel(), seconds, dict(pred.attrs))
+    return out
 
 
-def _calibrated(context, **fit_options):
-    """The ``--model`` calibrated on ``context`` as the accessor calibrates its default (``fit(steps=0)``)."""
-    import geonp
-
-    return geonp.NeuralProcess(pretrained=MODEL, steps=0, progress=False).fit(context, **fit_options)
-
-
-def _covariate_slots(model: str) -> int:
-    """How many covariates ``model`` (a bundled name or a release folder) takes zero-shot."""
-    from geonp.model_store import available, load_model, pretrained
-
-    config = (pretrained(model) if model in available() else load_model(model))[0]
-    return config.covariate_slots
-
-
-def geonp_downscale(coarse: xr.DataArray, fine: xr.DataArray, covariate=None):
-    import geonp
-
+def geonp_downscale_variants(coarse: xr.DataArray, fine: xr.DataArray, wanted, covariate=None) -> dict:
+    """:func:`geonp_variants` for downscaling ``coarse`` to the grid of ``fine`` (with ``covariate``:
+    elevation, the accessor's default with ``covariates=["elevation"]``, or the ``--model``)."""
     if covariate is None:
         target = xr.Dataset(coords={"latitude": fine.latitude, "longitude": fine.longitude})
-        pred = (coarse.np.predict(target=target, progress=False) if MODEL is None else
-                _calibrated(coarse).predict(coarse, target=target, progress=False))
-    else:
-        # elevation zero-shot: the accessor's default with covariates= (the bundled field model's covariate
-        # slots, kept or left out by held-out selection), or the --model's slots; --model t2m-elevation
-        # uses the bundled model trained with elevation
-        shipped = MODEL is not None and not _covariate_slots(MODEL)
-        model = geonp.pretrained(MODEL) if shipped else None
-        name = model.var_ if model is not None and model.is_fitted else "t2m"  # t2m-elevation ships its name
-        ctx = coarse.to_dataset(name=name)
-        ctx["elevation"] = covariate.coarsen(latitude=covariate.sizes["latitude"] // coarse.sizes["latitude"],
-                                             longitude=covariate.sizes["longitude"] // coarse.sizes["longitude"],
-                                             boundary="trim").mean().assign_coords(
-            latitude=coarse.latitude, longitude=coarse.longitude)
-        tgt = xr.Dataset({"elevation": covariate}, coords={"latitude": fine.latitude, "longitude": fine.longitude})
-        if MODEL is None:
-            pred = ctx.np.predict(target=tgt, var=name, covariates=["elevation"], progress=False)
-        else:
-            if not shipped:
-                model = _calibrated(ctx, var=name, covariates=["elevation"])
-            elif not model.is_fitted:
-                model.fit(ctx, name, covariates=["elevation"], steps=0)
-            pred = model.predict(ctx, target=tgt, progress=False)
-    return pred["mean"].values.ravel(), pred["std"].values.ravel()
+        return geonp_variants(coarse, target, wanted)
+    name = "t2m"
+    if MODEL is not None:  # a model trained with elevation ships its variable's name
+        import geonp
+
+        shipped = geonp.pretrained(MODEL) if not Path(MODEL).exists() else geonp.load(MODEL)
+        name = shipped.var_ if shipped.is_fitted else name
+    ctx = coarse.to_dataset(name=name)
+    ctx["elevation"] = covariate.coarsen(latitude=covariate.sizes["latitude"] // coarse.sizes["latitude"],
+                                         longitude=covariate.sizes["longitude"] // coarse.sizes["longitude"],
+                                         boundary="trim").mean().assign_coords(
+        latitude=coarse.latitude, longitude=coarse.longitude)
+    target = xr.Dataset({"elevation": covariate}, coords={"latitude": fine.latitude, "longitude": fine.longitude})
+    return geonp_variants(ctx, target, wanted, fit_options={"var": name, "covariates": ["elevation"]})
 
 
 # --------------------------------------------------------------------------- scoring
+
+DISTANCE_BINS = (0.0, 1.5, 3.0, 6.0, 12.0, 25.0, np.inf)  # cells from the nearest observation
 
 
 def scores(mean, std, truth) -> dict:
@@ -288,6 +205,48 @@ def scores(mean, std, truth) -> dict:
     return out
 
 
+def bin_label(lo: float, hi: float) -> str:
+    return f"{lo:g}+" if np.isinf(hi) else f"{lo:g}-{hi:g}"
+
+
+class Scoreboard:
+    """Every method's predictions at one case's targets, pooled over its fields, scored at the end:
+    overall and by distance from the data (:data:`DISTANCE_BINS`, in the context grid's cells)."""
+
+    def __init__(self):
+        self.rows: dict = {}
+
+    def add(self, method: str, mean, std, truth, cells, seconds: float, held_out_rmse: float | None = None):
+        row = self.rows.setdefault(method, {"parts": [], "seconds": 0.0, "held_out": []})
+        row["parts"].append((np.asarray(mean, np.float64), None if std is None else np.asarray(std, np.float64),
+                             np.asarray(truth, np.float64), np.asarray(cells, np.float64)))
+        row["seconds"] += seconds
+        if held_out_rmse is not None:  # the calibration's own estimate of this field's error, beside the truth
+            row["held_out"].append((float(held_out_rmse), float(np.sqrt(np.mean((mean - truth) ** 2)))))
+
+    def result(self) -> dict:
+        out = {}
+        for method, row in self.rows.items():
+            mean, truth, cells = (np.concatenate([p[i] for p in row["parts"]]) for i in (0, 2, 3))
+            std = None if row["parts"][0][1] is None else np.concatenate([p[1] for p in row["parts"]])
+            r = {k: round(v, 4) for k, v in scores(mean, std, truth).items()}
+            r.update(seconds=round(row["seconds"], 1), cells=int(truth.size))
+            bins = {}
+            for lo, hi in zip(DISTANCE_BINS[:-1], DISTANCE_BINS[1:], strict=True):
+                inside = (cells >= lo) & (cells < hi)
+                if inside.any():
+                    b = scores(mean[inside], None if std is None else std[inside], truth[inside])
+                    bins[bin_label(lo, hi)] = {"share": round(float(inside.mean()), 4), "rmse": round(b["rmse"], 4),
+                                               **({"cov95": round(b["cov95"], 4)} if "cov95" in b else {})}
+            r["by_distance"] = bins
+            if row["held_out"]:
+                held, real = np.array(row["held_out"]).T
+                r["held_out_rmse"] = round(float(np.sqrt(np.mean(held**2))), 4)
+                r["target_rmse_of_fields"] = round(float(np.sqrt(np.mean(real**2))), 4)
+            out[method] = r
+        return out
+
+
 def run_method(fn, *args):
     started = time.perf_counter()
     mean, std = fn(*args)
@@ -295,34 +254,55 @@ def run_method(fn, *args):
         time.perf_counter() - started
 
 
-def gap_case(field_list, kind: str, seed: int, methods) -> dict:
+BASELINES = {"nearest": nearest, "idw10": idw, "kriging": kriging, "gp_ml": gp_ml, "vecchia_gp": vecchia_gp}
+
+
+def resized_mask(mask: np.ndarray, shape) -> np.ndarray:
+    """A mask laid onto a grid of ``shape`` by nearest cell: one field's own missing pattern on another."""
+    rows = np.minimum((np.arange(shape[0]) + 0.5) * mask.shape[0] / shape[0], mask.shape[0] - 1).astype(int)
+    cols = np.minimum((np.arange(shape[1]) + 0.5) * mask.shape[1] / shape[1], mask.shape[1] - 1).astype(int)
+    return mask[np.ix_(rows, cols)]
+
+
+def big_cloud_mask(shape, rng) -> np.ndarray:
+    """True = hidden: blobs from a sixth to half the domain (gaps many cells deep), 40-60% hidden."""
+    sigma = rng.uniform(min(shape) / 12.0, min(shape) / 6.0)
+    noise = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    return noise > np.quantile(noise, rng.uniform(0.4, 0.6))
+
+
+def gap_case(field_list, kind: str, seed: int, methods, sea: np.ndarray | None = None) -> dict:
+    """Hide cells of each field (``kind``: clouds, bigclouds, random, or seamask: ``sea`` laid onto the
+    field) and score every method at the hidden cells that have a true value."""
     rng = np.random.default_rng(seed)
-    totals: dict = {}
+    board = Scoreboard()
     for field in field_list:
         values = field.values
         lon, lat = np.meshgrid(field.longitude.values, field.latitude.values)
         pts = embed(lon.ravel(), lat.ravel())
         valid = np.isfinite(values.ravel())
-        hidden = (cloud_mask(values.shape, rng) if kind == "clouds" else random_mask(values.shape, rng))
-        hidden &= np.isfinite(values)
+        masks = {"clouds": cloud_mask, "bigclouds": big_cloud_mask, "random": random_mask,
+                 "seamask": lambda shape, _: resized_mask(sea, shape)}
+        hidden = masks[kind](values.shape, rng) & np.isfinite(values)
         if hidden.sum() < 5 or (valid & ~hidden.ravel()).sum() < 20:
             continue
         obs = valid & ~hidden.ravel()
         tgt = hidden.ravel()
         truth = values.ravel()[tgt]
-        for name in methods:
-            if name == "geonp":
-                mean, std, sec = run_method(geonp_gaps, field, hidden)
-                mean, std = mean[tgt], std[tgt]
-            else:
-                fn = {"nearest": nearest, "idw10": idw, "kriging": kriging, "gp_ml": gp_ml}[name]
-                mean, std, sec = run_method(fn, pts[obs], values.ravel()[obs], pts[tgt])
-            _accumulate(totals, name, scores(mean, std, truth), truth.size, sec)
-    return _finish(totals)
+        cells = ndimage.distance_transform_edt(~obs.reshape(values.shape)).ravel()[tgt]
+        if any(m.startswith("geonp") for m in methods):
+            for name, (mean, std, sec, attrs) in geonp_variants(field.where(~hidden), None, methods).items():
+                if name in methods:
+                    board.add(name, mean[tgt], std[tgt], truth, cells, sec,
+                              attrs.get("geonp_calibration_held_out_rmse_after") if name == "geonp" else None)
+        for name in (m for m in methods if m in BASELINES):
+            mean, std, sec = run_method(BASELINES[name], pts[obs], values.ravel()[obs], pts[tgt])
+            board.add(name, mean, std, truth, cells, sec)
+    return board.result()
 
 
 def down_case(field_list, factor: int, methods, covariate=None) -> dict:
-    totals: dict = {}
+    board = Scoreboard()
     for fine in field_list:
         ny, nx = (fine.sizes["latitude"] // factor) * factor, (fine.sizes["longitude"] // factor) * factor
         fine = fine.isel(latitude=slice(0, ny), longitude=slice(0, nx))
@@ -334,11 +314,18 @@ def down_case(field_list, factor: int, methods, covariate=None) -> dict:
         tgt = np.isfinite(fine.values.ravel())
         src, src_values = embed(lon_c.ravel(), lat_c.ravel())[ok_c], coarse.values.ravel()[ok_c]
         dst, truth = embed(lon_f.ravel(), lat_f.ravel())[tgt], fine.values.ravel()[tgt]
+        # distance in coarse cells: fine-grid indices of the observed coarse centres
+        rows, cols = np.unravel_index(np.flatnonzero(ok_c), coarse.shape)
+        centres = np.column_stack([rows * factor + (factor - 1) / 2, cols * factor + (factor - 1) / 2])
+        fine_index = np.column_stack(np.unravel_index(np.flatnonzero(tgt), fine.shape))
+        cells = cKDTree(centres).query(fine_index)[0] / factor
+        if any(m.startswith("geonp") for m in methods):
+            for name, (mean, std, sec, attrs) in geonp_downscale_variants(coarse, fine, methods, cov).items():
+                if name in methods:
+                    board.add(name, mean[tgt], std[tgt], truth, cells, sec,
+                              attrs.get("geonp_calibration_held_out_rmse_after") if name == "geonp" else None)
         for name in methods:
-            if name == "geonp":
-                mean, std, sec = run_method(geonp_downscale, coarse, fine, cov)
-                mean, std = mean[tgt], std[tgt]
-            elif name in ("bilinear", "bicubic", "bicubic_conserved"):
+            if name in ("bilinear", "bicubic", "bicubic_conserved"):
                 method = "linear" if name == "bilinear" else "cubic"
                 mean, std, sec = run_method(grid_interp, coarse, fine, method)
                 # cubic splines cannot cross gaps: the nearest coarse value there
@@ -346,31 +333,11 @@ def down_case(field_list, factor: int, methods, covariate=None) -> dict:
                 mean = np.where(np.isfinite(mean), mean, fallback)
                 if name == "bicubic_conserved":
                     mean = conserved(mean.reshape(fine.shape), coarse, fine).ravel()
-                mean = mean[tgt]
-            else:
-                fn = {"nearest": nearest, "idw10": idw, "kriging": kriging, "gp_ml": gp_ml}[name]
-                mean, std, sec = run_method(fn, src, src_values, dst)
-            _accumulate(totals, name, scores(mean, std, truth), truth.size, sec)
-    return _finish(totals)
-
-
-def _accumulate(totals, name, s, n, seconds):
-    row = totals.setdefault(name, {"n": 0, "seconds": 0.0, "sums": {}})
-    row["n"] += n
-    row["seconds"] += seconds
-    for k, v in s.items():
-        # RMSE pools squared errors; the rest are means over cells
-        row["sums"][k] = row["sums"].get(k, 0.0) + (v**2 if k == "rmse" else v) * n
-
-
-def _finish(totals) -> dict:
-    out = {}
-    for name, row in totals.items():
-        r = {k: (np.sqrt(v / row["n"]) if k == "rmse" else v / row["n"]) for k, v in row["sums"].items()}
-        r["seconds"] = row["seconds"]
-        r["cells"] = row["n"]
-        out[name] = {k: round(float(v), 4) if k != "cells" else int(v) for k, v in r.items()}
-    return out
+                board.add(name, mean[tgt], std, truth, cells, sec)
+            elif name in BASELINES:
+                mean, std, sec = run_method(BASELINES[name], src, src_values, dst)
+                board.add(name, mean, std, truth, cells, sec)
+    return board.result()
 
 
 def large_raster_timing(seed: int = 0) -> dict:
@@ -399,7 +366,7 @@ def large_raster_timing(seed: int = 0) -> dict:
                       coords={"y": yy[:, 0], "x": xx[0]}, name="lst", attrs={"units": "K"})
     started = time.perf_counter()
     pred = (da.np.predict(crs="EPSG:3857", progress=False) if MODEL is None else
-            _calibrated(da, crs="EPSG:3857").predict(da, progress=False))
+            _model(da, None, crs="EPSG:3857").predict(da, progress=False))
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     truth, mean, std = field[hidden], pred["mean"].values[hidden], pred["std"].values[hidden]
@@ -432,14 +399,19 @@ def main():
         raise SystemExit(f"shared data not found at {data_dir()}; set GEONP_DATA to the data folder.")
     data = fields(args.quick)
     only = [m for m in args.methods.split(",") if m]
-    gap_methods = [m for m in ["geonp", "nearest", "idw10", "kriging", "gp_ml"] if not only or m in only]
-    down_methods = [m for m in ["geonp", "nearest", "idw10", "bilinear", "bicubic", "bicubic_conserved", "kriging",
-                                "gp_ml"]
+    vecchia = ["vecchia_gp"] if has_gpboost() else []
+    if not vecchia:
+        print("vecchia_gp skipped: GPBoost is not installed (pip install -e '.[bench]')")
+    gap_methods = [m for m in ["geonp", *VARIANTS, "nearest", "idw10", "kriging", "gp_ml", *vecchia]
+                   if not only or m in only]
+    down_methods = [m for m in ["geonp", *VARIANTS, "nearest", "idw10", "bilinear", "bicubic", "bicubic_conserved",
+                                "kriging", "gp_ml", *vecchia]
                     if not only or m in only]
+    sea = ~np.isfinite(data["norway"][0].values)  # Norway's sea: one real field's missing pattern, on others
     cases = {}
     for name in ("uk", "norway", "global"):
-        for kind in ("clouds", "random"):
-            cases[f"{name}-{kind}"] = lambda n=name, k=kind: gap_case(data[n], k, 0, gap_methods)
+        for kind in ("clouds", "bigclouds", "random") + (("seamask",) if name != "norway" else ()):
+            cases[f"{name}-{kind}"] = lambda n=name, k=kind: gap_case(data[n], k, 0, gap_methods, sea)
         for factor in (2, 4):
             cov = data["norway_elevation"] if name == "norway" and not args.no_covariates else None
             cases[f"{name}-down{factor}x"] = lambda n=name, f=factor, c=cov: down_case(data[n], f, down_methods, c)
@@ -449,11 +421,26 @@ def main():
         started = time.perf_counter()
         results[case] = cases[case]()
         print(f"{case} ({time.perf_counter() - started:.0f} s)")
-        for method, r in sorted(results[case].items(), key=lambda kv: kv[1]["rmse"]):
-            extra = f" cov95 {r['cov95']:.3f} interval {r['interval']:.3f}" if "cov95" in r else ""
-            print(f"    {method:<9} RMSE {r['rmse']:.4f} MAE {r['mae']:.4f} CRPS {r['crps']:.4f}{extra} "
-                  f"{r['seconds']:.1f} s")
+        print_case(results[case])
     print(json.dumps({"quick": args.quick, "cases": results}))
+
+
+def print_case(result: dict) -> None:
+    """One line per method (best RMSE first), then RMSE by distance from the data."""
+    for method, r in sorted(result.items(), key=lambda kv: kv[1]["rmse"]):
+        extra = f" cov95 {r['cov95']:.3f} interval {r['interval']:.3f}" if "cov95" in r else ""
+        honest = (f" held-out RMSE {r['held_out_rmse']:.3f} (real {r['target_rmse_of_fields']:.3f})"
+                  if "held_out_rmse" in r else "")
+        print(f"    {method:<22} RMSE {r['rmse']:.4f} MAE {r['mae']:.4f} CRPS {r['crps']:.4f}{extra} "
+              f"{r['seconds']:.1f} s{honest}")
+    labels = [bin_label(lo, hi) for lo, hi in zip(DISTANCE_BINS[:-1], DISTANCE_BINS[1:], strict=True)]
+    labels = [b for b in labels if any(b in r["by_distance"] for r in result.values())]
+    first = next(iter(result.values()))["by_distance"]
+    print("    RMSE by cells from data  " + " ".join(f"{b:>8}" for b in labels))
+    print("    share of targets         " + " ".join(f"{first.get(b, {}).get('share', 0):8.3f}" for b in labels))
+    for method, r in result.items():
+        row = " ".join(f"{r['by_distance'][b]['rmse']:8.3f}" if b in r["by_distance"] else " " * 8 for b in labels)
+        print(f"    {method:<24} {row}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import xarray as xr
 from geonp.errors import ConfigError
 from geonp.estimator import NeuralProcess
 
-_FIT_ARGS = {"var", "covariates", "spatial_dims", "time_dim", "crs"}
+_FIT_ARGS = {"var", "covariates", "spatial_dims", "time_dim", "crs", "target"}
 # The bundled models a plain ``predict()`` uses (benchmarks/realdata.py decides, case by case):
 # filling gaps (target=None) with the field model trained on cloud gaps, which wins there by far;
 # other targets (a finer grid, points) with gp2d-normal until the field model beats it on them; with
@@ -86,8 +86,9 @@ class _NPAccessor:
             if "progress" in kwargs:  # the calibration in fit shows bars too: quiet when predict is
                 model.set_params(progress=bool(kwargs["progress"]))
             if not model.is_fitted:
+                # the held-out cells that calibrate it are matched to these targets' distance to the data
                 model.fit(self._obj, var=var, spatial_dims=kwargs.get("spatial_dims"),
-                          time_dim=kwargs.get("time_dim"), crs=crs, **calibration)
+                          time_dim=kwargs.get("time_dim"), crs=crs, target=target, **calibration)
             elif crs is not None or calibration:
                 raise ConfigError("this bundled model ships its own normalisation; crs=, trials=, exposure= and "
                                   "covariates= apply only to models calibrated on your data.")

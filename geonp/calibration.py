@@ -67,6 +67,8 @@ from scipy import ndimage
 from scipy.optimize import brentq, isotonic_regression
 from scipy.stats import norm
 
+from geonp import held_out
+
 MIN_HELD_OUT = 30
 MIN_BIN = 250  # held-out cells per distance bin (fewer: the 95% quantile is too noisy to split on)
 MAX_BINS = 8
@@ -118,79 +120,6 @@ class SpreadCalibration:
             return cls(*(tuple(float(v) for v in table[k]) for k in ("distance", "scale", "floor")),
                        growth=float(table.get("growth", 0.0)), ceiling=float(table.get("ceiling", 0.0)))
         return cls(scale=(float(calibration.get("std_scale", 1.0)),))
-
-
-def gap_masks(observed: np.ndarray, missing_patterns: list, rng, count: int) -> tuple[list, str]:
-    """``count`` boolean masks (True = hold out) over observed cells, and how they were made.
-
-    ``missing_patterns`` are the missing-value masks of the data's fields; a
-    pattern rolled by a random offset puts the data's own gap shapes on
-    observed cells. Where the data have (almost) no gaps, smoothed-noise blobs.
-    """
-    shape = observed.shape
-    usable = [m for m in missing_patterns if 0.02 <= m.mean() <= 0.9]
-    masks = []
-    for _ in range(count):
-        if usable:
-            pattern = usable[rng.integers(len(usable))]
-            shift = (int(rng.integers(shape[0])), int(rng.integers(shape[1])))
-            hidden = np.roll(pattern, shift, axis=(0, 1)) & observed
-        else:
-            sigma = rng.uniform(1.0, max(1.5, min(shape) / 6.0))
-            noise = smoothed_noise(shape, sigma, rng)
-            hidden = (noise > np.quantile(noise, rng.uniform(0.5, 0.8))) & observed
-        masks.append(whole_gaps_up_to(hidden, HELD_OUT_FRACTION * observed.sum(), rng))
-    return masks, "shifted missing-value pattern" if usable else "blobs"
-
-
-def smoothed_noise(shape: tuple[int, int], sigma: float, rng) -> np.ndarray:
-    """White noise ``[ny, nx]`` smoothed by a Gaussian of ``sigma`` cells, periodic at the edges.
-
-    Filtered in the Fourier domain: the cost does not grow with ``sigma`` (a direct filter of a
-    1024 x 1024 grid at sigma 170 took 0.7 s, this 0.01-0.06 s; the two agree to 1e-3 of the std).
-    """
-    spectrum = np.fft.rfft2(rng.standard_normal(shape))
-    return np.fft.irfft2(ndimage.fourier_gaussian(spectrum, sigma, n=shape[1]), s=shape)
-
-
-def ringed_by_observations(hidden: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """The held-out gaps that touch no missing cell, as every real gap is ringed by observations.
-
-    A shifted gap that lands against a real one joins it: its cells sit in a bigger hole than
-    their distance to the data says, and the calibration learns too wide a spread (cov95 0.98 on a
-    300 x 500 cloud-gapped raster). Where fewer than ``RINGED_MIN`` of the held-out cells are in
-    ringed gaps (data so cloudy that every gap meets another), all are kept.
-    """
-    eight = np.ones((3, 3), bool)
-    labels, count = ndimage.label(hidden, structure=eight)
-    if count == 0:
-        return hidden
-    against_missing = ndimage.binary_dilation(~observed, structure=eight) & hidden
-    ringed = hidden & ~np.isin(labels, np.unique(labels[against_missing]))
-    return ringed if ringed.sum() >= RINGED_MIN * hidden.sum() else hidden
-
-
-RINGED_MIN = 0.25
-HELD_OUT_FRACTION = 0.25  # of the observed cells: holding out more would thin the context below the real one
-
-
-def whole_gaps_up_to(hidden: np.ndarray, limit: float, rng) -> np.ndarray:
-    """Whole connected gaps of ``hidden``, in random order, until about ``limit`` cells are held out.
-
-    A gap is kept or dropped whole, so the held-out shapes stay the data's own
-    (a scattered pattern is thinned cell by cell, a cloud keeps its extent).
-    """
-    labels, count = ndimage.label(hidden, structure=np.ones((3, 3)))
-    if count == 0 or hidden.sum() <= limit:
-        return hidden
-    sizes = np.bincount(labels.ravel())[1:]
-    keep, total = [], 0
-    for gap in rng.permutation(count):
-        if total >= limit:
-            break
-        keep.append(gap + 1)
-        total += sizes[gap]
-    return np.isin(labels, keep)
 
 
 def scale_from_errors(z: np.ndarray) -> float:
@@ -266,45 +195,28 @@ def summarise(mean, std, truth) -> dict:
             "cov95": round(float(metrics.coverage(mean, std, truth, 0.95)), 4)}
 
 
-def held_out_sample(where: np.ndarray, shape: tuple[int, int], count: int, rng, block: int = 1) -> np.ndarray:
-    """``count`` of the held-out cells ``where`` (flat indices into a grid of ``shape``): at random, or
-    (``block`` > 1) in whole ``block x block`` squares taken in random order, so that they share
-    neighbourhoods and cost far fewer model calls."""
-    if block <= 1:
-        return rng.choice(where, size=count, replace=False)
-    rows, cols = np.unravel_index(where, shape)
-    square = (rows // block) * (shape[1] // block + 1) + cols // block
-    squares, of_cell = np.unique(square, return_inverse=True)
-    rank = rng.permutation(squares.size)[of_cell.reshape(-1)]
-    return where[np.argsort(rank, kind="stable")[:count]]
-
-
-def neighbourhood_side(context: np.ndarray, count: int) -> int:
-    """The side, in grid cells, of a square holding about ``count / 2`` of the observed cells ``context``.
-
-    Prediction by count groups targets into cells of about this side, each conditioned on the same
-    ``count`` nearest observations (:func:`geonp.tiling.neighbourhoods`): held-out cells taken in such
-    squares cost one model call per square, where scattered ones cost one each (on a 1024 x 1024 grid
-    with 10% observed, 3,000 scattered held-out cells took ~450 calls per mask).
-    """
-    density = max(float(context.mean()), 1e-9)
-    return max(1, int(np.sqrt(count / 2.0 / density)))
+TARGET_SAMPLE = 20_000  # target distances kept to match the held-out cells to
 
 
 def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariates: dict,
               max_fields: int = 4, max_targets: int = 3000, seed: int = 0, block: int | str = "neighbourhood",
-              cache: dict | None = None) -> dict:
-    """Hold out cells of ``data`` (a gridded field, any extra dims are fields) and fit ``std_scale``.
+              cache: dict | None = None, target_distance: np.ndarray | None = None) -> dict:
+    """Hold out cells of ``data`` (a gridded field, any extra dims are fields) and learn the spread calibration
+    and the kriging blend on them.
 
-    ``model`` is a fitted :class:`geonp.NeuralProcess` (its ``calibration_`` is not used here);
-    ``covariates`` maps names to DataArrays on the same grid; ``spatial_dims`` are the grid's (y, x) dims;
-    ``block``: above ``max_targets`` held-out cells per mask, keep them in whole squares of this side
-    (:func:`held_out_sample`), by default about the side of the cells that prediction conditions on the
-    same nearest observations (:func:`neighbourhood_side`), so that they cost few model calls;
+    ``model`` is a fitted :class:`geonp.NeuralProcess` (its ``calibration_`` is not used here, but for
+    the kriging kernel); ``covariates`` maps names to DataArrays on the same grid; ``spatial_dims`` are
+    the grid's (y, x) dims; ``target_distance``: the distances of the targets ``predict`` will be asked
+    for to their nearest observation (km / CRS units); ``None``: the data's own missing cells. The
+    cells scored are drawn to match them (:mod:`geonp.held_out`), about ``max_targets`` per mask;
+    ``block``: the side of the squares they are taken in, by default about a prediction
+    neighbourhood's (:func:`geonp.held_out.neighbourhood_side`), so that they cost few model calls;
     ``cache``: a dict shared by calls on the same data, so that a mask already predicted with the same
     normalisation (e.g. by ``trend="auto"``'s comparison; the masks of one seed come in the same order)
     is not predicted again.
     """
+    from geonp.features.tables import euclidean_embedding
+
     ydim, xdim = spatial_dims
     others = [d for d in data.dims if d not in spatial_dims]
     stacked = data.transpose(*others, ydim, xdim)
@@ -315,54 +227,48 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     if not order:
         return {"status": "not calibrated: too few observations to hold any out", "std_scale": 1.0}
     order = [order[k % len(order)] for k in range(max_fields)]  # few fields: several masks on each
-    masks, how = gap_masks(observed_all[order[0]], [~o for o in observed_all], rng, len(order))
+    masks, how = held_out.gap_masks(observed_all[order[0]], [~o for o in observed_all], rng, len(order))
     lat, lon = np.meshgrid(data[ydim].values, data[xdim].values, indexing="ij")
-    means, stds, truths, distances, units, krigeds = [], [], [], [], [], []
-    for i, hidden in zip(order, masks, strict=True):
-        observed = observed_all[i]
-        hidden = ringed_by_observations(hidden & observed, observed)
-        if hidden.sum() < 5 or (observed & ~hidden).sum() < 2:
+    points = euclidean_embedding(model.scaling_.kind, lon.ravel(), lat.ravel())  # [ny * nx, E]
+    matched_to = "the targets given to fit"
+    if target_distance is None:
+        target_distance = held_out.missing_cell_distances(points, observed_all[sorted(set(order))], TARGET_SAMPLE,
+                                                          np.random.default_rng(seed))
+        matched_to = "the data's missing cells" if target_distance.size else "none (no missing cells, no targets)"
+    candidates = _candidates(model, observed_all, order, masks, points, block, rng)
+    if not candidates:
+        return {"status": "not calibrated: no gap could be held out with observations left around it",
+                "std_scale": 1.0}
+    chosen = _matched(candidates, target_distance, max_targets)
+    means, stds, truths, distances, units, krigeds, clusters = ([] for _ in range(7))
+    for k, (i, hidden, where, _, _, gap) in enumerate(candidates):
+        where, gap = where[chosen[k]], gap[chosen[k]]
+        if where.size == 0:
             continue
-        where = np.flatnonzero(hidden.ravel())
-        if where.size > max_targets:
-            side = neighbourhood_side(observed & ~hidden, model.max_context) if block == "neighbourhood" else block
-            where = held_out_sample(where, hidden.shape, max_targets, rng, side)
         index = np.unravel_index(i, stacked.shape[:-2]) if others else ()
         field = stacked[dict(zip(others, index, strict=True))] if others else stacked
         key = (str(model.scaling_), tuple(covariates), i, hidden.tobytes(), where.tobytes())
         channels = None if cache is None else cache.get(key)
         if channels is None:
-            masked = field.where(~xr.DataArray(hidden, dims=(ydim, xdim)))
-            context = masked.to_dataset(name=str(data.name or "value"))
-            points = xr.Dataset(coords={ydim: ("point", lat.ravel()[where]), xdim: ("point", lon.ravel()[where])})
-            for name, cov in covariates.items():
-                context[name] = cov
-                points[name] = ("point", np.asarray(cov.transpose(ydim, xdim).values).ravel()[where])
-            with warnings.catch_warnings():  # what fit has warned about already, or will at predict
-                warnings.filterwarnings("ignore", message=".*(from any observation|infinite)", category=UserWarning)
-                pred = model.predict(context, target=points, progress=False, calibrated=False, distance=True,
-                                     spatial_dims=tuple(spatial_dims))
-            channels = tuple(np.asarray(pred[v]).ravel() if v in pred else np.full(where.size, np.nan)
-                             for v in ("mean", "std", "distance_to_data", "context_std", "kriging_mean"))
+            channels = _predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_dims)
             if cache is not None:
                 cache[key] = channels
         mean, std, distance, unit, kriged = channels
         truth = field.values.ravel()[where]
         ok = np.isfinite(mean) & np.isfinite(std) & (std > 0)
-        krigeds.append(kriged[ok])
-        means.append(mean[ok])
-        stds.append(std[ok])
-        truths.append(truth[ok])
-        distances.append(distance[ok])
-        units.append(unit[ok])
-    held_out = sum(m.size for m in means)
-    if held_out < MIN_HELD_OUT:
-        return {"status": f"not calibrated: only {held_out} cells could be held out (need {MIN_HELD_OUT})",
+        for store, values in zip((means, stds, truths, distances, units, krigeds, clusters),
+                                 (mean, std, truth, distance, unit, kriged, k * 1_000_000 + gap), strict=True):
+            store.append(values[ok])
+    held_out_cells = sum(m.size for m in means)
+    if held_out_cells < MIN_HELD_OUT:
+        return {"status": f"not calibrated: only {held_out_cells} cells could be held out (need {MIN_HELD_OUT})",
                 "std_scale": 1.0}
-    mean, std, truth, distance, unit, kriged = (np.concatenate(a) for a in (means, stds, truths, distances, units,
-                                                                              krigeds))
+    mean, std, truth, distance, unit, kriged, cluster = (np.concatenate(a) for a in (means, stds, truths, distances,
+                                                                                       units, krigeds, clusters))
     unit = np.where(unit > 0, unit, 1.0)
-    blended, kriging = blend_kriging(model, mean, kriged, truth, distance, unit)
+    units = "km" if model.scaling_.kind == "geographic" else "crs units"
+    design = held_out.report(distance, target_distance, matched_to, units)
+    blended, kriging = blend_kriging(model, mean, kriged, truth, distance, unit, cluster, design["reach"])
     ceiling = float(np.sqrt(np.mean([np.nanvar(fields[i]) for i in set(order)])) / np.median(unit))
     spread = fit_by_distance((truth - blended) / unit, std / unit, distance, ceiling)
     calibrated = spread.std(std, distance, unit)
@@ -371,16 +277,70 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     network = (fit_by_distance((truth - mean) / unit, std / unit, distance, ceiling).std(std, distance, unit)
                if kriging else calibrated)
     return {"status": "calibrated", "std_scale": round(float(np.median(calibrated / std)), 4),
-            "by_distance": spread.to_dict(), "held_out_cells": int(held_out), "fields": len(set(order)),
-            "masks": len(means), "mask_shapes": how, **({"kriging": kriging} if kriging else {}),
+            "by_distance": spread.to_dict(), "held_out_cells": int(held_out_cells), "fields": len(set(order)),
+            "masks": len(candidates), "mask_shapes": how, "held_out_design": design,
+            **({"kriging": kriging} if kriging else {}),
             "before": summarise(mean, std, truth), "after": summarise(blended, calibrated, truth),
             "network": summarise(mean, network, truth)}
 
 
-def blend_kriging(model, mean, kriged, truth, distance, unit) -> tuple[np.ndarray, dict | None]:
+def _candidates(model, observed_all, order, masks, points, block, rng) -> list:
+    """Per mask: ``(field, hidden [ny, nx], cells [n], distance [n], priority [n], gap [n])``: the hidden cells
+    (flat indices), their distance to the observations left, the order to take them in (ringed gaps
+    first, then squares in random order: :func:`geonp.held_out.matched_selection`) and their gap's label."""
+    out = []
+    for i, hidden in zip(order, masks, strict=True):
+        observed = observed_all[i]
+        hidden = hidden & observed
+        if hidden.sum() < 5 or (observed & ~hidden).sum() < 2:
+            continue
+        where = np.flatnonzero(hidden.ravel())
+        distance = held_out.distances_to_remaining(points, observed, hidden)
+        ringed = held_out.ringed_by_observations(hidden, observed).ravel()[where]
+        side = held_out.neighbourhood_side(observed & ~hidden, model.max_context) if block == "neighbourhood" else block
+        rank = held_out.square_rank(where, hidden.shape, int(side), rng)
+        gap = ndimage.label(hidden, structure=held_out.EIGHT)[0].ravel()[where]
+        out.append((i, hidden, where, distance, rank + (~ringed) * (rank.max() + 1), gap))
+    return out
+
+
+def _matched(candidates: list, target_distance: np.ndarray, max_targets: int) -> list:
+    """Per candidate mask, the positions of its cells to score: matched over all masks together to the
+    targets' distances (:func:`geonp.held_out.matched_selection`)."""
+    distance = np.concatenate([c[3] for c in candidates])
+    priority = np.concatenate([c[4] for c in candidates])
+    mask_of = np.concatenate([np.full(c[2].size, k) for k, c in enumerate(candidates)])
+    count = held_out.feasible_count(distance, target_distance, max_targets * len(candidates))
+    chosen = held_out.matched_selection(distance, priority, target_distance, count)
+    starts = np.concatenate([[0], np.cumsum([c[2].size for c in candidates])])
+    return [chosen[mask_of[chosen] == k] - starts[k] for k in range(len(candidates))]
+
+
+def _predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_dims) -> tuple:
+    """The held-out cells ``where`` of ``field`` predicted from the rest, as ``predict`` would (network's own
+    mean and spread): ``(mean, std, distance_to_data, context_std, kriging_mean)``, each ``[n]``."""
+    ydim, xdim = spatial_dims
+    masked = field.where(~xr.DataArray(hidden, dims=(ydim, xdim)))
+    context = masked.to_dataset(name=str(field.name or "value"))
+    points = xr.Dataset(coords={ydim: ("point", lat.ravel()[where]), xdim: ("point", lon.ravel()[where])})
+    for name, cov in covariates.items():
+        context[name] = cov
+        points[name] = ("point", np.asarray(cov.transpose(ydim, xdim).values).ravel()[where])
+    with warnings.catch_warnings():  # what fit has warned about already, or will at predict
+        warnings.filterwarnings("ignore", message=".*(from any observation|infinite)", category=UserWarning)
+        pred = model.predict(context, target=points, progress=False, calibrated=False, distance=True,
+                             spatial_dims=tuple(spatial_dims))
+    return tuple(np.asarray(pred[v]).ravel() if v in pred else np.full(where.size, np.nan)
+                 for v in ("mean", "std", "distance_to_data", "context_std", "kriging_mean"))
+
+
+def blend_kriging(model, mean, kriged, truth, distance, unit, cluster=None, reach=None) -> tuple[np.ndarray,
+                                                                                                  dict | None]:
     """The held-out cells' blended means and the model's kriging (:mod:`geonp.local_kriging`) with the blend
     weights learned on them, with its held-out RMSE beside the network's and kriging's alone; ``(mean, None)``
-    when the model has no kriging kernel."""
+    when the model has no kriging kernel. ``cluster``: each cell's gap (the weights are kept only where the
+    blend's gain is clear of its spread over gaps); ``reach``: the farthest held-out distance (beyond it
+    the weight is 0)."""
     from geonp.local_kriging import LocalKriging, fit_weights
 
     kernel = LocalKriging.from_calibration(getattr(model, "calibration_", None))
@@ -389,8 +349,9 @@ def blend_kriging(model, mean, kriged, truth, distance, unit) -> tuple[np.ndarra
         return mean, None
     kriged = np.where(usable, kriged, mean)  # no kriging there: the network's mean
     groups = distance_groups(distance, int(np.clip(mean.size // MIN_BIN, 1, MAX_BINS)))
-    knots, weights = fit_weights((truth - mean) / unit, (truth - kriged) / unit, distance, groups)
-    kernel = dataclasses.replace(kernel, distance=knots, weight=weights)
+    knots, weights = fit_weights((truth - mean) / unit, (truth - kriged) / unit, distance, groups, cluster)
+    reach = float(distance.max()) if reach is None else float(reach)
+    kernel = dataclasses.replace(kernel, distance=knots, weight=weights, reach=round(reach, 6))
     blended = mean + kernel.weights(distance) * (kriged - mean)
     rmse = lambda m: round(float(np.sqrt(np.mean((m - truth) ** 2))), 5)  # noqa: E731
     return blended, {**kernel.to_dict(), "held_out_rmse": {"network": rmse(mean), "kriging": rmse(kriged),

@@ -98,7 +98,7 @@ class FittingMixin:
         return config, params, FeatureScaling.from_dict(scaling) if scaling else None, rule
 
     def fit(self, data, var: str | None = None, covariates: Sequence[str] = (), *, trials: str | None = None,
-            exposure: str | None = None, spatial_dims=None, time_dim=None, crs=None, **params):
+            exposure: str | None = None, spatial_dims=None, time_dim=None, crs=None, target=None, **params):
         """Learn the normalisation of ``data`` and meta-train on random neighbourhoods of it.
 
         Args:
@@ -110,6 +110,9 @@ class FittingMixin:
             trials: (binomial) the variable holding the number examined; ``var`` holds the positives.
             exposure: (poisson, optional) the variable holding the exposure (population, person-years).
             spatial_dims, time_dim, crs: overrides for coordinate detection.
+            target: the targets ``predict`` will be asked for (as ``predict``'s ``target``): the cells
+                ``fit`` holds out to learn its choices are drawn to lie as far from the data as these do
+                (:mod:`geonp.held_out`). ``None``: the data's missing cells (filling gaps).
             **params: any constructor parameter, e.g. ``steps=200`` (``set_params`` first).
         """
         self.set_params(**params)
@@ -165,9 +168,12 @@ class FittingMixin:
         self.layout_ = dataclasses.asdict(table.layout)
         self.history_ = history
         self.steps_trained_ = steps_done
+        self.source_ = None  # the model it started from is self.pretrained (attrs["geonp_model"])
         self.n_observations_ = int(observed.sum())
         selection = self._select_covariates(data, table, observed, name, count_var, covariates)
-        self.calibration_, on_grid = self._calibrate(data, table, name, covariates, head)
+        self.calibration_, on_grid = self._calibrate(data, table, name, covariates, head,
+                                                     self._target_distances(data, table, target, spatial_dims,
+                                                                            time_dim))
         selection = selection or on_grid
         if selection is None and self._selects_covariates(covariates):
             selection = selection_lib.every_covariate("only surveys of one time and gridded Gaussian fields that "
@@ -233,7 +239,7 @@ class FittingMixin:
                               f"neighbourhood; this is a {head.name} model ({config.family}). Use trend=0.")
         return int(self.trend)
 
-    def _choose_trend(self, data, spatial, covariates, cache: dict) -> dict:
+    def _choose_trend(self, data, spatial, covariates, cache: dict, target_distance) -> dict:
         """With ``trend="auto"``: the drift's degree (none or 2, :data:`geonp.features.trend.AUTO_DEGREES`)
         with the lowest calibrated CRPS on held-out cells (the network's own mean: the kriging blend,
         :mod:`geonp.local_kriging`, is learned afterwards on top of the choice).
@@ -249,7 +255,7 @@ class FittingMixin:
             self.scaling_ = dataclasses.replace(self.scaling_, trend_degree=degree)
             result = calibration.calibrate(self, data, spatial, covariates, max_fields=TREND_FIELDS,
                                            max_targets=TREND_TARGETS, seed=self.seed, block=TREND_BLOCK,
-                                           cache=cache)
+                                           cache=cache, target_distance=target_distance)
             if result["status"] == "calibrated":
                 scores[degree] = result["network"]["crps"]  # the network's own (the blend comes after)
         chosen = 0
@@ -262,13 +268,14 @@ class FittingMixin:
         return {"degree": chosen, "status": "chosen by calibrated CRPS on held-out cells",
                 "crps_by_degree": {str(d): v for d, v in scores.items()}}
 
-    def _calibrate(self, data, table, name, covariates, head) -> tuple[dict, dict | None]:
+    def _calibrate(self, data, table, name, covariates, head, target_distance=None) -> tuple[dict, dict | None]:
         """Held-out calibration of the predictive spread on this data (see :mod:`geonp.calibration`).
 
         A slot model on a grid also chooses its covariates here: every subset is calibrated on the
         same held-out cells and the one with the lowest calibrated CRPS of the network's own mean is kept
         (with its calibration and kriging blend).
-        Returns ``(calibration, covariate selection or None)``.
+        ``target_distance``: the targets' distances to the data (:meth:`_target_distances`), which the
+        held-out cells are matched to. Returns ``(calibration, covariate selection or None)``.
         """
         from geonp import calibration
 
@@ -292,12 +299,14 @@ class FittingMixin:
         trend = ({"degree": self.scaling_.trend_degree, "status": "fixed by trend="}
                  if self.trend != "auto" else
                  {"degree": 0, "status": "no drift: a constant-memory model folds raw values"}
-                 if self.config_.family == "cmanp" else self._choose_trend(ds[name], spatial, given, cache))
+                 if self.config_.family == "cmanp" else
+                 self._choose_trend(ds[name], spatial, given, cache, target_distance))
         results = {}
         for subset in tqdm(candidates, desc=f"calibrating {len(candidates)} covariate subsets", unit="subset",
                            disable=not (self.progress and select), mininterval=1.0):
             with selection_lib.using_subset(self, covariates, subset):
-                results[subset] = calibration.calibrate(self, ds[name], spatial, given, seed=self.seed, cache=cache)
+                results[subset] = calibration.calibrate(self, ds[name], spatial, given, seed=self.seed, cache=cache,
+                                                        target_distance=target_distance)
         scored = {s: r["network"]["crps"] for s, r in results.items() if r["status"] == "calibrated"}
         chosen = min(scored, key=lambda s: scored[s]) if scored else tuple(covariates)  # ties: the full set
         result = {**results[chosen], "trend": trend}
@@ -313,6 +322,32 @@ class FittingMixin:
                   "ignored": ignored, "scores": {selection_lib.label(s): v for s, v in scored.items()}}
         self._ignore_covariates(ignored, choice, "held-out CRPS on this data", "crps")
         return result, choice
+
+    def _target_distances(self, data, table, target, spatial_dims, time_dim) -> np.ndarray | None:
+        """``[n]`` the distances (km / CRS units) from ``target`` (``predict``'s) to the nearest observation of
+        its task, at most ``calibration.TARGET_SAMPLE`` of them; ``None`` for ``target=None`` (the held-out
+        design then takes the data's missing cells)."""
+        from scipy.spatial import cKDTree
+
+        from geonp import calibration
+
+        if target is None:
+            return None
+        tgt = self._target_table(data, table, target, spatial_dims, time_dim)
+        task_map, observed = self._task_map(table, tgt), table.observed()
+        rng = np.random.default_rng(self.seed)
+        per_task = max(1, calibration.TARGET_SAMPLE // max(len(task_map), 1))
+        distances = []
+        for t, c in enumerate(task_map):
+            x, y = np.asarray(tgt.x).reshape(len(task_map), -1)[t], np.asarray(tgt.y).reshape(len(task_map), -1)[t]
+            keep = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+            if not observed[c].any() or keep.size == 0:
+                continue
+            keep = rng.choice(keep, size=per_task, replace=False) if keep.size > per_task else keep
+            tree = cKDTree(tables_lib.euclidean_embedding(self.scaling_.kind, table.x[c, observed[c]],
+                                                          table.y[c, observed[c]]))
+            distances.append(tree.query(tables_lib.euclidean_embedding(self.scaling_.kind, x[keep], y[keep]))[0])
+        return np.concatenate(distances) if distances else None
 
     def _kriging_kernel(self, table):
         """The kernel of :mod:`geonp.local_kriging`, by the likelihood of a few neighbourhoods of ``table``."""

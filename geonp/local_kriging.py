@@ -86,7 +86,10 @@ class LocalKriging:
     """A kriging kernel (in standardised units) and blend weights by distance to data.
 
     ``distance`` (increasing; km on the sphere, CRS units when projected) are the knots of ``weight``;
-    between knots it is linear, beyond them constant. Without knots the blend weight is 0 everywhere.
+    between knots it is linear, below the first constant. ``reach`` is the farthest distance the held-out
+    cells that learned the weights covered: from the last knot the weight falls linearly to 0 there, and
+    stays 0 beyond (a learned weight is never extrapolated: deeper in gaps than any held-out cell, the
+    network's own mean). Without knots the blend weight is 0 everywhere.
     """
 
     kernel: str = "matern32"
@@ -94,6 +97,7 @@ class LocalKriging:
     noise: float = 1e-2
     distance: tuple[float, ...] = ()
     weight: tuple[float, ...] = ()
+    reach: float = np.inf
 
     @property
     def blends(self) -> bool:
@@ -104,7 +108,12 @@ class LocalKriging:
         distance = np.asarray(distance, np.float64)
         if not self.distance:
             return np.zeros_like(distance)
-        return np.interp(distance, self.distance, self.weight)
+        weight = np.interp(distance, self.distance, self.weight)
+        last = self.distance[-1]
+        if np.isfinite(self.reach):  # tapered from the last knot to 0 at the reach, 0 beyond
+            taper = np.clip((self.reach - distance) / max(self.reach - last, 1e-12), 0.0, 1.0)
+            weight = np.where(distance > last, weight * taper, weight)
+        return weight
 
     @one_blas_thread
     def mean(self, points_ctx, z_ctx, points_tgt) -> np.ndarray:
@@ -130,7 +139,8 @@ class LocalKriging:
 
     def to_dict(self) -> dict:
         return {"kernel": self.kernel, "length_scale": self.length_scale, "noise": self.noise,
-                "distance": list(self.distance), "weight": list(self.weight)}
+                "distance": list(self.distance), "weight": list(self.weight),
+                **({"reach": self.reach} if np.isfinite(self.reach) else {})}
 
     @classmethod
     def from_calibration(cls, calibration: dict | None) -> LocalKriging | None:
@@ -139,7 +149,8 @@ class LocalKriging:
         if not table:
             return None
         return cls(str(table["kernel"]), float(table["length_scale"]), float(table["noise"]),
-                   tuple(float(d) for d in table.get("distance", ())), tuple(float(w) for w in table.get("weight", ())))
+                   tuple(float(d) for d in table.get("distance", ())), tuple(float(w) for w in table.get("weight", ())),
+                   float(table.get("reach", np.inf)))
 
 
 def neighbourhood_sets(points: list, values: list, rng, count: int = FIT_SETS, size: int = FIT_POINTS) -> list:
@@ -188,20 +199,41 @@ def _profile_nll(corr, eta: float, z) -> float:
     return 0.5 * n * np.log(max(quad, 1e-300) / n) + float(np.log(np.diag(factor[0])).sum())
 
 
-def fit_weights(error_network, error_kriging, distance, groups: list) -> tuple[tuple, tuple]:
+CLEAR_GAIN = 2.0  # standard errors by which the blend must lower a bin's squared error to keep its weight
+
+
+def fit_weights(error_network, error_kriging, distance, groups: list, cluster=None) -> tuple[tuple, tuple]:
     """Blend weight knots ``(distance, weight)`` from held-out cells.
 
     ``error_network = truth - m_n``, ``error_kriging = truth - m_k`` (same units), ``distance`` to the
     nearest observation, ``groups``: index arrays of cells by increasing distance
-    (:func:`geonp.calibration.distance_groups`). In each group the weight minimising the squared error
-    of ``m_n + w (m_k - m_n)``, clipped to [0, 1]; then non-increasing with distance (weighted isotonic).
+    (:func:`geonp.calibration.distance_groups`), ``cluster``: each cell's gap (cells of one gap share
+    their errors). In each group the weight minimising the squared error of ``m_n + w (m_k - m_n)``,
+    clipped to [0, 1], kept only where the gain in squared error is ``CLEAR_GAIN`` standard errors
+    above 0 (over the gaps, at least 3 of them): the network is the default, and a stage earns its
+    place on evidence; then non-increasing with distance (weighted isotonic).
     """
+    cluster = np.zeros(distance.size, np.int64) if cluster is None else np.asarray(cluster)
     knots, weights, counts = [], [], []
     for inside in groups:
         step = error_network[inside] - error_kriging[inside]  # m_k - m_n
         power = float(np.sum(step**2))
-        weights.append(float(np.clip(np.sum(step * error_network[inside]) / power, 0.0, 1.0)) if power > 0 else 0.0)
+        w = float(np.clip(np.sum(step * error_network[inside]) / power, 0.0, 1.0)) if power > 0 else 0.0
+        gain = error_network[inside] ** 2 - (error_network[inside] - w * step) ** 2  # per cell
+        weights.append(w if clear_gain(gain, cluster[inside]) else 0.0)
         knots.append(round(float(np.median(distance[inside])), 6))
         counts.append(inside.size)
     weights = isotonic_regression(weights, weights=counts, increasing=False).x
     return tuple(knots), tuple(round(float(w), 4) for w in weights)
+
+
+def clear_gain(gain: np.ndarray, cluster: np.ndarray) -> bool:
+    """Whether the summed ``gain`` is ``CLEAR_GAIN`` standard errors above 0, the gains summed per cluster
+    being the independent units (a cluster-robust standard error)."""
+    _, of = np.unique(cluster, return_inverse=True)
+    per = np.bincount(of.reshape(-1), weights=gain)
+    if per.size < 3:
+        return False
+    total = float(per.sum())
+    se = float(np.sqrt(per.size / (per.size - 1) * np.sum((per - per.mean()) ** 2)))
+    return total > CLEAR_GAIN * se

@@ -49,7 +49,9 @@ def pretrained(name: str, **params) -> NeuralProcess:
         raise CheckpointError(f"no pretrained model named {name!r}; available: {available()}.")
     config, _, meta = load_bundled(name)
     if meta.get("kind") == "geonp.NeuralProcess":
-        return load(PRETRAINED_DIR / name).set_params(**params)
+        model = load(PRETRAINED_DIR / name).set_params(**params)
+        model.source_ = name  # attrs["geonp_model"] names it
+        return model
     params = {"likelihood": config.likelihood.to_dict(), "steps": 0, **params}
     params.setdefault("temporal", any(g.name == "time" for g in config.groups))
     return NeuralProcess(pretrained=name, **params)
@@ -82,6 +84,7 @@ def load(path) -> NeuralProcess:
     if meta.get("calibration") is not None:
         model.calibration_ = meta["calibration"]
     model.n_observations_ = int(meta.get("n_observations", 0))
+    model.source_ = str(path)  # attrs["geonp_model"] names it
     return model
 
 

@@ -29,7 +29,7 @@ from geonp.features.trend import with_drift
 from geonp.local_kriging import LocalKriging
 from geonp.outputs import prediction_dataset
 from geonp.progress import TILE_PREFIX, TileProgress
-from geonp.tiling import ContextSet, TilePredictor, auto_halo, far_from_observations
+from geonp.tiling import ContextSet, TilePredictor, auto_halo, distances_to_data
 
 LAZY_ABOVE_POINTS = 4_000_000  # targets larger than this stay lazy unless lazy=False
 FAR_CHECK_POINTS = 4_000_000  # targets beyond the reach of the data are counted up to this many points
@@ -127,7 +127,7 @@ class PredictionMixin:
                 exceedance: Sequence[float] | None = None, halo: float | str | None = None, tile: int = 128,
                 time_tile: int = 24, lazy: bool | None = None, seed: int = 0, spatial_dims=None, time_dim=None,
                 progress: bool | None = None, calibrated: bool = True, distance: bool = False,
-                joint: bool = False, conserve: bool | str = "auto") -> xr.Dataset:
+                joint: bool = False, conserve: bool | str = "auto", without: Sequence[str] = ()) -> xr.Dataset:
         """Condition on the observed values of ``context`` and predict at ``target``.
 
         Args:
@@ -162,11 +162,17 @@ class PredictionMixin:
                 sphere): ``"auto"`` (default) does so for Gaussian models on in-memory outputs and
                 says in ``attrs['geonp_conservation']`` when it does not; ``True`` requires it;
                 ``False`` keeps the model's own mean. The spread is not changed.
+            without: post-hoc stages to switch off, by name (:data:`STAGES`): ``"drift"`` (the
+                field's polynomial drift, :mod:`geonp.features.trend`), ``"blend"`` (the kriging
+                blend, :mod:`geonp.local_kriging`), ``"spread"`` (the spread calibration) and
+                ``"conservation"``; ``calibrated=False`` is ``without=("blend", "spread")``. For
+                ablations: what each stage is worth on your data.
             distance: add ``distance_to_data``, each target's distance to its nearest observation
                 (km on the sphere, CRS units when projected), and ``context_std``, the standard
                 deviation of the observations it was conditioned on (the unit of the calibration's floor).
         """
         self._check_fitted()
+        without = _stages_off(without, calibrated, conserve)
         stream = None
         if context is None:
             context = self._conditioned()
@@ -213,18 +219,18 @@ class PredictionMixin:
         predictor = TilePredictor(
             config=self._data_config(self.config_, s), params=self.params_, scaling=s,
             context=ContextSet(**with_drift(self._observed_by_task(ctx, observed, s, range(ctx.num_tasks)),
-                                            s.trend_degree if stream is None else 0)),
+                                            0 if stream is not None or "drift" in without else s.trend_degree)),
             task_shape=tuple(tgt.template.sizes[d] for d in tgt.task_dims),
             task_map=task_map, halo=self._halo_distance(halo), time_halo=self._time_halo(halo),
             quantiles=quantiles, num_samples=int(samples), seed=seed, temporal=self.temporal, thresholds=thresholds,
             neighbours=self.max_context if halo is None and not self.temporal else None,  # temporal: by halo
-            spread=self._spread() if calibrated else SpreadCalibration(),
-            kriging=None if stream is not None or self.temporal else self._kriging(calibrated),
+            spread=SpreadCalibration() if "spread" in without else self._spread(),
+            kriging=None if stream is not None or self.temporal else self._kriging("blend" not in without),
             distance_channel=bool(distance), joint=bool(joint),
             progress=bool(joint) and bool(self.progress if progress is None else progress), support=support,
             stream=None if stream is None else tuple(stream.get(label) for label in ctx.task_labels),
         )
-        far = self._far_from_data(predictor.context, task_map, tgt)
+        far = self._far_from_data(predictor.context, task_map, tgt, gaps_only=target is None)
         channels = self._channel_array(predictor, tgt, None if joint else tile, time_tile)
         if lazy is None:
             lazy = _is_dask(context) or _is_dask(target) or tgt.x.size > LAZY_ABOVE_POINTS
@@ -236,7 +242,8 @@ class PredictionMixin:
 
         source_attrs = dict(context.attrs) if isinstance(context, xr.Dataset) else {}
         provenance = {
-            "model": f"{self.arch} ({self.config_.likelihood.name})", "version": _version(),
+            "model": self.model_description, "version": _version(),
+            **({"stages_off": ", ".join(sorted(without))} if without else {}),
             "context_points": int(observed.sum()),
             "context_rule": ("all, folded into the conditioned state (geonp.streaming)" if stream is not None else
                              _count_rule(predictor.neighbours, s.far_context) if predictor.neighbours else
@@ -247,7 +254,7 @@ class PredictionMixin:
             **({"samples": "joint" if joint else "marginal"} if samples else {}),
             **({"context_support": round(support, 3)} if self.config_.support else {}),
             **({"covariates_ignored": ", ".join(s.covariates_ignored)} if s.covariates_ignored else {}),
-            **({"trend_degree": s.trend_degree} if head.standardise else {}),
+            **({"trend_degree": 0 if "drift" in without else s.trend_degree} if head.standardise else {}),
             **far,
             **self._calibration_attrs(predictor.spread, predictor.kriging),
         }
@@ -260,7 +267,7 @@ class PredictionMixin:
                                  distance_units=(provenance["halo_units"] if distance else None),
                                  kriging_mean=bool(distance) and predictor.kriging_channel,
                                  joint_samples=bool(joint))
-        if target is not None and head.name == "normal" and conserve is not False:
+        if target is not None and head.name == "normal" and "conservation" not in without:
             out = self._conserved(out, ctx, lazy, conserve)
         out = out.transpose(*[d for d in tgt.original_dims if d in out.dims], ...)
         if target is None and head.name == "normal":
@@ -289,15 +296,19 @@ class PredictionMixin:
         out.attrs["geonp_conservation"] = status
         return out
 
-    def _far_from_data(self, context: ContextSet, task_map, tgt) -> dict:
-        """Count (and warn about) targets farther from every observation than one training task's radius."""
+    def _far_from_data(self, context: ContextSet, task_map, tgt, gaps_only: bool = False) -> dict:
+        """Count (and warn about) targets farther from every observation than one training task's radius,
+        and those beyond the held-out cells' reach (:mod:`geonp.held_out`); ``gaps_only``: the targets are
+        the context's own cells, of which the observed ones (distance 0) are left out of the quantiles."""
         s = self.scaling_
         limit = TASK_RADIUS * s.space_unit
         units = "km" if s.kind == "geographic" else "crs units"
         attrs = {"far_from_data_distance": limit, "far_from_data_units": units}
         if tgt.x.size > FAR_CHECK_POINTS:
             return {**attrs, "far_from_data": "not checked (more than 4M targets)"}
-        far = far_from_observations(context, task_map, tgt.x, tgt.y, s.kind, limit)
+        distance = distances_to_data(context, task_map, tgt.x, tgt.y, s.kind)
+        distance = distance[np.isfinite(distance)]
+        far = distance > limit
         n = int(far.sum())
         if n:
             warnings.warn(
@@ -306,16 +317,47 @@ class PredictionMixin:
                 "falls back towards the prior (the neighbourhood mean, a wide spread). They are counted in "
                 "attrs['geonp_far_from_data']; add observations or restrict the targets to trust them.",
                 UserWarning, stacklevel=3)
-        return {**attrs, "far_from_data": n}
+        return {**attrs, "far_from_data": n, **self._held_out_attrs(distance[distance > 0] if gaps_only else distance)}
+
+    def _held_out_attrs(self, distance: np.ndarray) -> dict:
+        """The held-out design beside these targets: both distance distributions, the reach, and how many
+        targets lie beyond it (where the blend is off and the spread the widest learned)."""
+        from geonp import held_out
+
+        design = (getattr(self, "calibration_", None) or {}).get("held_out_design")
+        if not design:
+            return {}
+        reach = float(design["reach"])
+        levels = held_out.QUANTILES
+        targets = held_out.quantiles(distance)
+        return {"held_out_matched_to": design["matched_to"], "held_out_reach": reach,
+                "targets_beyond_held_out": int((distance > reach).sum()), "distance_quantile_levels": np.array(levels),
+                "held_out_distance_quantiles": np.array(list(design["held_out_distance"].values())),
+                **({"target_distance_quantiles": np.array(list(targets.values()))} if targets else {})}
+
+    @property
+    def model_description(self) -> str:
+        """Which model ran: the bundled name or saved path it came from, and what was done to it."""
+        head = f"{self.arch}, {self.config_.likelihood.name}"
+        source = getattr(self, "source_", None) or (self.pretrained if isinstance(self.pretrained, str) else None)
+        trained = int(getattr(self, "steps_trained_", 0))
+        if source is None:
+            return f"{head}: trained from scratch on the user's data ({trained} steps)"
+        from geonp.model_store import available
+
+        kind = "bundled model" if source in available() else "saved model"
+        done = f", fine-tuned {trained} steps on the user's data" if trained and not getattr(self, "source_", None) \
+            else ""
+        return f"{source} ({kind}; {head}){done}"
 
     def _spread(self) -> SpreadCalibration:
         return SpreadCalibration.from_calibration(getattr(self, "calibration_", None))
 
-    def _kriging(self, calibrated: bool) -> LocalKriging | None:
+    def _kriging(self, blend: bool) -> LocalKriging | None:
         """The kriging kernel fitted on the data (:mod:`geonp.local_kriging`), with its blend weights when
-        ``calibrated`` (the blend is learned with the calibration; uncalibrated: the network's own mean)."""
+        ``blend`` (the blend is learned with the calibration; without it: the network's own mean)."""
         kriging = LocalKriging.from_calibration(getattr(self, "calibration_", None))
-        if kriging is None or calibrated:
+        if kriging is None or blend:
             return kriging
         return dataclasses.replace(kriging, distance=(), weight=())
 
@@ -340,6 +382,8 @@ class PredictionMixin:
                                       f"{kriging['length_scale']:.4g}), blended into the mean by distance to data")
             attrs["kriging_distance"] = np.asarray(kriging["distance"])
             attrs["kriging_weight"] = np.asarray(kriging["weight"])
+            if "reach" in kriging:  # tapered to 0 there: never extrapolated beyond the held-out cells
+                attrs["kriging_reach"] = kriging["reach"]
             for k, v in kriging.get("held_out_rmse", {}).items():
                 attrs[f"kriging_held_out_rmse_{k}"] = v
         return attrs
@@ -478,6 +522,25 @@ class PredictionMixin:
                               dtype=np.float32, meta=np.empty((0,) * (len(shape) + 1), np.float32), name=name)
         coords = {k: v for k, v in t.coords.items()}
         return xr.DataArray(data, dims=tuple(t.dims) + ("channel",), coords=coords)
+
+
+STAGES = ("drift", "blend", "spread", "conservation")  # predict's post-hoc stages, each can be switched off
+
+
+def _stages_off(without, calibrated: bool, conserve) -> frozenset:
+    """The stages ``predict`` leaves out: ``without`` (checked), plus those ``calibrated`` / ``conserve`` say."""
+    names = (without,) if isinstance(without, str) else without
+    try:
+        names = frozenset(names)
+    except TypeError:
+        raise ConfigError(f"without={without!r}: expected stage names from {list(STAGES)}, e.g. "
+                          "without=['blend'].") from None
+    unknown = sorted(str(n) for n in names - set(STAGES))
+    if unknown:
+        raise ConfigError(f"without={sorted(map(str, names))}: unknown stage(s) {unknown}; the stages are "
+                          f"{list(STAGES)}.")
+    return names | ({"blend", "spread"} if not calibrated else set()) | ({"conservation"} if conserve is False
+                                                                            else set())
 
 
 def _count_rule(count: int, far: int) -> str:

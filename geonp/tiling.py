@@ -430,19 +430,28 @@ def neighbourhoods(emb_tgt, context: ContextSet, task: int, count: int, far: int
     return groups
 
 
-def far_from_observations(context: ContextSet, task_map, x, y, kind: str, limit: float) -> np.ndarray:
-    """``[T, P]`` True where a target lies farther than ``limit`` from every observation of its task.
+def distances_to_data(context: ContextSet, task_map, x, y, kind: str) -> np.ndarray:
+    """``[T, P]`` each target's distance to the nearest observation of its task (inf where it has none).
 
     ``x``, ``y``: target coordinates ``[T, P]`` (one row per target task, ``task_map[t]`` its
-    context task); ``limit`` in embedding units (km on the sphere, CRS units when projected).
-    There a model conditioned on its neighbourhood has nothing nearby and falls back
-    towards its prior: the context mean with a wide spread.
+    context task); distances in embedding units (km on the sphere, CRS units when projected).
     """
     from geonp.features.tables import euclidean_embedding
 
     x, y = np.asarray(x).reshape(len(task_map), -1), np.asarray(y).reshape(len(task_map), -1)
-    far = np.zeros(x.shape, bool)
+    distance = np.full(x.shape, np.inf)
     for t, c in enumerate(task_map):
         if context.size(c):
-            far[t] = context.distance_to_nearest(c, euclidean_embedding(kind, x[t], y[t])) > limit
-    return far
+            distance[t] = context.distance_to_nearest(c, euclidean_embedding(kind, x[t], y[t]))
+    return distance
+
+
+def far_from_observations(context: ContextSet, task_map, x, y, kind: str, limit: float) -> np.ndarray:
+    """``[T, P]`` True where a target lies farther than ``limit`` from every observation of its task.
+
+    There a model conditioned on its neighbourhood has nothing nearby and falls back
+    towards its prior: the context mean with a wide spread. (Targets of a task without
+    observations are not counted: their predictions are NaN, and said so.)
+    """
+    distance = distances_to_data(context, task_map, x, y, kind)
+    return np.isfinite(distance) & (distance > limit)
