@@ -196,6 +196,9 @@ def summarise(mean, std, truth) -> dict:
 
 
 TARGET_SAMPLE = 20_000  # target distances kept to match the held-out cells to
+MIN_CANDIDATES = 1500  # hidden cells to draw the matched ones from: on small grids, masks are added up to ...
+MAX_MASKS = 12  # ... this many
+CLUSTER_SIDE = 8  # cells: held-out errors farther apart than this are taken as independent
 
 
 def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariates: dict,
@@ -226,7 +229,8 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     order = [i for i in rng.permutation(len(fields)) if observed_all[i].sum() >= 2 * MIN_HELD_OUT][:max_fields]
     if not order:
         return {"status": "not calibrated: too few observations to hold any out", "std_scale": 1.0}
-    order = [order[k % len(order)] for k in range(max_fields)]  # few fields: several masks on each
+    # few fields: several masks on each; a small grid: more masks, until enough cells can be held out
+    order = [order[k % len(order)] for k in range(max(max_fields, MAX_MASKS))]
     masks, how = held_out.gap_masks(observed_all[order[0]], [~o for o in observed_all], rng, len(order))
     lat, lon = np.meshgrid(data[ydim].values, data[xdim].values, indexing="ij")
     points = euclidean_embedding(model.scaling_.kind, lon.ravel(), lat.ravel())  # [ny * nx, E]
@@ -235,16 +239,21 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
         target_distance = held_out.missing_cell_distances(points, observed_all[sorted(set(order))], TARGET_SAMPLE,
                                                           np.random.default_rng(seed))
         matched_to = "the data's missing cells" if target_distance.size else "none (no missing cells, no targets)"
-    candidates = _candidates(model, observed_all, order, masks, points, block, rng)
+    candidates = []
+    for k, (i, mask) in enumerate(zip(order, masks, strict=True)):
+        if k >= max_fields and sum(c[2].size for c in candidates) >= MIN_CANDIDATES:
+            break
+        candidates += _candidates(model, observed_all, [i], [mask], points, block, rng)
     if not candidates:
         return {"status": "not calibrated: no gap could be held out with observations left around it",
                 "std_scale": 1.0}
     chosen = _matched(candidates, target_distance, max_targets)
     means, stds, truths, distances, units, krigeds, clusters = ([] for _ in range(7))
-    for k, (i, hidden, where, _, _, gap) in enumerate(candidates):
+    for k, (i, labels, where, _, _, gap) in enumerate(candidates):
         where, gap = where[chosen[k]], gap[chosen[k]]
         if where.size == 0:
             continue
+        hidden = np.isin(labels, np.unique(gap))  # the gaps scored, whole; the others stay observed
         index = np.unravel_index(i, stacked.shape[:-2]) if others else ()
         field = stacked[dict(zip(others, index, strict=True))] if others else stacked
         key = (str(model.scaling_), tuple(covariates), i, hidden.tobytes(), where.tobytes())
@@ -257,7 +266,8 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
         truth = field.values.ravel()[where]
         ok = np.isfinite(mean) & np.isfinite(std) & (std > 0)
         for store, values in zip((means, stds, truths, distances, units, krigeds, clusters),
-                                 (mean, std, truth, distance, unit, kriged, k * 1_000_000 + gap), strict=True):
+                                 (mean, std, truth, distance, unit, kriged,
+                                  k * labels.size + error_clusters(where, gap, labels.shape)), strict=True):
             store.append(values[ok])
     held_out_cells = sum(m.size for m in means)
     if held_out_cells < MIN_HELD_OUT:
@@ -277,7 +287,8 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     network = (fit_by_distance((truth - mean) / unit, std / unit, distance, ceiling).std(std, distance, unit)
                if kriging else calibrated)
     return {"status": "calibrated", "std_scale": round(float(np.median(calibrated / std)), 4),
-            "by_distance": spread.to_dict(), "held_out_cells": int(held_out_cells), "fields": len(set(order)),
+            "by_distance": spread.to_dict(), "held_out_cells": int(held_out_cells),
+            "fields": len({c[0] for c in candidates}),
             "masks": len(candidates), "mask_shapes": how, "held_out_design": design,
             **({"kriging": kriging} if kriging else {}),
             "before": summarise(mean, std, truth), "after": summarise(blended, calibrated, truth),
@@ -285,9 +296,11 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
 
 
 def _candidates(model, observed_all, order, masks, points, block, rng) -> list:
-    """Per mask: ``(field, hidden [ny, nx], cells [n], distance [n], priority [n], gap [n])``: the hidden cells
-    (flat indices), their distance to the observations left, the order to take them in (ringed gaps
-    first, then squares in random order: :func:`geonp.held_out.matched_selection`) and their gap's label."""
+    """Per mask: ``(field, gaps [ny, nx], cells [n], distance [n], priority [n], gap [n])``: the mask's gaps
+    labelled (0: not hidden), its hidden cells (flat indices), their distance to the observations left,
+    the order to take them in (ringed gaps first, then squares in random order:
+    :func:`geonp.held_out.matched_selection`) and their gap's label. A cell's distance depends on its own
+    gap alone (gaps are apart), so gaps not scored can be left observed."""
     out = []
     for i, hidden in zip(order, masks, strict=True):
         observed = observed_all[i]
@@ -299,9 +312,17 @@ def _candidates(model, observed_all, order, masks, points, block, rng) -> list:
         ringed = held_out.ringed_by_observations(hidden, observed).ravel()[where]
         side = held_out.neighbourhood_side(observed & ~hidden, model.max_context) if block == "neighbourhood" else block
         rank = held_out.square_rank(where, hidden.shape, int(side), rng)
-        gap = ndimage.label(hidden, structure=held_out.EIGHT)[0].ravel()[where]
-        out.append((i, hidden, where, distance, rank + (~ringed) * (rank.max() + 1), gap))
+        labels = ndimage.label(hidden, structure=held_out.EIGHT)[0]
+        out.append((i, labels, where, distance, rank + (~ringed) * (rank.max() + 1), labels.ravel()[where]))
     return out
+
+
+def error_clusters(cells: np.ndarray, gap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``[n]`` a label per held-out cell whose errors are taken as independent of other labels': its gap, cut
+    into ``CLUSTER_SIDE`` squares (one big cloud is not one sample, nor are its neighbouring cells many)."""
+    rows, cols = np.unravel_index(cells, shape)
+    return (gap.astype(np.int64) * (shape[0] // CLUSTER_SIDE + 1) + rows // CLUSTER_SIDE) * (
+        shape[1] // CLUSTER_SIDE + 1) + cols // CLUSTER_SIDE
 
 
 def _matched(candidates: list, target_distance: np.ndarray, max_targets: int) -> list:

@@ -86,9 +86,9 @@ class LocalKriging:
     """A kriging kernel (in standardised units) and blend weights by distance to data.
 
     ``distance`` (increasing; km on the sphere, CRS units when projected) are the knots of ``weight``;
-    between knots it is linear, below the first constant. ``reach`` is the farthest distance the held-out
-    cells that learned the weights covered: from the last knot the weight falls linearly to 0 there, and
-    stays 0 beyond (a learned weight is never extrapolated: deeper in gaps than any held-out cell, the
+    between knots it is linear, beyond them constant. ``reach`` is the farthest distance the held-out
+    cells that learned the weights covered: from ``TAPER_FROM`` of it the weight falls linearly to 0 there,
+    and stays 0 beyond (a learned weight is never extrapolated: deeper in gaps than any held-out cell, the
     network's own mean). Without knots the blend weight is 0 everywhere.
     """
 
@@ -109,10 +109,9 @@ class LocalKriging:
         if not self.distance:
             return np.zeros_like(distance)
         weight = np.interp(distance, self.distance, self.weight)
-        last = self.distance[-1]
-        if np.isfinite(self.reach):  # tapered from the last knot to 0 at the reach, 0 beyond
-            taper = np.clip((self.reach - distance) / max(self.reach - last, 1e-12), 0.0, 1.0)
-            weight = np.where(distance > last, weight * taper, weight)
+        if np.isfinite(self.reach):  # the last bin's weight holds to near the reach, then falls to 0 there
+            start = TAPER_FROM * self.reach
+            weight = weight * np.clip((self.reach - distance) / max(self.reach - start, 1e-12), 0.0, 1.0)
         return weight
 
     @one_blas_thread
@@ -199,6 +198,7 @@ def _profile_nll(corr, eta: float, z) -> float:
     return 0.5 * n * np.log(max(quad, 1e-300) / n) + float(np.log(np.diag(factor[0])).sum())
 
 
+TAPER_FROM = 0.9  # of the held-out reach: where the blend weight starts falling to 0 at the reach
 CLEAR_GAIN = 2.0  # standard errors by which the blend must lower a bin's squared error to keep its weight
 
 
@@ -213,7 +213,7 @@ def fit_weights(error_network, error_kriging, distance, groups: list, cluster=No
     above 0 (over the gaps, at least 3 of them): the network is the default, and a stage earns its
     place on evidence; then non-increasing with distance (weighted isotonic).
     """
-    cluster = np.zeros(distance.size, np.int64) if cluster is None else np.asarray(cluster)
+    cluster = np.arange(distance.size) if cluster is None else np.asarray(cluster)  # None: independent cells
     knots, weights, counts = [], [], []
     for inside in groups:
         step = error_network[inside] - error_kriging[inside]  # m_k - m_n

@@ -88,3 +88,28 @@ def test_blas_threads_are_restored_after_the_solves():
     before = [m["num_threads"] for m in ThreadpoolController().select(user_api="blas").info()]
     LocalKriging("matern32", 1.0, 0.1).mean(np.random.default_rng(0).random((40, 2)), np.ones(40), np.zeros((3, 2)))
     assert [m["num_threads"] for m in ThreadpoolController().select(user_api="blas").info()] == before
+
+
+def test_blend_weights_taper_to_zero_at_the_held_out_reach_and_stay_zero_beyond():
+    blend = LocalKriging(distance=(1.0, 3.0), weight=(0.8, 0.6), reach=10.0)
+    w = blend.weights([0.0, 1.0, 3.0, 9.0, 9.5, 10.0, 50.0])
+    np.testing.assert_allclose(w, [0.8, 0.8, 0.6, 0.6, 0.3, 0.0, 0.0], atol=1e-12)
+    assert LocalKriging.from_calibration({"kriging": blend.to_dict()}) == blend
+    assert "reach" not in LocalKriging().to_dict()  # no reach: an old model, constant beyond the last knot
+
+
+def test_blend_weight_is_kept_only_where_its_gain_is_clear_across_gaps():
+    rng = np.random.default_rng(5)
+    n = 3000
+    truth = rng.standard_normal(n)
+    network = truth + 0.5 * rng.standard_normal(n)
+    distance = np.ones(n)
+    gaps = np.repeat(np.arange(30), 100)
+    # kriging no better: the network's mean shifted by an error of its own in each gap
+    kriged = network + rng.normal(0.0, 0.3, 30)[gaps]
+    _, weights = local_kriging.fit_weights(truth - network, truth - kriged, distance, [np.arange(n)], gaps)
+    assert weights == (0.0,)
+    clear = truth + 0.1 * rng.standard_normal(n)  # kriging better in every gap
+    _, weights = local_kriging.fit_weights(truth - network, truth - clear, distance, [np.arange(n)], gaps)
+    assert weights[0] > 0.9
+    assert not local_kriging.clear_gain(np.ones(100), np.zeros(100))  # one gap: no evidence

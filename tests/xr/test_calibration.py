@@ -7,7 +7,8 @@ import xarray as xr
 from scipy import ndimage
 
 import geonp
-from geonp import calibration, metrics
+from geonp import calibration, held_out, metrics
+from geonp.local_kriging import LocalKriging
 from geonp.tiling import ContextSet, neighbourhoods
 
 from .conftest import smooth_field
@@ -49,14 +50,14 @@ def test_gap_masks_shift_the_data_own_gaps_and_keep_them_whole():
     observed = np.ones((40, 50), bool)
     gap = np.zeros((40, 50), bool)
     gap[5:15, 10:25] = True  # one 10 x 15 cloud
-    masks, how = calibration.gap_masks(observed & ~gap, [gap], rng, 3)
+    masks, how = held_out.gap_masks(observed & ~gap, [gap], rng, 3)
     assert how == "shifted missing-value pattern"
     for m in masks:
         labels, n = ndimage.label(m, structure=np.ones((3, 3)))
         assert n >= 1 and not (m & gap).any()
         # a shifted copy of the cloud (possibly wrapped, split at the edges, minus the real gap)
         assert m.sum() <= gap.sum()
-    blobs, how = calibration.gap_masks(observed, [np.zeros_like(gap)], rng, 2)
+    blobs, how = held_out.gap_masks(observed, [np.zeros_like(gap)], rng, 2)
     assert how == "blobs" and all(0 < b.sum() < observed.sum() for b in blobs)
 
 
@@ -66,14 +67,14 @@ def test_held_out_gaps_against_a_real_gap_are_dropped_unless_nothing_else_is_lef
     hidden = np.zeros((30, 30), bool)
     hidden[10:20, 20:24] = True  # a shifted gap landed against it: one bigger hole
     hidden[2:6, 2:8] = True  # one ringed by observations
-    kept = calibration.ringed_by_observations(hidden, observed)
+    kept = held_out.ringed_by_observations(hidden, observed)
     assert kept[2:6, 2:8].all() and not kept[10:20, 20:24].any() and kept.sum() == 24
     diagonal = np.zeros((30, 30), bool)
     diagonal[20, 20] = True  # touching the cloud's corner is touching it
-    assert not calibration.ringed_by_observations(diagonal | kept, observed)[20, 20]
+    assert not held_out.ringed_by_observations(diagonal | kept, observed)[20, 20]
     against = np.zeros((30, 30), bool)
     against[10:20, 20:24] = True
-    np.testing.assert_array_equal(calibration.ringed_by_observations(against, observed), against)  # all touch
+    np.testing.assert_array_equal(held_out.ringed_by_observations(against, observed), against)  # all touch
 
 
 @pytest.mark.slow
@@ -97,7 +98,7 @@ def test_calibration_widens_overconfident_intervals_and_is_reported_and_saved(tm
     factor = pred["std"] / raw["std"]
     # the mean moves only by the kriging blend learned on the same held-out cells (geonp.local_kriging)
     kriging = cal["kriging"]
-    weight = np.interp(raw["distance_to_data"], kriging["distance"], kriging["weight"])
+    weight = LocalKriging.from_calibration(cal).weights(raw["distance_to_data"])
     np.testing.assert_allclose(pred["mean"], raw["mean"] + weight * (raw["kriging_mean"] - raw["mean"]),
                                rtol=1e-5, atol=1e-4)
     assert kriging["held_out_rmse"]["blended"] <= kriging["held_out_rmse"]["network"]
@@ -186,3 +187,61 @@ def test_calibration_reaches_dataset_inputs_with_covariates():
     ds["elevation"] = ds["t2m"].isel(time=0, drop=True).fillna(0.0) * 0 + np.linspace(0, 500, ds.sizes["lon"])
     fitted = geonp.NeuralProcess(pretrained="t2m-elevation", steps=0).fit(ds, "t2m", covariates=["elevation"])
     assert fitted.calibration_["status"] == "calibrated"
+
+
+@pytest.fixture(scope="module")
+def deep_gap():
+    """One field with small clouds and one gap deeper than any the observed area can host twice."""
+    truth = smooth_field(np.arange(50.0, 58.0, 0.25), np.arange(-6.0, 4.0, 0.25), times=1, seed=7)  # 32 x 40
+    cloudy, _ = _cloudy(truth, seed=3, quantile=0.85, sigma=1.5)
+    hidden = np.zeros(truth.shape, bool)
+    hidden[0, 8:26, 12:30] = True  # 18 x 18 cells
+    cloudy = cloudy.where(~hidden)
+    model = geonp.pretrained("field-normal", progress=False).fit(cloudy)
+    return truth, cloudy, model
+
+
+@pytest.mark.slow
+def test_held_out_cells_are_matched_to_the_gaps_and_no_learned_weight_reaches_past_them(deep_gap):
+    truth, cloudy, model = deep_gap
+    cal = model.calibration_
+    design = cal["held_out_design"]
+    assert design["matched_to"] == "the data's missing cells" and design["units"] == "km"
+    # the targets' distances span farther than the held-out cells can (the deep gap), and it is said
+    assert design["target_distance"]["max"] > design["reach"] and design["targets_beyond_reach"] > 0
+    assert design["held_out_distance"]["max"] == design["reach"]
+    pred = model.predict(cloudy, progress=False)
+    raw = model.predict(cloudy, progress=False, calibrated=False, distance=True)
+    distance = raw["distance_to_data"].values
+    beyond = distance > design["reach"]
+    assert pred.attrs["geonp_held_out_reach"] == design["reach"]
+    assert pred.attrs["geonp_targets_beyond_held_out"] == int(beyond.sum()) > 0
+    assert pred.attrs["geonp_held_out_matched_to"] == "the data's missing cells"
+    assert len(pred.attrs["geonp_target_distance_quantiles"]) == len(pred.attrs["geonp_distance_quantile_levels"])
+    np.testing.assert_allclose(pred["mean"].values[beyond], raw["mean"].values[beyond], rtol=1e-6)  # the network's
+    assert pred.attrs["geonp_model"].startswith("field-normal (bundled model")
+
+
+def test_stages_switch_off_by_name_and_unknown_names_say_which_exist(deep_gap):
+    _, cloudy, model = deep_gap
+    raw = model.predict(cloudy, progress=False, calibrated=False)
+    no_blend = model.predict(cloudy, progress=False, without=["blend"])
+    np.testing.assert_allclose(no_blend["mean"], raw["mean"], rtol=1e-6)
+    assert no_blend.attrs["geonp_stages_off"] == "blend"
+    no_spread = model.predict(cloudy, progress=False, without="spread")
+    np.testing.assert_allclose(no_spread["std"], raw["std"], rtol=1e-6)
+    assert model.predict(cloudy, progress=False, without=["drift"]).attrs["geonp_trend_degree"] == 0
+    with pytest.raises(geonp.ConfigError, match="unknown stage.*'kriging'.*'blend'"):
+        model.predict(cloudy, progress=False, without=["kriging"])
+    with pytest.raises(geonp.ConfigError, match="stage names"):
+        model.predict(cloudy, progress=False, without=3)
+
+
+def test_fit_matches_the_held_out_cells_to_the_targets_it_is_given(field):
+    coarse = field.isel(time=[0])
+    model = geonp.pretrained("field-normal", progress=False).fit(coarse, target=2)  # downscaling targets
+    design = model.calibration_["held_out_design"]
+    assert design["matched_to"] == "the targets given to fit"
+    assert design["target_distance"]["max"] < 0.75 * 0.25 * 111.2  # within the coarse cells
+    pred = coarse.np.predict(target=2, progress=False)  # the accessor passes its target to fit
+    assert pred.attrs["geonp_held_out_matched_to"] == "the targets given to fit"
