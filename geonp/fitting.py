@@ -116,6 +116,9 @@ class FittingMixin:
             **params: any constructor parameter, e.g. ``steps=200`` (``set_params`` first).
         """
         self.set_params(**params)
+        # observations kept by condition()/update() belong to the previous fit (a stream is folded with its
+        # parameters): a new fit forgets them
+        self.context_ = self.stream_ = None
         if not (isinstance(self.steps, int | np.integer) and self.steps >= 0):
             raise ConfigError(f"steps must be an integer >= 0 (0: calibrate a pretrained model without training), "
                               f"got {self.steps!r}.")

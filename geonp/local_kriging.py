@@ -199,7 +199,8 @@ def _profile_nll(corr, eta: float, z) -> float:
 
 
 TAPER_FROM = 0.9  # of the held-out reach: where the blend weight starts falling to 0 at the reach
-CLEAR_GAIN = 2.0  # standard errors by which the blend must lower a bin's squared error to keep its weight
+CLEAR_GAIN = 1.0  # standard errors (over gap squares) by which the blend must lower a bin's squared error to keep
+# its weight: 2 dropped gains of 15% near the data on UK cloud gaps (in-sample gain 24.6, SE 19.1)
 
 
 def fit_weights(error_network, error_kriging, distance, groups: list, cluster=None) -> tuple[tuple, tuple]:
@@ -209,7 +210,7 @@ def fit_weights(error_network, error_kriging, distance, groups: list, cluster=No
     nearest observation, ``groups``: index arrays of cells by increasing distance
     (:func:`geonp.calibration.distance_groups`), ``cluster``: each cell's gap (cells of one gap share
     their errors). In each group the weight minimising the squared error of ``m_n + w (m_k - m_n)``,
-    clipped to [0, 1], kept only where the gain in squared error is ``CLEAR_GAIN`` standard errors
+    clipped to [0, 1], kept only where the gain in squared error is ``CLEAR_GAIN`` standard error
     above 0 (over the gaps, at least 3 of them): the network is the default, and a stage earns its
     place on evidence; then non-increasing with distance (weighted isotonic).
     """

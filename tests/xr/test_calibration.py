@@ -1,5 +1,7 @@
 """Context by count at prediction, and the spread calibrated on held-out cells of the user's data."""
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +10,7 @@ from scipy import ndimage
 
 import geonp
 from geonp import calibration, held_out, metrics
+from geonp.errors import ConfigError
 from geonp.local_kriging import LocalKriging
 from geonp.tiling import ContextSet, neighbourhoods
 
@@ -191,11 +194,11 @@ def test_calibration_reaches_dataset_inputs_with_covariates():
 
 @pytest.fixture(scope="module")
 def deep_gap():
-    """One field with small clouds and one gap deeper than any the observed area can host twice."""
+    """One field with small clouds and one large gap."""
     truth = smooth_field(np.arange(50.0, 58.0, 0.25), np.arange(-6.0, 4.0, 0.25), times=1, seed=7)  # 32 x 40
     cloudy, _ = _cloudy(truth, seed=3, quantile=0.85, sigma=1.5)
     hidden = np.zeros(truth.shape, bool)
-    hidden[0, 8:26, 12:30] = True  # 18 x 18 cells
+    hidden[0, 8:24, 12:28] = True  # 16 x 16 cells
     cloudy = cloudy.where(~hidden)
     model = geonp.pretrained("field-normal", progress=False).fit(cloudy)
     return truth, cloudy, model
@@ -207,14 +210,20 @@ def test_held_out_cells_are_matched_to_the_gaps_and_no_learned_weight_reaches_pa
     cal = model.calibration_
     design = cal["held_out_design"]
     assert design["matched_to"] == "the data's missing cells" and design["units"] == "km"
-    # the targets' distances span farther than the held-out cells can (the deep gap), and it is said
-    assert design["target_distance"]["max"] > design["reach"] and design["targets_beyond_reach"] > 0
-    assert design["held_out_distance"]["max"] == design["reach"]
-    pred = model.predict(cloudy, progress=False)
-    raw = model.predict(cloudy, progress=False, calibrated=False, distance=True)
+    assert design["held_out_distance"]["max"] == design["reach"] == cal["kriging"]["reach"]
+    for q in ("q25", "q50", "q75"):  # the held-out cells lie as far from the data as the gaps' cells do
+        assert abs(design["held_out_distance"][q] / design["target_distance"][q] - 1.0) < 0.25
+    # a shorter reach, as when the observed area cannot host the largest gaps: beyond it, the network's mean
+    cal = copy.deepcopy(cal)
+    reach = design["target_distance"]["q50"]
+    cal["held_out_design"]["reach"] = cal["kriging"]["reach"] = reach
+    short = copy.deepcopy(model)
+    short.calibration_ = cal
+    pred = short.predict(cloudy, progress=False)
+    raw = short.predict(cloudy, progress=False, calibrated=False, distance=True)
     distance = raw["distance_to_data"].values
-    beyond = distance > design["reach"]
-    assert pred.attrs["geonp_held_out_reach"] == design["reach"]
+    beyond = distance > reach
+    assert pred.attrs["geonp_held_out_reach"] == reach
     assert pred.attrs["geonp_targets_beyond_held_out"] == int(beyond.sum()) > 0
     assert pred.attrs["geonp_held_out_matched_to"] == "the data's missing cells"
     assert len(pred.attrs["geonp_target_distance_quantiles"]) == len(pred.attrs["geonp_distance_quantile_levels"])
@@ -231,9 +240,9 @@ def test_stages_switch_off_by_name_and_unknown_names_say_which_exist(deep_gap):
     no_spread = model.predict(cloudy, progress=False, without="spread")
     np.testing.assert_allclose(no_spread["std"], raw["std"], rtol=1e-6)
     assert model.predict(cloudy, progress=False, without=["drift"]).attrs["geonp_trend_degree"] == 0
-    with pytest.raises(geonp.ConfigError, match="unknown stage.*'kriging'.*'blend'"):
+    with pytest.raises(ConfigError, match="unknown stage.*'kriging'.*'blend'"):
         model.predict(cloudy, progress=False, without=["kriging"])
-    with pytest.raises(geonp.ConfigError, match="stage names"):
+    with pytest.raises(ConfigError, match="stage names"):
         model.predict(cloudy, progress=False, without=3)
 
 

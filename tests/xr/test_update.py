@@ -29,6 +29,9 @@ def test_point_surveys_updated_in_two_batches_predict_as_all_at_once():
         np.testing.assert_allclose(updated["std"].values, all_at_once["std"].values, rtol=1e-6)
     with pytest.raises(ConfigError, match="kind"):
         model.condition(frame).update(dataframe_to_dataset(frame, "site"))
+    model.condition(frame).fit(dataframe_to_dataset(frame, "site"), "positive", trials="examined", steps=0)
+    with pytest.raises(ConfigError, match="condition"):  # a new fit forgets what the old one was conditioned on
+        model.predict(target=target)
 
 
 def test_a_grid_updated_with_new_cells_predicts_as_the_merged_grid():
