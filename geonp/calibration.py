@@ -245,15 +245,17 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
             break
         candidates += _candidates(model, observed_all, [i], [mask], points, block, rng)
     if not candidates:
-        return {"status": "not calibrated: no gap could be held out with observations left around it",
+        return {"status": "not calibrated: the data's gaps are larger than the observed area can host as held-out "
+                          "gaps, so no choice can be checked; the network's own mean and spread are used",
                 "std_scale": 1.0}
     chosen = _matched(candidates, target_distance, max_targets)
     means, stds, truths, distances, units, krigeds, clusters = ([] for _ in range(7))
-    for k, (i, labels, where, _, _, gap) in enumerate(candidates):
-        where, gap = where[chosen[k]], gap[chosen[k]]
+    for k, (i, labels, where, _, _, cluster) in enumerate(candidates):
+        where, cluster = where[chosen[k]], cluster[chosen[k]]
         if where.size == 0:
             continue
-        hidden = np.isin(labels, np.unique(gap))  # the gaps scored, whole; the others stay observed
+        hidden = np.isin(labels, np.unique(labels.ravel()[where]))  # the gaps scored, whole; the others observed
+        offset = 1 + max((int(c.max()) for c in clusters if c.size), default=0)  # clusters of masks apart
         index = np.unravel_index(i, stacked.shape[:-2]) if others else ()
         field = stacked[dict(zip(others, index, strict=True))] if others else stacked
         key = (str(model.scaling_), tuple(covariates), i, hidden.tobytes(), where.tobytes())
@@ -267,7 +269,7 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
         ok = np.isfinite(mean) & np.isfinite(std) & (std > 0)
         for store, values in zip((means, stds, truths, distances, units, krigeds, clusters),
                                  (mean, std, truth, distance, unit, kriged,
-                                  k * labels.size + error_clusters(where, gap, labels.shape)), strict=True):
+                                  offset + np.unique(cluster, return_inverse=True)[1].reshape(-1)), strict=True):
             store.append(values[ok])
     held_out_cells = sum(m.size for m in means)
     if held_out_cells < MIN_HELD_OUT:
@@ -296,11 +298,11 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
 
 
 def _candidates(model, observed_all, order, masks, points, block, rng) -> list:
-    """Per mask: ``(field, gaps [ny, nx], cells [n], distance [n], priority [n], gap [n])``: the mask's gaps
+    """Per mask: ``(field, gaps [ny, nx], cells [n], distance [n], priority [n], cluster [n])``: the mask's gaps
     labelled (0: not hidden), its hidden cells (flat indices), their distance to the observations left,
     the order to take them in (ringed gaps first, then squares in random order:
-    :func:`geonp.held_out.matched_selection`) and their gap's label. A cell's distance depends on its own
-    gap alone (gaps are apart), so gaps not scored can be left observed."""
+    :func:`geonp.held_out.matched_selection`) and their error cluster (:func:`error_clusters`). A cell's
+    distance depends on its own gap alone (gaps are apart), so gaps not scored can be left observed."""
     out = []
     for i, hidden in zip(order, masks, strict=True):
         observed = observed_all[i]
@@ -313,16 +315,22 @@ def _candidates(model, observed_all, order, masks, points, block, rng) -> list:
         side = held_out.neighbourhood_side(observed & ~hidden, model.max_context) if block == "neighbourhood" else block
         rank = held_out.square_rank(where, hidden.shape, int(side), rng)
         labels = ndimage.label(hidden, structure=held_out.EIGHT)[0]
-        out.append((i, labels, where, distance, rank + (~ringed) * (rank.max() + 1), labels.ravel()[where]))
+        depth = ndimage.distance_transform_edt(hidden).ravel()[where]  # cells from the gap's rim
+        clusters = error_clusters(where, labels.ravel()[where], depth, hidden.shape)
+        out.append((i, labels, where, distance, rank + (~ringed) * (rank.max() + 1), clusters))
     return out
 
 
-def error_clusters(cells: np.ndarray, gap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def error_clusters(cells: np.ndarray, gap: np.ndarray, depth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``[n]`` a label per held-out cell whose errors are taken as independent of other labels': its gap, cut
-    into ``CLUSTER_SIDE`` squares (one big cloud is not one sample, nor are its neighbouring cells many)."""
+    into squares of ``CLUSTER_SIDE`` cells, twice as wide for every doubling of the cell's ``depth`` in the gap
+    beyond a quarter of that (errors deep in a gap vary smoothly over about its depth: one big cloud is not
+    one sample, nor are its neighbouring cells many)."""
     rows, cols = np.unravel_index(cells, shape)
-    return (gap.astype(np.int64) * (shape[0] // CLUSTER_SIDE + 1) + rows // CLUSTER_SIDE) * (
-        shape[1] // CLUSTER_SIDE + 1) + cols // CLUSTER_SIDE
+    level = np.ceil(np.log2(np.maximum(depth, 1.0) * 4.0 / CLUSTER_SIDE)).clip(0, 20).astype(np.int64)
+    side = CLUSTER_SIDE * 2**level
+    squares = (rows // side) * (shape[1] + 1) + cols // side
+    return (gap.astype(np.int64) * 32 + level) * (shape[0] * (shape[1] + 1) + 1) + squares
 
 
 def _matched(candidates: list, target_distance: np.ndarray, max_targets: int) -> list:

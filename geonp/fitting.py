@@ -40,6 +40,7 @@ ARCHITECTURES = {
 # set did on every field of the full real-data benchmark's UK and Norway cloud cases, at a third of the cost; 2 masks
 # chose a drift on 2 of 8 UK fields where it doubled the error in the real gaps
 TREND_FIELDS, TREND_TARGETS, TREND_BLOCK = 4, 1000, "neighbourhood"
+BEYOND_REACH_WARNING = 0.1  # of the targets beyond every held-out cell's distance to data: fit warns
 TREND_MARGIN = 0.02  # a higher degree is kept only where it lowers that held-out CRPS by 2% or more
 
 
@@ -316,6 +317,9 @@ class FittingMixin:
         if result["status"] != "calibrated":
             warnings.warn(f"{result['status']}; the predictive spread is the model's own, uncalibrated.",
                           UserWarning, stacklevel=3)
+        elif result["held_out_design"].get("targets_beyond_reach", 0.0) > BEYOND_REACH_WARNING:
+            warnings.warn(f"{result['held_out_design']['note']} (calibration_['held_out_design']).", UserWarning,
+                          stacklevel=3)
         if not select:
             return result, None
         if not scored:

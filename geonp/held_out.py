@@ -76,16 +76,20 @@ def whole_gaps_up_to(hidden: np.ndarray, limit: float, rng) -> np.ndarray:
     """Whole connected gaps of ``hidden``, in random order, until about ``limit`` cells are held out.
 
     A gap is kept or dropped whole, so the held-out shapes stay the data's own
-    (a scattered pattern is thinned cell by cell, a cloud keeps its extent).
+    (a scattered pattern is thinned cell by cell, a cloud keeps its extent). A gap of more than twice
+    ``limit`` is never kept: the data's largest gaps can be larger than what the observed area can
+    host, and the held-out design then says so (:func:`report`) rather than predict from a sliver.
     """
     labels, count = ndimage.label(hidden, structure=EIGHT)
-    if count == 0 or hidden.sum() <= limit:
+    if count == 0:
         return hidden
     sizes = np.bincount(labels.ravel())[1:]
     keep, total = [], 0
     for gap in rng.permutation(count):
         if total >= limit:
             break
+        if sizes[gap] > 2 * limit:  # alone it would thin the context far below the real one: not a held-out gap
+            continue
         keep.append(gap + 1)
         total += sizes[gap]
     return np.isin(labels, keep)

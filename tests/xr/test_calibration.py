@@ -254,3 +254,16 @@ def test_fit_matches_the_held_out_cells_to_the_targets_it_is_given(field):
     assert design["target_distance"]["max"] < 0.75 * 0.25 * 111.2  # within the coarse cells
     pred = coarse.np.predict(target=2, progress=False)  # the accessor passes its target to fit
     assert pred.attrs["geonp_held_out_matched_to"] == "the targets given to fit"
+
+
+def test_gaps_larger_than_the_observed_area_can_host_leave_the_network_alone_and_say_so():
+    truth = smooth_field(np.arange(50.0, 58.0, 0.25), np.arange(-6.0, 4.0, 0.25), times=1, seed=7)  # 32 x 40
+    observed = np.zeros(truth.shape, bool)
+    observed[0, 10:18, 10:18] = True  # 64 observed cells in one block: the one gap is the rest
+    with pytest.warns(UserWarning, match="cannot host gaps that large"):
+        pred = truth.where(observed).np.predict(progress=False)
+    beyond = pred.attrs["geonp_targets_beyond_held_out"]
+    assert beyond > 0.5 * (~observed).sum() and np.isfinite(pred["mean"]).all()
+    raw = truth.where(observed).np.predict(progress=False, calibrated=False, distance=True)
+    far = raw["distance_to_data"].values > pred.attrs["geonp_held_out_reach"]
+    np.testing.assert_allclose(pred["mean"].values[far], raw["mean"].values[far], rtol=1e-6)
