@@ -1,39 +1,38 @@
-"""Real rasters, real-looking gaps: geonp's default path against the classical methods, in one run.
+"""Real rasters, real-looking gaps: geonp's default path, stage by stage, against the classical methods.
 
-    python benchmarks/realdata.py --quick     # a few fields per case (minutes)
-    python benchmarks/realdata.py             # more fields per case
+    python -m benchmarks.realdata --quick     # a few fields per case
+    python -m benchmarks.realdata             # more fields per case
+    python -m benchmarks.realdata --quick --methods geonp,geonp_network --cases uk-clouds
 
 Built only from the shared samples (``../shared/data`` or ``$GEONP_DATA``):
 
-* gap filling (``*-clouds``, ``*-random``) on ERA5 2 m temperature over the UK
-  (0.25 deg, hours), ERA5-Land over central Norway (0.1 deg, days; the sea is
-  missing already) and the global ERA5 ensemble (3 deg, 850 hPa temperature).
-  Cloud masks are contiguous blobs: white noise smoothed at a random scale
-  (from a few cells to a third of the domain) and thresholded at a random
-  30-80% quantile; random masks hide 50% of the cells one by one. Scores are
-  taken at the hidden cells that have a true value.
-* downscaling (``*-down2x``, ``*-down4x``): block means of the fine field
-  (2 x 2 or 4 x 4 cells, the coarse value at the block centre) back to the
-  fine grid; Norway with elevation as the covariate (the accessor's default with
-  ``covariates=["elevation"]``, or the ``--model``: its covariate slots zero-shot, or a model
-  trained with elevation such as the bundled ``t2m-elevation``).
+* gap filling on ERA5 2 m temperature over the UK (0.25 deg, hours), ERA5-Land over central
+  Norway (0.1 deg, days; the sea is missing already) and the global ERA5 ensemble (3 deg,
+  850 hPa temperature). Masks: ``clouds`` (white noise smoothed at a random scale, from a few
+  cells to a sixth of the domain, above a random 30-80% quantile), ``bigclouds`` (blobs from a
+  sixth to half the domain, 40-60% hidden: gaps many cells deep), ``random`` (50% of the cells
+  one by one) and ``seamask`` (Norway's own sea, a real missing pattern, laid onto the UK and
+  global fields). Scores are taken at the hidden cells that have a true value.
+* downscaling (``*-down2x``, ``*-down4x``): block means of the fine field (2 x 2 or 4 x 4 cells,
+  the coarse value at the block centre) back to the fine grid; Norway with elevation as the
+  covariate (the accessor's default with ``covariates=["elevation"]``, or the ``--model``).
 
-Methods, all in the same run on the same cells: ``geonp`` (the default path: a
-DataArray's ``.np.predict`` with the bundled model, zero-shot), ``nearest``,
-``idw10`` (inverse-distance average of the 10 nearest observations, power 2),
-``bilinear`` and ``bicubic`` (downscaling; outside the coarse cell centres
-the nearest value), ``bicubic_conserved`` (bicubic shifted to keep each coarse
-cell's mean, as geonp's ``predict`` does by default: what that correction is
-worth on its own), ``kriging`` (ordinary kriging, exponential variogram fitted
-to the data; a random 1,500 of the observations where there are more) and
-``gp_ml`` (a GP with Matern-3/2 kernel, constant mean and noise whose
-hyperparameters maximise the marginal likelihood of up to 800 observations;
-it then predicts from its 800 observations nearest each block of targets).
+Methods, all in the same run on the same cells: ``geonp`` (the default path: the accessor's
+bundled model calibrated by ``fit(steps=0, target=...)``, then ``predict``; its seconds include
+the fit), ``geonp_network`` (the network alone: ``calibrated=False, conserve=False``) and one
+``geonp_no_<stage>`` per post-hoc stage (``predict(without=[stage])``: blend, spread, drift,
+conservation), all from the same fitted model; and the baselines of ``benchmarks/_baselines.py``:
+``nearest``, ``idw10``, ``bilinear``/``bicubic``/``bicubic_conserved`` (downscaling),
+``kriging`` (pykrige, exponential variogram), ``gp_ml`` (Matern-3/2 GP by maximum likelihood)
+and ``vecchia_gp`` (GPBoost's Vecchia GP with a linear trend, Matérn smoothness chosen by
+likelihood: what a statistician would fit; ``pip install -e ".[bench]"``, skipped without it).
 Distances: 3-D chord km everywhere (great-circle to within 1% up to ~3,000 km).
 
-Metrics: RMSE, MAE, CRPS (Gaussian; a point method's CRPS is its MAE), 95%
-coverage and interval score (probabilistic methods), seconds. Last line:
-``{"cases": {"<case>": {"<method>": {"rmse":…, "mae":…, "crps":…, "cov95":…, "interval":…, "seconds":…}}}}``.
+Metrics: RMSE, MAE, CRPS (Gaussian; a point method's CRPS is its MAE), 95% coverage and
+interval score (probabilistic methods), seconds; RMSE and coverage by distance from the data
+(0-1.5, 1.5-3, 3-6, 6-12, 12-25, 25+ cells of the context grid); for ``geonp``, the held-out
+RMSE its calibration reported beside the RMSE at the real targets (both pooled over fields).
+Last line: ``{"cases": {"<case>": {"<method>": {"rmse":…, "by_distance": {…}, …}}}}``.
 """
 
 from __future__ import annotations

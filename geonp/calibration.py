@@ -170,10 +170,10 @@ def fit_by_distance(error: np.ndarray, std: np.ndarray, distance: np.ndarray,
     return min((with_floor, factor_only), key=nll)
 
 
-def distance_groups(distance: np.ndarray, bins: int) -> list:
+def distance_groups(distance: np.ndarray, bins: int, min_bin: int = MIN_BIN) -> list:
     """Indices of ``distance`` in up to ``bins`` groups of about equal size, by increasing distance.
 
-    Equal distances (a grid has many) stay in one group, and no group is smaller than ``MIN_BIN / 2``,
+    Equal distances (a grid has many) stay in one group, and no group is smaller than ``min_bin / 2``,
     so the groups' medians increase strictly.
     """
     order = np.argsort(distance, kind="stable")
@@ -181,7 +181,7 @@ def distance_groups(distance: np.ndarray, bins: int) -> list:
     cuts = [0]
     for b in range(1, bins):
         cut = int(np.searchsorted(d, d[int(b * n / bins)], side="left"))
-        if cut - cuts[-1] >= MIN_BIN // 2 and n - cut >= MIN_BIN // 2:
+        if cut - cuts[-1] >= min_bin // 2 and n - cut >= min_bin // 2:
             cuts.append(cut)
     cuts.append(n)
     return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
@@ -370,6 +370,7 @@ def blend_kriging(model, mean, kriged, truth, distance, unit, cluster=None, reac
     when the model has no kriging kernel. ``cluster``: each cell's gap (the weights are kept only where the
     blend's gain is clear of its spread over gaps); ``reach``: the farthest held-out distance (beyond it
     the weight is 0)."""
+    from geonp import local_kriging
     from geonp.local_kriging import LocalKriging, fit_weights
 
     kernel = LocalKriging.from_calibration(getattr(model, "calibration_", None))
@@ -377,7 +378,8 @@ def blend_kriging(model, mean, kriged, truth, distance, unit, cluster=None, reac
     if kernel is None or not usable.any():
         return mean, None
     kriged = np.where(usable, kriged, mean)  # no kriging there: the network's mean
-    groups = distance_groups(distance, int(np.clip(mean.size // MIN_BIN, 1, MAX_BINS)))
+    groups = distance_groups(distance, int(np.clip(mean.size // local_kriging.MIN_BIN, 1, MAX_BINS)),
+                             local_kriging.MIN_BIN)
     knots, weights = fit_weights((truth - mean) / unit, (truth - kriged) / unit, distance, groups, cluster)
     reach = float(distance.max()) if reach is None else float(reach)
     kernel = dataclasses.replace(kernel, distance=knots, weight=weights, reach=round(reach, 6))

@@ -86,9 +86,9 @@ class LocalKriging:
     """A kriging kernel (in standardised units) and blend weights by distance to data.
 
     ``distance`` (increasing; km on the sphere, CRS units when projected) are the knots of ``weight``;
-    between knots it is linear, beyond them constant. ``reach`` is the farthest distance the held-out
-    cells that learned the weights covered: from ``TAPER_FROM`` of it the weight falls linearly to 0 there,
-    and stays 0 beyond (a learned weight is never extrapolated: deeper in gaps than any held-out cell, the
+    between knots it is linear, below the first constant. ``reach`` is the farthest distance the held-out
+    cells that learned the weights covered: from the last knot the weight falls linearly to 0 there, and
+    stays 0 beyond (a learned weight is never extrapolated: deeper in gaps than any held-out cell, the
     network's own mean). Without knots the blend weight is 0 everywhere.
     """
 
@@ -109,9 +109,10 @@ class LocalKriging:
         if not self.distance:
             return np.zeros_like(distance)
         weight = np.interp(distance, self.distance, self.weight)
-        if np.isfinite(self.reach):  # the last bin's weight holds to near the reach, then falls to 0 there
-            start = TAPER_FROM * self.reach
-            weight = weight * np.clip((self.reach - distance) / max(self.reach - start, 1e-12), 0.0, 1.0)
+        if np.isfinite(self.reach):  # from the last knot (the farthest bin's median) down to 0 at the reach
+            last = self.distance[-1]
+            weight = np.where(distance > last, weight * np.clip((self.reach - distance) / max(self.reach - last, 1e-12),
+                                                                0.0, 1.0), weight)
         return weight
 
     @one_blas_thread
@@ -198,7 +199,7 @@ def _profile_nll(corr, eta: float, z) -> float:
     return 0.5 * n * np.log(max(quad, 1e-300) / n) + float(np.log(np.diag(factor[0])).sum())
 
 
-TAPER_FROM = 0.9  # of the held-out reach: where the blend weight starts falling to 0 at the reach
+MIN_BIN = 100  # held-out cells per distance bin of the weights (a least-squares weight needs fewer than a quantile)
 CLEAR_GAIN = 1.0  # standard errors (over gap squares) by which the blend must lower a bin's squared error to keep
 # its weight: 2 dropped gains of 15% near the data on UK cloud gaps (in-sample gain 24.6, SE 19.1)
 
