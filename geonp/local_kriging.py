@@ -111,8 +111,8 @@ class LocalKriging:
         weight = np.interp(distance, self.distance, self.weight)
         if np.isfinite(self.reach):  # from the last knot (the farthest bin's median) down to 0 at the reach
             last = self.distance[-1]
-            weight = np.where(distance > last, weight * np.clip((self.reach - distance) / max(self.reach - last, 1e-12),
-                                                                0.0, 1.0), weight)
+            taper = np.clip((self.reach - distance) / max(self.reach - last, 1e-12), 0.0, 1.0)
+            weight = np.where(distance > self.reach, 0.0, np.where(distance > last, weight * taper, weight))
         return weight
 
     @one_blas_thread
