@@ -249,7 +249,7 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
                           "gaps, so no choice can be checked; the network's own mean and spread are used",
                 "std_scale": 1.0}
     chosen = _matched(candidates, target_distance, max_targets)
-    means, stds, truths, distances, units, krigeds, clusters = ([] for _ in range(7))
+    means, stds, truths, distances, units, krigeds, clusters, folds = ([] for _ in range(8))
     for k, (i, labels, where, _, _, cluster) in enumerate(candidates):
         where, cluster = where[chosen[k]], cluster[chosen[k]]
         if where.size == 0:
@@ -267,6 +267,7 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
         mean, std, distance, unit, kriged = channels
         truth = field.values.ravel()[where]
         ok = np.isfinite(mean) & np.isfinite(std) & (std > 0)
+        folds.append(np.full(int(ok.sum()), k % 2))
         for store, values in zip((means, stds, truths, distances, units, krigeds, clusters),
                                  (mean, std, truth, distance, unit, kriged,
                                   offset + np.unique(cluster, return_inverse=True)[1].reshape(-1)), strict=True):
@@ -275,12 +276,12 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     if held_out_cells < MIN_HELD_OUT:
         return {"status": f"not calibrated: only {held_out_cells} cells could be held out (need {MIN_HELD_OUT})",
                 "std_scale": 1.0}
-    mean, std, truth, distance, unit, kriged, cluster = (np.concatenate(a) for a in (means, stds, truths, distances,
-                                                                                       units, krigeds, clusters))
+    mean, std, truth, distance, unit, kriged, cluster, fold = (np.concatenate(a) for a in (
+        means, stds, truths, distances, units, krigeds, clusters, folds))
     unit = np.where(unit > 0, unit, 1.0)
     units = "km" if model.scaling_.kind == "geographic" else "crs units"
     design = held_out.report(distance, target_distance, matched_to, units)
-    blended, kriging = blend_kriging(model, mean, kriged, truth, distance, unit, cluster, design["reach"])
+    blended, kriging = blend_kriging(model, mean, kriged, truth, distance, unit, cluster, design["reach"], fold)
     ceiling = float(np.sqrt(np.mean([np.nanvar(fields[i]) for i in set(order)])) / np.median(unit))
     spread = fit_by_distance((truth - blended) / unit, std / unit, distance, ceiling)
     calibrated = spread.std(std, distance, unit)
@@ -363,13 +364,13 @@ def _predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial
                  for v in ("mean", "std", "distance_to_data", "context_std", "kriging_mean"))
 
 
-def blend_kriging(model, mean, kriged, truth, distance, unit, cluster=None, reach=None) -> tuple[np.ndarray,
+def blend_kriging(model, mean, kriged, truth, distance, unit, cluster=None, reach=None, fold=None) -> tuple[np.ndarray,
                                                                                                   dict | None]:
     """The held-out cells' blended means and the model's kriging (:mod:`geonp.local_kriging`) with the blend
     weights learned on them, with its held-out RMSE beside the network's and kriging's alone; ``(mean, None)``
     when the model has no kriging kernel. ``cluster``: each cell's gap (the weights are kept only where the
     blend's gain is clear of its spread over gaps); ``reach``: the farthest held-out distance (beyond it
-    the weight is 0)."""
+    the weight is 0); ``fold``: each cell's mask parity (the weights are cross-checked between them)."""
     from geonp import local_kriging
     from geonp.local_kriging import LocalKriging, fit_weights
 
@@ -380,7 +381,7 @@ def blend_kriging(model, mean, kriged, truth, distance, unit, cluster=None, reac
     kriged = np.where(usable, kriged, mean)  # no kriging there: the network's mean
     groups = distance_groups(distance, int(np.clip(mean.size // local_kriging.MIN_BIN, 1, MAX_BINS)),
                              local_kriging.MIN_BIN)
-    knots, weights = fit_weights((truth - mean) / unit, (truth - kriged) / unit, distance, groups, cluster)
+    knots, weights = fit_weights((truth - mean) / unit, (truth - kriged) / unit, distance, groups, cluster, fold)
     reach = float(distance.max()) if reach is None else float(reach)
     kernel = dataclasses.replace(kernel, distance=knots, weight=weights, reach=round(reach, 6))
     blended = mean + kernel.weights(distance) * (kriged - mean)

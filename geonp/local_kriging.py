@@ -86,7 +86,8 @@ class LocalKriging:
     """A kriging kernel (in standardised units) and blend weights by distance to data.
 
     ``distance`` (increasing; km on the sphere, CRS units when projected) are the knots of ``weight``;
-    between knots it is linear, below the first constant. ``reach`` is the farthest distance the held-out
+    between knots it is linear, below the first constant, and never above :meth:`explained` (the share of
+    the target's variance its nearest observation explains). ``reach`` is the farthest distance the held-out
     cells that learned the weights covered: from the last knot the weight falls linearly to 0 there, and
     stays 0 beyond (a learned weight is never extrapolated: deeper in gaps than any held-out cell, the
     network's own mean). Without knots the blend weight is 0 everywhere.
@@ -108,12 +109,19 @@ class LocalKriging:
         distance = np.asarray(distance, np.float64)
         if not self.distance:
             return np.zeros_like(distance)
-        weight = np.interp(distance, self.distance, self.weight)
+        weight = np.minimum(np.interp(distance, self.distance, self.weight), self.explained(distance))
         if np.isfinite(self.reach):  # from the last knot (the farthest bin's median) down to 0 at the reach
             last = self.distance[-1]
             taper = np.clip((self.reach - distance) / max(self.reach - last, 1e-12), 0.0, 1.0)
             weight = np.where(distance > self.reach, 0.0, np.where(distance > last, weight * taper, weight))
         return weight
+
+    def explained(self, distance) -> np.ndarray:
+        """``rho(d)^2``: the share of a target's variance its nearest observation explains under the kernel,
+        the cap on the blend weight. Kriging far from every observation extrapolates the kernel towards the
+        neighbourhood mean, where the network reads the gap's whole rim and far context: on real gaps
+        6-25 cells deep a weight learned nearer the rim cost 2-7% RMSE (benchmarks/RESULTS.md, stop 34)."""
+        return of_distance(self.kernel, np.asarray(distance, np.float64) / self.length_scale) ** 2
 
     @one_blas_thread
     def mean(self, points_ctx, z_ctx, points_tgt) -> np.ndarray:
@@ -204,29 +212,42 @@ CLEAR_GAIN = 1.0  # standard errors (over gap squares) by which the blend must l
 # its weight: 2 dropped gains of 15% near the data on UK cloud gaps (in-sample gain 24.6, SE 19.1)
 
 
-def fit_weights(error_network, error_kriging, distance, groups: list, cluster=None) -> tuple[tuple, tuple]:
+def fit_weights(error_network, error_kriging, distance, groups: list, cluster=None, fold=None) -> tuple[tuple, tuple]:
     """Blend weight knots ``(distance, weight)`` from held-out cells.
 
     ``error_network = truth - m_n``, ``error_kriging = truth - m_k`` (same units), ``distance`` to the
     nearest observation, ``groups``: index arrays of cells by increasing distance
-    (:func:`geonp.calibration.distance_groups`), ``cluster``: each cell's gap (cells of one gap share
-    their errors). In each group the weight minimising the squared error of ``m_n + w (m_k - m_n)``,
-    clipped to [0, 1], kept only where the gain in squared error is ``CLEAR_GAIN`` standard error
-    above 0 (over the gaps, at least 3 of them): the network is the default, and a stage earns its
-    place on evidence; then non-increasing with distance (weighted isotonic).
+    (:func:`geonp.calibration.distance_groups`), ``cluster``: each cell's error cluster (cells of one
+    gap share their errors), ``fold``: 0 or 1 per cell (held-out masks apart). In each group the weight
+    minimising the squared error of ``m_n + w (m_k - m_n)``, clipped to [0, 1], is kept only where the
+    gain in squared error is ``CLEAR_GAIN`` standard error above 0 (over the clusters, at least 3 of
+    them) and, with folds, where the weight learned on each fold also lowers the other fold's error
+    (cross-fitted: the gain must hold where the gaps lie elsewhere); the network is the default, and a
+    stage earns its place on evidence. Then non-increasing with distance (weighted isotonic).
     """
     cluster = np.arange(distance.size) if cluster is None else np.asarray(cluster)  # None: independent cells
     knots, weights, counts = [], [], []
     for inside in groups:
-        step = error_network[inside] - error_kriging[inside]  # m_k - m_n
-        power = float(np.sum(step**2))
-        w = float(np.clip(np.sum(step * error_network[inside]) / power, 0.0, 1.0)) if power > 0 else 0.0
-        gain = error_network[inside] ** 2 - (error_network[inside] - w * step) ** 2  # per cell
-        weights.append(w if clear_gain(gain, cluster[inside]) else 0.0)
+        en, step = error_network[inside], error_network[inside] - error_kriging[inside]  # step: m_k - m_n
+        w = least_squares_weight(en, step)
+        clear = clear_gain(en**2 - (en - w * step) ** 2, cluster[inside])
+        if clear and fold is not None:
+            a, b = fold[inside] == 0, fold[inside] == 1
+            if a.any() and b.any():  # each fold's weight on the other fold's cells
+                cross = (np.sum(en[b] ** 2 - (en[b] - least_squares_weight(en[a], step[a]) * step[b]) ** 2)
+                         + np.sum(en[a] ** 2 - (en[a] - least_squares_weight(en[b], step[b]) * step[a]) ** 2))
+                clear = cross > 0
+        weights.append(w if clear else 0.0)
         knots.append(round(float(np.median(distance[inside])), 6))
         counts.append(inside.size)
     weights = isotonic_regression(weights, weights=counts, increasing=False).x
     return tuple(knots), tuple(round(float(w), 4) for w in weights)
+
+
+def least_squares_weight(error_network, step) -> float:
+    """The ``w`` in [0, 1] minimising ``sum (error_network - w step)^2`` (0 without a step)."""
+    power = float(np.sum(step**2))
+    return float(np.clip(np.sum(step * error_network) / power, 0.0, 1.0)) if power > 0 else 0.0
 
 
 def clear_gain(gain: np.ndarray, cluster: np.ndarray) -> bool:
