@@ -173,16 +173,15 @@ class PredictionMixin:
         """
         self._check_fitted()
         without = _stages_off(without, calibrated, conserve)
+        quantiles, exceedance = _probabilities(quantiles, "quantiles"), _numbers(exceedance, "exceedance")
+        samples, tile, time_tile, seed = (_count(v, name, low) for v, name, low in (
+            (samples, "samples", 0), (tile, "tile", 1), (time_tile, "time_tile", 1), (seed, "seed", None)))
+        if halo is not None and not isinstance(halo, str) and not _is_real(halo):
+            raise ConfigError(f"halo={halo!r}: pass a distance (a number), None (automatic) or 'all'.")
         stream = None
         if context is None:
             context = self._conditioned()
             stream = None if joint else getattr(self, "stream_", None)  # joint draws go through the tile path
-        quantiles = tuple(float(q) for q in (quantiles or ()))
-        bad = [q for q in quantiles if not 0 < q < 1]
-        if bad:
-            raise ConfigError(f"quantiles must be probabilities strictly between 0 and 1; got {bad}.")
-        if int(samples) < 0 or tile < 1 or time_tile < 1:
-            raise ConfigError(f"samples must be >= 0 and tile, time_tile >= 1; got {samples}, {tile}, {time_tile}.")
         head = self.config_.likelihood
         self._check_joint(head, joint, int(samples))
         if conserve not in (True, False, "auto"):
@@ -276,7 +275,9 @@ class PredictionMixin:
                 warnings.warn("the data have no gap to fill (every cell is observed): 'filled' equals the data and "
                               "'mean' re-predicts the observed cells from their neighbours. Pass target= (a finer "
                               "factor, a grid, points) to predict elsewhere.", UserWarning, stacklevel=2)
-            out["filled"] = observed_values.where(observed_values.notnull(), out["mean"]).assign_attrs(
+            usable = np.isfinite(observed_values) if np.issubdtype(observed_values.dtype, np.number) else \
+                observed_values.notnull()  # +-inf are missing, as fit and predict treat them
+            out["filled"] = observed_values.where(usable, out["mean"]).assign_attrs(
                 {**out["mean"].attrs, "long_name": f"observations, gaps filled with the predictive mean of "
                                                   f"{value_attrs.get('long_name', self.var_)}"})
         return out
@@ -489,8 +490,8 @@ class PredictionMixin:
             return None
         if halo is None:
             return auto_halo(self.params_, "space", self.config_) * self.scaling_.space_unit
-        if not halo > 0:
-            raise ConfigError(f"halo must be a positive distance, got {halo}.")
+        if not (halo > 0 and math.isfinite(halo)):
+            raise ConfigError(f"halo must be a positive, finite distance, got {halo}.")
         return float(halo)
 
     def _time_halo(self, halo):
@@ -541,6 +542,46 @@ def _stages_off(without, calibrated: bool, conserve) -> frozenset:
                           f"{list(STAGES)}.")
     return names | ({"blend", "spread"} if not calibrated else set()) | ({"conservation"} if conserve is False
                                                                             else set())
+
+
+QUANTILE_EDGE = 1e-6  # quantiles closer than this to 0 or 1 are infinite for a Gaussian in float32
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+
+
+def _numbers(values, name: str) -> tuple[float, ...]:
+    """``values`` (None or a list of finite numbers) as a tuple of floats, or a ConfigError saying what to pass."""
+    if values is None:
+        return ()
+    if isinstance(values, str) or _is_real(values) or not hasattr(values, "__iter__"):
+        raise ConfigError(f"{name}={values!r}: pass a list of numbers, e.g. {name}=[{values!r}] for one.")
+    values = list(values)
+    bad = [v for v in values if not _is_real(v) or not math.isfinite(float(v))]
+    if bad:
+        raise ConfigError(f"{name} must hold finite numbers; got {bad}.")
+    return tuple(float(v) for v in values)
+
+
+def _probabilities(values, name: str) -> tuple[float, ...]:
+    probabilities = _numbers(values, name)
+    bad = [q for q in probabilities if not QUANTILE_EDGE <= q <= 1 - QUANTILE_EDGE]
+    if bad:
+        raise ConfigError(f"{name} must be probabilities strictly between 0 and 1 (within {QUANTILE_EDGE:g} of "
+                          f"neither: farther out a Gaussian quantile is infinite); got {bad}.")
+    return probabilities
+
+
+def _count(value, name: str, low: int | None) -> int:
+    """``value`` as an int (>= ``low``), or a ConfigError: a whole number is expected, not 1.5, '8' or None."""
+    whole = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+    if not whole and isinstance(value, float | np.floating) and math.isfinite(value) and float(value).is_integer():
+        whole = True
+    if not whole or (low is not None and value < low):
+        expected = "a whole number" + (f" >= {low}" if low is not None else "")
+        raise ConfigError(f"{name}={value!r}: expected {expected}.")
+    return int(value)
 
 
 def _count_rule(count: int, far: int) -> str:

@@ -66,6 +66,19 @@ def test_bad_options(gappy, calibrated):
         geonp.NeuralProcess(likelihood="binomial", steps=1).fit(gappy)
 
 
+@pytest.mark.parametrize("option, value, says", [
+    ("quantiles", 0.5, "list of numbers"), ("quantiles", "0.5", "list of numbers"),
+    ("quantiles", [1 - 1e-12], "strictly between"), ("quantiles", [float("nan")], "finite"),
+    ("samples", None, "whole number"), ("samples", float("nan"), "whole number"), ("samples", -1, ">= 0"),
+    ("tile", float("nan"), "whole number"), ("tile", 1.5, "whole number"), ("tile", "8", "whole number"),
+    ("halo", [1.0], "halo="), ("halo", float("inf"), "finite"), ("exceedance", 0.5, "list of numbers"),
+    ("seed", "x", "whole number"), ("without", ["kriging"], "unknown stage"),
+])
+def test_options_of_the_wrong_type_say_what_to_pass(gappy, calibrated, option, value, says):
+    with pytest.raises(ConfigError, match=says):
+        calibrated.predict(gappy, progress=False, **{option: value})
+
+
 @st.composite
 def layouts(draw):
     order = draw(st.permutations(["time", "lat", "lon"]))
@@ -130,6 +143,7 @@ def test_negative_steps_and_infinite_values_are_reported(gappy):
     with pytest.warns(UserWarning, match="infinite"):
         pred = model.predict(spiked, progress=False)
     assert np.isfinite(pred["mean"]).all()  # treated as missing: filled like any gap
+    assert np.isfinite(pred["filled"]).all() and float(pred["filled"][0, 3, 3]) == float(pred["mean"][0, 3, 3])
 
 
 def test_a_raster_without_gaps_says_there_is_nothing_to_fill(field, calibrated):
