@@ -79,10 +79,15 @@ def unflatten_like(template, arrays: dict[str, np.ndarray], source: str):
 class _AtomicDirectory:
     """Write into a temporary sibling directory; rename over ``path`` only on success."""
 
-    def __init__(self, path):
+    def __init__(self, path, marker: str = "config.json"):
         self.path = Path(path)
+        self.marker = marker  # the file every folder of this kind holds: only such a folder is replaced
 
     def __enter__(self) -> Path:
+        if self.path.exists() and not (self.path.is_dir() and (self.path / self.marker).is_file()):
+            what = "a file" if not self.path.is_dir() else "a folder that is not a geonp model"
+            raise CheckpointError(f"{self.path} is {what}; geonp never overwrites it. Save to a new path, or "
+                                  "remove it yourself first.")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent))
         return self.tmp
@@ -164,6 +169,11 @@ def load_release(path, params_template_fn):
     if "model" not in header:
         raise CheckpointError(f"{path / 'config.json'} has no 'model' section; the file is corrupted.")
     arrays = _read_arrays(path / "params.safetensors", "checkpoint parameters")
+    broken = sorted(n for n, a in arrays.items() if np.issubdtype(a.dtype, np.number) and not np.isfinite(a).all())
+    if broken:
+        raise CheckpointError(f"{path / 'params.safetensors'} holds non-finite weights (NaN or inf) in {broken[:3]}"
+                              f"{' ...' if len(broken) > 3 else ''}: the checkpoint is corrupt (every prediction would "
+                              "be NaN). Load an earlier copy, or retrain.")
     template = params_template_fn(header["model"])
     params = unflatten_like(template, arrays, str(path / "params.safetensors"))
     return header["model"], params, header.get("metadata", {})
@@ -179,7 +189,7 @@ def save_training_state(path, state, step: int, extra: dict | None = None) -> Pa
     arrays = flatten_named(state)
     header = {"format_version": FORMAT_VERSION, "geonp_version": __version__, "step": int(step),
               "names": sorted(arrays), "extra": extra or {}}
-    with _AtomicDirectory(path) as tmp:
+    with _AtomicDirectory(path, marker="state.json") as tmp:
         save_file(arrays, str(tmp / "state.safetensors"))
         (tmp / "state.json").write_text(json.dumps(header, indent=2))
     return Path(path)

@@ -91,3 +91,33 @@ def test_training_state_round_trip_keeps_scalars(tmp_path):
     restored, step, _ = checkpoints.load_training_state(tmp_path / "s", state)
     assert step == 42 and np.shape(restored["count"]) == () and int(restored["count"]) == 7
     np.testing.assert_array_equal(restored["key"], state["key"])
+
+
+def test_non_finite_weights_are_refused_on_load(saved):
+    from safetensors.numpy import load_file, save_file
+
+    path, _ = saved
+    arrays = load_file(str(path / "params.safetensors"))
+    name = sorted(arrays)[0]
+    arrays[name] = arrays[name].copy()
+    arrays[name].flat[0] = np.nan
+    save_file(arrays, str(path / "params.safetensors"))
+    with pytest.raises(CheckpointError, match="non-finite weights.*corrupt"):
+        load_model(path)
+
+
+def test_a_save_never_overwrites_a_user_file_or_foreign_folder(saved, tmp_path):
+    path, params = saved
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(CheckpointError, match="is a file; geonp never overwrites it"):
+        save_model(notes, SMALL, params)
+    assert notes.read_text() == "mine"
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_text("x")
+    with pytest.raises(CheckpointError, match="not a geonp model"):
+        save_model(folder, SMALL, params)
+    assert (folder / "a.jpg").exists()
+    save_model(path, SMALL, params, {"trained_steps": 13})  # a geonp model is replaced, as before
+    assert load_model(path)[2] == {"trained_steps": 13}
