@@ -15,23 +15,22 @@ def _parse_value(text: str):
 
 
 def _predict(args) -> None:
-    import xarray as xr
 
     import geonp
     from geonp.errors import ConfigError
     from geonp.model_store import available
 
-    with xr.open_dataset(args.data) as source:
-        data = source.load()
+    data = _open(args.data, "the data")
+    if args.var is not None and args.var not in data.data_vars:
+        raise ConfigError(f"--var {args.var}: {args.data} has no such variable; it has {list(data.data_vars)}.")
     if args.var is None and len(data.data_vars) != 1:
         raise ConfigError(f"{args.data} has variables {list(data.data_vars)}; say which one with --var.")
     var = args.var or next(iter(data.data_vars))
-    target = None
-    if args.factor:
-        target = args.factor
-    elif args.target:
-        with xr.open_dataset(args.target) as t:
-            target = t.load()
+    if args.factor is not None and args.target:
+        raise ConfigError("--factor and --target both give the targets; pass one of them.")
+    if args.factor is not None and args.factor < 1:
+        raise ConfigError(f"--factor {args.factor}: expected a whole number >= 1 (how many times finer the grid is).")
+    target = args.factor if args.factor is not None else _open(args.target, "--target") if args.target else None
     model = args.model
     if model is not None and model not in available():
         model = geonp.load(model)
@@ -44,6 +43,25 @@ def _predict(args) -> None:
     if args.plot:
         pred.np.plot(path=args.plot)
         print(f"wrote {args.plot}")
+
+
+def _open(path: str, what: str):
+    """A netCDF (or zarr) file's contents, loaded; a :class:`DataError` naming the file where it cannot be read."""
+    from pathlib import Path
+
+    import xarray as xr
+
+    from geonp.features.tables import DataError
+
+    if not Path(path).exists():
+        raise DataError(f"{what}: {path} not found. Pass the path of a netCDF file.")
+    try:
+        with xr.open_dataset(path) as source:
+            return source.load()
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as err:
+        first = (str(err).splitlines() or [""])[0]
+        raise DataError(f"{what}: {path} cannot be read as netCDF or zarr ({type(err).__name__}: {first}). Is it a "
+                        "complete netCDF file?") from err
 
 
 def main(argv=None) -> int:
@@ -112,7 +130,10 @@ def main(argv=None) -> int:
 
             print(__version__)
     except GeonpError as err:
-        print(f"geonp: error: {err}", file=sys.stderr)
+        print(f"geonp: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as err:  # a file the command could not read or write, in one line
+        print(f"geonp: error: {type(err).__name__}: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     return 0
 

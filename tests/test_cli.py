@@ -68,3 +68,29 @@ def test_predict_writes_netcdf_and_map(tmp_path, capsys):
     assert (tmp_path / "map.png").is_file()
     assert main(args) == 2  # exists: refuses to overwrite without --overwrite
     assert "overwrite" in capsys.readouterr().err
+
+
+def test_predict_turns_every_bad_file_or_option_into_one_line(tmp_path, capsys):
+    import numpy as np
+
+    from geonp.demo import synthetic_field
+
+    field = synthetic_field(0).isel(latitude=slice(0, 12), longitude=slice(0, 14))
+    field.where(np.random.default_rng(0).random(field.shape) > 0.5).to_netcdf(tmp_path / "obs.nc")
+    (tmp_path / "garbage.nc").write_bytes(b"not a netCDF file at all")
+    truncated = (tmp_path / "obs.nc").read_bytes()
+    (tmp_path / "cut.nc").write_bytes(truncated[: len(truncated) // 2])
+    out = str(tmp_path / "pred.nc")
+    cases = [
+        ([str(tmp_path / "missing.nc")], "not found"),
+        ([str(tmp_path / "garbage.nc")], "cannot be read"),
+        ([str(tmp_path / "cut.nc")], "cannot be read"),
+        ([str(tmp_path)], "cannot be read"),
+        ([str(tmp_path / "obs.nc"), "--var", "nope"], "no such variable"),
+        ([str(tmp_path / "obs.nc"), "--target", str(tmp_path / "missing.nc")], "not found"),
+        ([str(tmp_path / "obs.nc"), "--factor", "0"], "whole number >= 1"),
+    ]
+    for extra, says in cases:
+        assert main(["predict", *extra, "-o", out]) == 2, extra
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err and err.count("\n") == 1, (extra, err)
