@@ -175,9 +175,8 @@ class FittingMixin:
         self.source_ = None  # the model it started from is self.pretrained (attrs["geonp_model"])
         self.n_observations_ = int(observed.sum())
         selection = self._select_covariates(data, table, observed, name, count_var, covariates)
-        self.calibration_, on_grid = self._calibrate(data, table, name, covariates, head,
-                                                     self._target_distances(data, table, target, spatial_dims,
-                                                                            time_dim))
+        self.calibration_, on_grid = self._calibrate(data, table, name, covariates, head, (target, spatial_dims,
+                                                                                           time_dim))
         selection = selection or on_grid
         if selection is None and self._selects_covariates(covariates):
             selection = selection_lib.every_covariate("only surveys of one time and gridded Gaussian fields that "
@@ -272,14 +271,15 @@ class FittingMixin:
         return {"degree": chosen, "status": "chosen by calibrated CRPS on held-out cells",
                 "crps_by_degree": {str(d): v for d, v in scores.items()}}
 
-    def _calibrate(self, data, table, name, covariates, head, target_distance=None) -> tuple[dict, dict | None]:
+    def _calibrate(self, data, table, name, covariates, head, targets=(None, None, None)) -> tuple[dict, dict | None]:
         """Held-out calibration of the predictive spread on this data (see :mod:`geonp.calibration`).
 
         A slot model on a grid also chooses its covariates here: every subset is calibrated on the
         same held-out cells and the one with the lowest calibrated CRPS of the network's own mean is kept
         (with its calibration and kriging blend).
-        ``target_distance``: the targets' distances to the data (:meth:`_target_distances`), which the
-        held-out cells are matched to. Returns ``(calibration, covariate selection or None)``.
+        ``targets``: ``(target, spatial_dims, time_dim)`` as ``predict`` will be given them: the held-out
+        cells are matched to their distances to the data (:meth:`_target_distances`).
+        Returns ``(calibration, covariate selection or None)``.
         """
         from geonp import calibration
 
@@ -293,6 +293,7 @@ class FittingMixin:
         if not all(d in ds[name].dims for d in spatial):
             return ({"status": "not calibrated: the spatial coordinates are not grid dimensions", "std_scale": 1.0},
                     None)
+        target_distance = self._target_distances(data, table, *targets)
         # the neighbourhood kriging's kernel, fitted once on the data; its blend is learned with the spread
         kernel = None if self.config_.family == "cmanp" else self._kriging_kernel(table)
         self.calibration_ = {"status": "calibrating", **({"kriging": kernel.to_dict()} if kernel else {})}
