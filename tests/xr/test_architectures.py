@@ -23,7 +23,8 @@ def test_fit_predict_save_load(arch, field, tmp_path):
     assert pred["mean"].attrs["units"] == "K"
     again = geonp.load(model.save(tmp_path / arch)).predict(obs)
     np.testing.assert_array_equal(again["mean"].values, pred["mean"].values)
-    assert again.attrs["geonp_model"].startswith(arch)
+    assert pred.attrs["geonp_model"].startswith(f"{arch}, normal: trained from scratch")
+    assert again.attrs["geonp_model"] == f"{tmp_path / arch} (saved model; {arch}, normal)"  # which model ran
 
 
 @pytest.mark.slow
