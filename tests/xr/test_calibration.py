@@ -139,9 +139,6 @@ def test_spread_by_distance_covers_near_and_far_and_never_narrows_farther_out():
         assert abs(np.mean(np.abs(error[group]) <= calibration.Z95 * calibrated[group]) - 0.95) < 0.04
     wide = calibration.fit_by_distance(rng.standard_normal(400) * 0.5, np.ones(400), np.ones(400))
     assert len(wide.scale) == 1 and 0.4 < wide.scale[0] < 0.6 and wide.floor == (0.0,)  # underconfident: shrunk
-    narrow = calibration.SpreadCalibration((10.0, 20.0), (0.5, 0.6), (0.0, 0.0), nearest=8.0)
-    np.testing.assert_allclose(narrow.std(np.ones(3), np.array([1.0, 8.0, 20.0])), [1.0, 0.5, 0.6])  # never
-    assert calibration.SpreadCalibration.from_calibration({"by_distance": narrow.to_dict()}) == narrow  # inwards
     old = calibration.SpreadCalibration.from_calibration({"std_scale": 2.5})  # saved before the distance bins
     assert old.std(np.array([1.0, 2.0]), np.array([0.0, 1e6])).tolist() == [2.5, 5.0]
 
