@@ -90,16 +90,12 @@ class SpreadCalibration:
     floor: tuple[float, ...] = (0.0,)
     growth: float = 0.0  # d tau / d distance beyond the last knot (the knots' mean slope)
     ceiling: float = 0.0  # ... up to the spread of the data themselves
-    nearest: float = 0.0  # the nearest held-out cell's distance: closer targets are never made more certain
 
     def std(self, std, distance, unit=1.0) -> np.ndarray:
         """The calibrated std of targets with model std ``std`` at ``distance``; ``tau`` is in units of
-        ``unit``, the std of the observations each target was conditioned on (same shapes). Closer to the
-        data than any held-out cell (``nearest``: downscaling's targets, within a coarse cell), the factor
-        is at least 1: a narrowing learned farther out is not extrapolated inwards."""
+        ``unit``, the std of the observations each target was conditioned on (same shapes)."""
         distance = np.asarray(distance, np.float64)
         a = np.interp(distance, self.distance, self.scale)
-        a = np.where(distance < self.nearest, np.maximum(a, 1.0), a)
         tau = np.interp(distance, self.distance, self.floor)
         if self.growth > 0:  # deeper into gaps than any held-out cell: the error keeps growing
             beyond = np.minimum(self.floor[-1] + self.growth * (distance - self.distance[-1]),
@@ -113,7 +109,7 @@ class SpreadCalibration:
 
     def to_dict(self) -> dict:
         return {"distance": list(self.distance), "scale": list(self.scale), "floor": list(self.floor),
-                "growth": self.growth, "ceiling": self.ceiling, "nearest": self.nearest}
+                "growth": self.growth, "ceiling": self.ceiling}
 
     @classmethod
     def from_calibration(cls, calibration: dict | None) -> SpreadCalibration:
@@ -122,8 +118,7 @@ class SpreadCalibration:
         table = calibration.get("by_distance")
         if table:
             return cls(*(tuple(float(v) for v in table[k]) for k in ("distance", "scale", "floor")),
-                       growth=float(table.get("growth", 0.0)), ceiling=float(table.get("ceiling", 0.0)),
-                       nearest=float(table.get("nearest", 0.0)))
+                       growth=float(table.get("growth", 0.0)), ceiling=float(table.get("ceiling", 0.0)))
         return cls(scale=(float(calibration.get("std_scale", 1.0)),))
 
 
@@ -161,12 +156,11 @@ def fit_by_distance(error: np.ndarray, std: np.ndarray, distance: np.ndarray,
     knots = tuple(round(k, 6) for k in knots)
     floors = monotone(floors)
     growth = (floors[-1] - floors[0]) / (knots[-1] - knots[0]) if len(knots) > 1 else 0.0
-    nearest = round(float(distance.min()), 6)
     with_floor = SpreadCalibration(knots, tuple(round(float(a), 4) for a in monotone(scales)),
                                    tuple(round(float(t), 6) for t in floors), growth=float(f"{growth:.6g}"),
-                                   ceiling=round(float(ceiling), 6), nearest=nearest)
+                                   ceiling=round(float(ceiling), 6))
     factor_only = SpreadCalibration(knots, tuple(round(float(a), 4) for a in monotone(factors)),
-                                    tuple(0.0 for _ in knots), nearest=nearest)
+                                    tuple(0.0 for _ in knots))
     # the form that scores better on the held-out cells (log score): a floor where the model's spread
     # does not track its error (deep gaps), a factor where it does
     def nll(c):
