@@ -71,8 +71,13 @@ def test_blend_weights_follow_the_better_mean_and_never_grow_with_distance():
     assert list(knots) == sorted(knots)
     assert weights[0] > 0.9 and weights[-1] < 0.1
     assert all(a >= b for a, b in zip(weights[:-1], weights[1:], strict=False))
-    blend = LocalKriging(distance=knots, weight=weights)
+    blend = LocalKriging(length_scale=1e9, distance=knots, weight=weights)  # a kernel that does not cap them
     assert blend.blends and blend.weights([0.0])[0] == weights[0] and blend.weights([99.0])[0] == weights[-1]
+    # the cap: never above the share of variance the nearest observation explains under the kernel
+    short = LocalKriging(length_scale=1.0, distance=knots, weight=weights)
+    d = np.array([0.0, 0.5, 2.0, 5.0])
+    np.testing.assert_allclose(short.weights(d), np.minimum(np.interp(d, knots, weights), short.explained(d)))
+    assert short.weights([0.0])[0] == weights[0] and short.weights([5.0])[0] < 0.05
     assert not LocalKriging().blends and LocalKriging().weights([1.0])[0] == 0.0
 
 
@@ -91,7 +96,7 @@ def test_blas_threads_are_restored_after_the_solves():
 
 
 def test_blend_weights_taper_to_zero_at_the_held_out_reach_and_stay_zero_beyond():
-    blend = LocalKriging(distance=(1.0, 3.0), weight=(0.8, 0.6), reach=5.0)
+    blend = LocalKriging(length_scale=1e9, distance=(1.0, 3.0), weight=(0.8, 0.6), reach=5.0)
     w = blend.weights([0.0, 1.0, 3.0, 4.0, 5.0, 50.0])
     np.testing.assert_allclose(w, [0.8, 0.8, 0.6, 0.3, 0.0, 0.0], atol=1e-12)
     assert LocalKriging.from_calibration({"kriging": blend.to_dict()}) == blend
