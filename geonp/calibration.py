@@ -243,7 +243,8 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     for k, (i, mask) in enumerate(zip(order, masks, strict=True)):
         if k >= max_fields and sum(c[2].size for c in candidates) >= MIN_CANDIDATES:
             break
-        candidates += _candidates(model, observed_all, [i], [mask], points, block, rng)
+        candidate = _candidate(model, observed_all[i], mask, points, block, rng)
+        candidates += [(i, *candidate)] if candidate else []
     if not candidates:
         return {"status": "not calibrated: the data's gaps are larger than the observed area can host as held-out "
                           "gaps, so no choice can be checked; the network's own mean and spread are used",
@@ -298,28 +299,24 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
             "network": summarise(mean, network, truth)}
 
 
-def _candidates(model, observed_all, order, masks, points, block, rng) -> list:
-    """Per mask: ``(field, gaps [ny, nx], cells [n], distance [n], priority [n], cluster [n])``: the mask's gaps
-    labelled (0: not hidden), its hidden cells (flat indices), their distance to the observations left,
-    the order to take them in (ringed gaps first, then squares in random order:
-    :func:`geonp.held_out.matched_selection`) and their error cluster (:func:`error_clusters`). A cell's
-    distance depends on its own gap alone (gaps are apart), so gaps not scored can be left observed."""
-    out = []
-    for i, hidden in zip(order, masks, strict=True):
-        observed = observed_all[i]
-        hidden = hidden & observed
-        if hidden.sum() < 5 or (observed & ~hidden).sum() < 2:
-            continue
-        where = np.flatnonzero(hidden.ravel())
-        distance = held_out.distances_to_remaining(points, observed, hidden)
-        ringed = held_out.ringed_by_observations(hidden, observed).ravel()[where]
-        side = held_out.neighbourhood_side(observed & ~hidden, model.max_context) if block == "neighbourhood" else block
-        rank = held_out.square_rank(where, hidden.shape, int(side), rng)
-        labels = ndimage.label(hidden, structure=held_out.EIGHT)[0]
-        depth = ndimage.distance_transform_edt(hidden).ravel()[where]  # cells from the gap's rim
-        clusters = error_clusters(where, labels.ravel()[where], depth, hidden.shape)
-        out.append((i, labels, where, distance, rank + (~ringed) * (rank.max() + 1), clusters))
-    return out
+def _candidate(model, observed, mask, points, block, rng) -> tuple | None:
+    """One mask's ``(gaps [ny, nx], cells [n], distance [n], priority [n], cluster [n])``: its gaps labelled
+    (0: not hidden), its hidden cells (flat indices), their distance to the observations left, the order to
+    take them in (ringed gaps first, then squares in random order: :func:`geonp.held_out.matched_selection`)
+    and their error cluster (:func:`error_clusters`); None where the mask hides too little or too much. A
+    cell's distance depends on its own gap alone (gaps are apart), so gaps not scored can be left observed."""
+    hidden = mask & observed
+    if hidden.sum() < 5 or (observed & ~hidden).sum() < 2:
+        return None
+    where = np.flatnonzero(hidden.ravel())
+    distance = held_out.distances_to_remaining(points, observed, hidden)
+    ringed = held_out.ringed_by_observations(hidden, observed).ravel()[where]
+    side = held_out.neighbourhood_side(observed & ~hidden, model.max_context) if block == "neighbourhood" else block
+    rank = held_out.square_rank(where, hidden.shape, int(side), rng)
+    labels = ndimage.label(hidden, structure=held_out.EIGHT)[0]
+    depth = ndimage.distance_transform_edt(hidden).ravel()[where]  # cells from the gap's rim
+    clusters = error_clusters(where, labels.ravel()[where], depth, hidden.shape)
+    return labels, where, distance, rank + (~ringed) * (rank.max() + 1), clusters
 
 
 def error_clusters(cells: np.ndarray, gap: np.ndarray, depth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -368,9 +365,10 @@ def blend_kriging(model, mean, kriged, truth, distance, unit, cluster=None, reac
                                                                                                   dict | None]:
     """The held-out cells' blended means and the model's kriging (:mod:`geonp.local_kriging`) with the blend
     weights learned on them, with its held-out RMSE beside the network's and kriging's alone; ``(mean, None)``
-    when the model has no kriging kernel. ``cluster``: each cell's gap (the weights are kept only where the
-    blend's gain is clear of its spread over gaps); ``reach``: the farthest held-out distance (beyond it
-    the weight is 0); ``fold``: each cell's mask parity (the weights are cross-checked between them)."""
+    when the model has no kriging kernel. ``cluster``: each cell's error cluster (:func:`error_clusters`; the
+    weights are kept only where the blend's gain is clear of its spread over clusters); ``reach``: the
+    farthest held-out distance (beyond it the weight is 0); ``fold``: each cell's mask parity (the weights
+    are cross-checked between them)."""
     from geonp import local_kriging
     from geonp.local_kriging import LocalKriging, fit_weights
 

@@ -15,7 +15,6 @@ def _parse_value(text: str):
 
 
 def _predict(args) -> None:
-
     import geonp
     from geonp.errors import ConfigError
     from geonp.model_store import available

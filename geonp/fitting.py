@@ -345,9 +345,9 @@ class FittingMixin:
         task_map, observed = self._task_map(table, tgt), table.observed()
         rng = np.random.default_rng(self.seed)
         per_task = max(1, calibration.TARGET_SAMPLE // max(len(task_map), 1))
+        xs, ys = np.asarray(tgt.x).reshape(len(task_map), -1), np.asarray(tgt.y).reshape(len(task_map), -1)
         distances = []
-        for t, c in enumerate(task_map):
-            x, y = np.asarray(tgt.x).reshape(len(task_map), -1)[t], np.asarray(tgt.y).reshape(len(task_map), -1)[t]
+        for c, x, y in zip(task_map, xs, ys, strict=True):
             keep = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
             if not observed[c].any() or keep.size == 0:
                 continue

@@ -445,13 +445,3 @@ def distances_to_data(context: ContextSet, task_map, x, y, kind: str) -> np.ndar
             distance[t] = context.distance_to_nearest(c, euclidean_embedding(kind, x[t], y[t]))
     return distance
 
-
-def far_from_observations(context: ContextSet, task_map, x, y, kind: str, limit: float) -> np.ndarray:
-    """``[T, P]`` True where a target lies farther than ``limit`` from every observation of its task.
-
-    There a model conditioned on its neighbourhood has nothing nearby and falls back
-    towards its prior: the context mean with a wide spread. (Targets of a task without
-    observations are not counted: their predictions are NaN, and said so.)
-    """
-    distance = distances_to_data(context, task_map, x, y, kind)
-    return np.isfinite(distance) & (distance > limit)
