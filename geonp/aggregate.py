@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from geonp import options
 from geonp.errors import ConfigError, MetadataMismatchError
 from geonp.features.coordinates import find_coordinates
 
@@ -63,9 +64,12 @@ def aggregate(pred: xr.Dataset, regions, weights: xr.DataArray | None = None, *,
         warnings.warn("these samples are independent per point (predict(..., joint=False)): region means from "
                       "them are far too certain. Predict with joint=True for region-level intervals.",
                       UserWarning, stacklevel=2)
-    quantiles = tuple(float(q) for q in quantiles)
-    if any(not 0 < q < 1 for q in quantiles):
-        raise ConfigError(f"quantiles must lie strictly between 0 and 1; got {list(quantiles)}.")
+    if not isinstance(pred, xr.Dataset):
+        raise ConfigError(f"pred must be the xr.Dataset that predict(..., samples=n, joint=True) returns; got "
+                          f"{type(pred).__name__}.")
+    quantiles = options.probabilities(quantiles, "quantiles")
+    exceedance, fraction_above = options.numbers(exceedance, "exceedance"), options.numbers(fraction_above,
+                                                                                              "fraction_above")
     samples = pred["samples"]
     layout = find_coordinates(pred)
     space = _space_dims(samples, layout)
@@ -180,6 +184,10 @@ def _geometries(regions, names) -> dict:
     if isinstance(regions, Mapping):
         geometries = dict(regions)
     elif hasattr(regions, "geometry"):  # a GeoDataFrame (or any table with a geometry column)
+        if names is not None and names not in getattr(regions, "columns", ()):
+            raise ConfigError(f"names={names!r} is not a column of the regions table; its columns are "
+                              f"{list(getattr(regions, 'columns', []))}. Pass the column holding the region names "
+                              "(or names=None to use the index).")
         labels = list(regions[names]) if names is not None else list(regions.index)
         geometries = dict(zip(labels, list(regions.geometry), strict=True))
     elif isinstance(regions, shapely.Geometry):
@@ -210,8 +218,13 @@ def _weights(pred, samples, layout, space, weights) -> xr.DataArray:
     if not isinstance(weights, xr.DataArray):
         raise ConfigError(f"weights must be an xr.DataArray on the prediction's grid; got {type(weights).__name__}.")
     weights = _on_prediction_grid(weights, samples, space, "the weights", "weights")
+    if not (np.issubdtype(weights.dtype, np.number) and not np.issubdtype(weights.dtype, np.complexfloating)):
+        raise ConfigError(f"weights must hold real numbers (a population or an area); got dtype {weights.dtype}.")
     if bool((weights < 0).any()):
         raise ConfigError("weights must be >= 0 (a population or an area).")
+    if bool(np.isinf(weights).any()):
+        raise ConfigError(f"weights hold {int(np.isinf(weights).sum())} infinite value(s); a weight must be a finite "
+                          "population or area. Fix them, or set them to NaN (counted as zero).")
     return weights.fillna(0.0)
 
 

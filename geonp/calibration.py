@@ -68,6 +68,7 @@ from scipy.optimize import brentq, isotonic_regression
 from scipy.stats import norm
 
 from geonp import held_out
+from geonp.errors import ConfigError
 
 MIN_HELD_OUT = 30
 MIN_BIN = 250  # held-out cells per distance bin (fewer: the 95% quantile is too noisy to split on)
@@ -90,6 +91,15 @@ class SpreadCalibration:
     floor: tuple[float, ...] = (0.0,)
     growth: float = 0.0  # d tau / d distance beyond the last knot (the knots' mean slope)
     ceiling: float = 0.0  # ... up to the spread of the data themselves
+
+    def __post_init__(self):
+        knots = (self.distance, self.scale, self.floor)
+        if not (len(self.distance) >= 1 and len({len(k) for k in knots}) == 1
+                and all(np.isfinite(k).all() for k in knots) and np.all(np.diff(self.distance) > 0)
+                and min(self.scale) > 0 and min(self.floor) >= 0
+                and np.isfinite(self.growth) and self.growth >= 0 and np.isfinite(self.ceiling)):
+            raise ConfigError("a spread calibration needs increasing finite distances with one scale > 0 and one "
+                              f"floor >= 0 each, and a finite growth >= 0; got {self.to_dict()}.")
 
     def std(self, std, distance, unit=1.0) -> np.ndarray:
         """The calibrated std of targets with model std ``std`` at ``distance``; ``tau`` is in units of
@@ -283,7 +293,8 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     units = "km" if model.scaling_.kind == "geographic" else "crs units"
     design = held_out.report(distance, target_distance, matched_to, units)
     blended, kriging = blend_kriging(model, mean, kriged, truth, distance, unit, cluster, design["reach"], fold)
-    ceiling = float(np.sqrt(np.mean([np.nanvar(fields[i]) for i in set(order)])) / np.median(unit))
+    finite = [np.where(np.isfinite(fields[i]), fields[i], np.nan) for i in set(order)]  # +-inf: missing
+    ceiling = float(np.sqrt(np.mean([np.nanvar(f) for f in finite])) / np.median(unit))
     spread = fit_by_distance((truth - blended) / unit, std / unit, distance, ceiling)
     calibrated = spread.std(std, distance, unit)
     # the network's own mean with a spread calibrated on its errors: what fit's choices of drift and covariates

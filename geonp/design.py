@@ -32,6 +32,7 @@ import pandas as pd
 import xarray as xr
 from scipy.stats import norm
 
+from geonp import options
 from geonp.errors import ConfigError
 from geonp.features.tables import dataframe_to_dataset
 
@@ -75,7 +76,11 @@ def next_sites(model, context, candidates, n: int, criterion: str = "variance", 
     if missing:
         raise ConfigError(f"candidates lack column(s) {missing}; they need the model's coordinates {[y, x]} "
                           f"and covariates {list(model.covariates_)}.")
-    if not 0 < int(n) <= len(candidates):
+    n = options.whole_number(n, "n (sites to choose)", 1)
+    shortlist = options.whole_number(shortlist, "shortlist", 1)
+    if threshold is not None and not options.is_real(threshold):
+        raise ConfigError(f"threshold={threshold!r}: expected a number (a prevalence or rate for count models).")
+    if n > len(candidates):
         raise ConfigError(f"n={n}: choose between 1 and the {len(candidates)} candidates.")
     observed = _observations(model, context)
     sites = candidates.reset_index(drop=True)

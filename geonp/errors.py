@@ -49,3 +49,63 @@ def reject_unknown_fields(cls, d, what: str) -> None:
 def describe_shape(array) -> str:
     """Return ``'[2, 3]'`` for an array, for use in error messages."""
     return "[" + ", ".join(str(s) for s in getattr(array, "shape", ())) + "]"
+
+
+def user_path(path, what: str):
+    """``path`` as a ``pathlib.Path`` whose folders can hold a new entry, or a :class:`ConfigError` saying why.
+
+    ``what`` names the argument in the message (``"model.save(path)"``). Missing parent folders are fine
+    (writers create them); a parent that is a regular file is not.
+    """
+    import os
+    from pathlib import Path
+
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)) or not str(os.fspath(path)).strip():
+        raise ConfigError(f"{what}: expected a path (a str or pathlib.Path), got {path!r} of type "
+                          f"{type(path).__name__}. Pass a file or folder name, e.g. 'out/model'.")
+    path = Path(path).expanduser()
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{what}: {parent} is a file, not a folder, so {path} cannot be created "
+                                  "under it. Choose a path in a folder.")
+            break
+    return path
+
+
+def check_field_types(obj) -> None:
+    """Raise :class:`ConfigError` when a dataclass field whose default is a bool, int, float or str holds
+    another type (a saved config edited by hand, or an option of the wrong kind); ``None`` defaults are free."""
+    import dataclasses
+
+    import numpy as np
+
+    def kind_ok(default, value) -> bool:
+        if isinstance(default, bool):
+            return isinstance(value, bool | np.bool_)
+        if isinstance(value, bool | np.bool_):
+            return False
+        if isinstance(default, int):
+            return isinstance(value, int | np.integer)
+        if isinstance(default, float):
+            return isinstance(value, int | float | np.integer | np.floating)
+        if isinstance(default, str):
+            return isinstance(value, str)
+        return True
+
+    bad = [f"{f.name}={getattr(obj, f.name)!r} (expected {type(f.default).__name__})"
+           for f in dataclasses.fields(obj) if not kind_ok(f.default, getattr(obj, f.name))]
+    if bad:
+        raise ConfigError(f"{type(obj).__name__}: {', '.join(bad)}.")
+
+
+def check_numbers(values, what: str) -> None:
+    """Raise :class:`ConfigError` unless ``values`` is a sequence of real numbers."""
+    import numpy as np
+
+    ok = isinstance(values, list | tuple) and all(
+        isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool) for v in values)
+    if not ok:
+        raise ConfigError(f"{what} must be a list of numbers; got {values!r}.")

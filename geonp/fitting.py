@@ -18,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from geonp import covariate_selection as selection_lib
+from geonp import options
 from geonp.errors import CheckpointError, ConfigError
 from geonp.features import counts as counts_lib
 from geonp.features import tables as tables_lib
@@ -98,6 +99,28 @@ class FittingMixin:
         rule = {"center": meta.get("center"), "far_context": int(meta.get("far_context", 0))}
         return config, params, FeatureScaling.from_dict(scaling) if scaling else None, rule
 
+    def _check_training_options(self) -> None:
+        """Every training option's type and range, before any data is read (a ConfigError saying what to pass)."""
+        if not (isinstance(self.steps, int | np.integer) and not isinstance(self.steps, bool) and self.steps >= 0):
+            raise ConfigError(f"steps must be an integer >= 0 (0: calibrate a pretrained model without training), "
+                              f"got {self.steps!r}.")
+        for name, low in (("batch_size", 1), ("window_points", 2), ("max_context", 1), ("num_target", 1),
+                          ("num_blocks", 1), ("width", 1), ("num_heads", 1), ("head_dim", 1), ("ff_dim", 1),
+                          ("seed", 0)):
+            options.whole_number(getattr(self, name), name, low)
+        if self.patience is not None:
+            options.whole_number(self.patience, "patience", 1)
+        options.positive_number(self.learning_rate, "learning_rate")
+        options.positive_number(self.time_budget, "time_budget (seconds)", optional=True)
+        options.fraction(self.validation_fraction, "validation_fraction", low_open=False)
+        low_high = self.context_fraction
+        if not (isinstance(low_high, tuple | list) and len(low_high) == 2
+                and all(options.is_real(f) and 0 < f < 1 for f in low_high) and low_high[0] <= low_high[1]):
+            raise ConfigError(f"context_fraction={low_high!r}: expected (low, high) with 0 < low <= high < 1, "
+                              "the share of a training window given as context, e.g. (0.1, 0.9).")
+        if not isinstance(self.progress, bool | np.bool_):
+            raise ConfigError(f"progress={self.progress!r}: expected True or False.")
+
     def fit(self, data, var: str | None = None, covariates: Sequence[str] = (), *, trials: str | None = None,
             exposure: str | None = None, spatial_dims=None, time_dim=None, crs=None, target=None, **params):
         """Learn the normalisation of ``data`` and meta-train on random neighbourhoods of it.
@@ -120,9 +143,7 @@ class FittingMixin:
         # observations kept by condition()/update() belong to the previous fit (a stream is folded with its
         # parameters): a new fit forgets them
         self.context_ = self.stream_ = None
-        if not (isinstance(self.steps, int | np.integer) and self.steps >= 0):
-            raise ConfigError(f"steps must be an integer >= 0 (0: calibrate a pretrained model without training), "
-                              f"got {self.steps!r}.")
+        self._check_training_options()
         head = likelihoods.get_likelihood(self.likelihood)
         if not (self.trend == "auto" or (self.trend in trend_lib.DEGREES and not isinstance(self.trend, bool))):
             raise ConfigError(f"trend must be 'auto' or a polynomial degree in {trend_lib.DEGREES} (0: no drift), "
@@ -134,6 +155,7 @@ class FittingMixin:
         count_var = _count_variable(head, trials, exposure)
         columns = [var, count_var] if count_var else var
         table = tables_lib.to_table(data, columns, covariates, spatial_dims, time_dim, crs, temporal=self.temporal)
+        table = counts_lib.with_unit_exposure(table, head)
         name = str(table.template.name)
         self._check_observations(table, head, [name] + ([count_var] if count_var else []), "the training data")
         observed = tables_lib.require_observations(table, "the training data")

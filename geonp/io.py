@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from geonp.errors import GeonpError
+from geonp.errors import GeonpError, user_path
 
 MANIFEST_SUFFIX = ".progress.json"  # beside the partial store: <path>.partial.progress.json
 
@@ -80,7 +80,7 @@ def to_zarr(pred: xr.Dataset, path, overwrite: bool = False, progress: bool = Tr
     written and recorded one by one, so memory stays bounded by a few tiles.
     """
     parallel = max(1, int(parallel or os.cpu_count() or 1))
-    final = Path(path)
+    final = user_path(path, "to_zarr(path)")
     partial = final.with_name(final.name + ".partial")
     if final.exists():
         if not overwrite:
@@ -124,7 +124,7 @@ def to_zarr(pred: xr.Dataset, path, overwrite: bool = False, progress: bool = Tr
 
 def to_netcdf(pred: xr.Dataset, path, overwrite: bool = False, progress: bool = True) -> Path:
     """Write ``pred`` to a netCDF file at ``path``: computed resumably via zarr, then renamed into place."""
-    final = Path(path)
+    final = user_path(path, "to_netcdf(path)")
     if final.exists() and not overwrite:
         raise OutputExistsError(f"{final} exists; pass overwrite=True to replace it, or choose another path.")
     staging = final.with_name(final.name + ".zarr")

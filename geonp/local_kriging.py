@@ -37,6 +37,7 @@ from scipy.optimize import isotonic_regression
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
+from geonp.errors import ConfigError
 from geonp.tasks.kernels import of_distance
 
 KERNELS = ("matern12", "matern32", "matern52")
@@ -99,6 +100,18 @@ class LocalKriging:
     distance: tuple[float, ...] = ()
     weight: tuple[float, ...] = ()
     reach: float = np.inf
+
+    def __post_init__(self):
+        if self.kernel not in KERNELS:
+            raise ConfigError(f"kriging kernel {self.kernel!r} is not one of {KERNELS}.")
+        if not (self.length_scale > 0 and np.isfinite(self.length_scale) and self.noise >= 0
+                and np.isfinite(self.noise) and self.reach > 0):
+            raise ConfigError(f"kriging length_scale ({self.length_scale}) and reach ({self.reach}) must be > 0 "
+                              f"and noise ({self.noise}) >= 0, all finite but reach.")
+        if len(self.distance) != len(self.weight) or not np.all(np.isfinite(self.distance)) or \
+                np.any(np.diff(self.distance) <= 0) or not all(0.0 <= w <= 1.0 for w in self.weight):
+            raise ConfigError("kriging blend knots must be increasing finite distances, one weight in [0, 1] each; "
+                              f"got distance={list(self.distance)}, weight={list(self.weight)}.")
 
     @property
     def blends(self) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 import jax
 
 from geonp import checkpoints
-from geonp.errors import CheckpointError
+from geonp.errors import CheckpointError, GeonpError
 from geonp.nn.models import BSATNPConfig, build_model, probe_inputs
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained_models"
@@ -34,7 +34,7 @@ def load_model(path):
     def template(config_dict):
         try:
             config = BSATNPConfig.from_dict(config_dict)
-        except (TypeError, KeyError) as err:
+        except (GeonpError, TypeError, KeyError, ValueError, AttributeError, IndexError) as err:
             raise CheckpointError(f"{path}: the model config cannot be read ({err}); the file is corrupted "
                                   "or from another geonp version.") from err
         return params_template(config)

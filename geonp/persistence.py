@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import jax
 import numpy as np
 
-from geonp.errors import CheckpointError
+from geonp.errors import CheckpointError, ConfigError, GeonpError, user_path
 from geonp.features.scaling import FeatureScaling
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ class PersistenceMixin:
         """Write the fitted model (weights, config, normalisation) to the directory ``path`` atomically."""
         from geonp.model_store import save_model
 
+        path = user_path(path, "model.save(path)")
         self._check_fitted()
         metadata = {
             "kind": "geonp.NeuralProcess", "estimator": _jsonable(self.get_params()),
@@ -59,10 +60,39 @@ def pretrained(name: str, **params) -> NeuralProcess:
 
 def load(path) -> NeuralProcess:
     """Load a model written by :meth:`NeuralProcess.save` (safetensors + JSON; never pickle)."""
-    from geonp.estimator import NeuralProcess
     from geonp.model_store import load_model
 
+    path = user_path(path, "geonp.load(path)")
     config, params, meta = load_model(path)
+    try:
+        model = _from_saved(path, config, params, meta)
+        _check_saved_state(model)
+    except CheckpointError:
+        raise
+    except (GeonpError, TypeError, ValueError, KeyError, AttributeError, IndexError) as err:
+        # the metadata is JSON a person can edit: anything wrong in it is the file's fault, said as such
+        raise CheckpointError(f"{path}/config.json holds a model that cannot be used ({type(err).__name__}: "
+                              f"{err}); the file is corrupted or was edited. Save the model again, or restore the "
+                              "file from a copy.") from None
+    return model
+
+
+def _check_saved_state(model) -> None:
+    """Build everything ``predict`` reads from a loaded model's metadata, so a bad field fails at load."""
+    model._check_training_options()
+    spread, kriging = model._spread(), model._kriging(True)
+    model._calibration_attrs(spread, kriging)
+    model._held_out_attrs(np.array([0.0, 1.0]))
+    names = [model.var_, *model.covariates_, *([model.count_var_] if model.count_var_ is not None else [])]
+    if not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"var, count_var and covariates must be names; got {names}.")
+    if not (isinstance(model.layout_, dict) and all(isinstance(v, str | None) for v in model.layout_.values())):
+        raise ConfigError(f"layout must map coordinate roles to names; got {model.layout_!r}.")
+
+
+def _from_saved(path, config, params, meta):
+    from geonp.estimator import NeuralProcess
+
     if meta.get("kind") != "geonp.NeuralProcess" or "scaling" not in meta:
         raise CheckpointError(
             f"{path} holds model weights without a fitted normalisation (not written by NeuralProcess.save). Use "

@@ -17,14 +17,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from geonp import conservation
+from geonp import conservation, options
 from geonp.calibration import SpreadCalibration
 from geonp.errors import ConfigError, MetadataMismatchError
 from geonp.features import tables as tables_lib
+from geonp.features.counts import with_unit_exposure
 from geonp.features.grids import refined_grid
-from geonp.features.scaling import TASK_RADIUS
+from geonp.features.scaling import MAX_STANDARDISED, TASK_RADIUS
 from geonp.features.support import TRAINED_UP_TO, support_between
-from geonp.features.tables import covariate_alignment_hint
+from geonp.features.tables import DataError, covariate_alignment_hint
 from geonp.features.trend import with_drift
 from geonp.local_kriging import LocalKriging
 from geonp.outputs import prediction_dataset
@@ -76,6 +77,7 @@ class PredictionMixin:
         s = self.scaling_
         table = tables_lib.to_table(data, self._context_var(data), self.covariates_, None, None, s.crs,
                                     temporal=self.temporal)
+        table = with_unit_exposure(table, self.config_.likelihood)
         observed = tables_lib.require_observations(table, "the context")
         parts = self._observed_by_task(table, observed, s, range(table.num_tasks))
         keys = [np.stack([table.x[t, observed[t]], table.y[t, observed[t]]], -1) for t in range(table.num_tasks)]
@@ -173,10 +175,14 @@ class PredictionMixin:
         """
         self._check_fitted()
         without = _stages_off(without, calibrated, conserve)
-        quantiles, exceedance = _probabilities(quantiles, "quantiles"), _numbers(exceedance, "exceedance")
-        samples, tile, time_tile, seed = (_count(v, name, low) for v, name, low in (
+        quantiles, exceedance = options.probabilities(quantiles, "quantiles"), options.numbers(exceedance, "exceedance")
+        samples, tile, time_tile, seed = (options.whole_number(v, name, low) for v, name, low in (
             (samples, "samples", 0), (tile, "tile", 1), (time_tile, "time_tile", 1), (seed, "seed", None)))
-        if halo is not None and not isinstance(halo, str) and not _is_real(halo):
+        if samples > MAX_SAMPLES:
+            raise ConfigError(f"samples={samples}: at most {MAX_SAMPLES:,} draws per point (a 95% quantile from "
+                              f"{MAX_SAMPLES:,} draws is already within about 1% of the predictive std). For more, "
+                              "predict again with another seed= and concatenate the draws.")
+        if halo is not None and not isinstance(halo, str) and not options.is_real(halo):
             raise ConfigError(f"halo={halo!r}: pass a distance (a number), None (automatic) or 'all'.")
         stream = None
         if context is None:
@@ -198,8 +204,10 @@ class PredictionMixin:
         s = self.scaling_
         ctx = tables_lib.to_table(context, self._context_var(context), self.covariates_, spatial_dims, time_dim,
                                   s.crs, temporal=self.temporal)
+        ctx = with_unit_exposure(ctx, head)
         self._check_observations(ctx, head, [self.var_] + ([self.count_var_] if self.count_var_ else []),
                                  "the context")
+        _check_value_scale(ctx, s, head)
         if ctx.layout.kind != s.kind:
             raise MetadataMismatchError(
                 f"the model was fitted on {s.kind} coordinates but this data is {ctx.layout.kind} "
@@ -462,8 +470,21 @@ class PredictionMixin:
                    if d not in target.dims and d in ctx.template.coords}
         if missing:
             target = target.expand_dims(missing)
-        return tables_lib.to_table(target, None, self.covariates_, spatial_dims, time_dim, self.scaling_.crs,
-                                   task_dims=ctx.task_dims, **kw)
+        tgt = tables_lib.to_table(target, None, self.covariates_, spatial_dims, time_dim, self.scaling_.crs,
+                                  task_dims=ctx.task_dims, **kw)
+        if tgt.layout.kind != ctx.layout.kind:
+            raise MetadataMismatchError(
+                f"the target's coordinates are {tgt.layout.kind} ({tgt.layout.spatial}) but the context's and the "
+                f"model's are {ctx.layout.kind} ({ctx.layout.spatial}); give the target the same kind of "
+                "coordinates (reproject it, e.g. with pyproj) or name them with spatial_dims=.")
+        dropped = {d: n for d, n in target.sizes.items() if d not in tgt.template.dims and n > 1}
+        if dropped:
+            raise MetadataMismatchError(
+                f"the target has dimension(s) {dropped} that neither the context ({list(ctx.template.dims)}) nor "
+                "the model's coordinates have, so there is nothing to predict along them. Select one step (e.g. "
+                f"target.isel({next(iter(dropped))}=0)) and broadcast the prediction afterwards, or give the "
+                "context the same dimension.")
+        return tgt
 
     @staticmethod
     def _task_map(ctx, tgt) -> np.ndarray:
@@ -544,44 +565,32 @@ def _stages_off(without, calibrated: bool, conserve) -> frozenset:
                                                                             else set())
 
 
-QUANTILE_EDGE = 1e-6  # quantiles closer than this to 0 or 1 are infinite for a Gaussian in float32
+MAX_SAMPLES = 100_000  # draws per point: more adds nothing a summary needs and only costs memory and minutes
 
 
-def _is_real(value) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
-
-
-def _numbers(values, name: str) -> tuple[float, ...]:
-    """``values`` (None or a list of finite numbers) as a tuple of floats, or a ConfigError saying what to pass."""
-    if values is None:
-        return ()
-    if isinstance(values, str) or _is_real(values) or not hasattr(values, "__iter__"):
-        raise ConfigError(f"{name}={values!r}: pass a list of numbers, e.g. {name}=[{values!r}] for one.")
-    values = list(values)
-    bad = [v for v in values if not _is_real(v) or not math.isfinite(float(v))]
-    if bad:
-        raise ConfigError(f"{name} must hold finite numbers; got {bad}.")
-    return tuple(float(v) for v in values)
-
-
-def _probabilities(values, name: str) -> tuple[float, ...]:
-    probabilities = _numbers(values, name)
-    bad = [q for q in probabilities if not QUANTILE_EDGE <= q <= 1 - QUANTILE_EDGE]
-    if bad:
-        raise ConfigError(f"{name} must be probabilities strictly between 0 and 1 (within {QUANTILE_EDGE:g} of "
-                          f"neither: farther out a Gaussian quantile is infinite); got {bad}.")
-    return probabilities
-
-
-def _count(value, name: str, low: int | None) -> int:
-    """``value`` as an int (>= ``low``), or a ConfigError: a whole number is expected, not 1.5, '8' or None."""
-    whole = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
-    if not whole and isinstance(value, float | np.floating) and math.isfinite(value) and float(value).is_integer():
-        whole = True
-    if not whole or (low is not None and value < low):
-        expected = "a whole number" + (f" >= {low}" if low is not None else "")
-        raise ConfigError(f"{name}={value!r}: expected {expected}.")
-    return int(value)
+def _check_value_scale(ctx, scaling, head) -> None:
+    """Context values (and covariates) millions of fitted standard deviations away are data in other units:
+    the network would overflow to NaN in float32, so they are refused with how to fix it."""
+    pairs = [("covariate", scaling.covariate_names, scaling.scale_covariates(ctx.covariates))]
+    if head.standardise:
+        pairs.insert(0, ("variable", scaling.value_names, scaling.scale_values(ctx.values[..., :1])))
+        raw = ctx.values[..., 0][np.isfinite(ctx.values[..., 0])]
+        spread = float(np.ptp(raw)) / scaling.value_std[0] if raw.size else 0.0  # in fitted standard deviations
+        if 0 < spread < 1 / MAX_STANDARDISED:
+            raise DataError(
+                f"the context's {scaling.value_names[0]!r} varies by {spread:.3g} of the standard deviation the model "
+                "was fitted on: it is in other units (or scaled) than the fitting data. Refit on this data "
+                "(model.fit(data, steps=0) re-learns the normalisation) or convert it to the fitting data's units.")
+    for kind, names, standardised in pairs:
+        for i, name in enumerate(names):
+            column = np.abs(standardised[..., i])
+            column = column[np.isfinite(column)]
+            if column.size and column.max() > MAX_STANDARDISED:
+                raise DataError(
+                    f"the context's {kind} {name!r} lies up to {column.max():.3g} standard deviations from what the "
+                    f"model was fitted on: it is in other units (or scaled) than the fitting data. Refit on this "
+                    "data (model.fit(data, steps=0) re-learns the normalisation) or convert it to the fitting "
+                    "data's units.")
 
 
 def _count_rule(count: int, far: int) -> str:

@@ -174,7 +174,10 @@ def _is_time_like(coord) -> bool:
 
 
 def check_coordinates(obj, layout: CoordinateLayout) -> None:
-    """Raise :class:`CoordinateError` for NaN, duplicated or non-monotonic 1-D coordinates, or bad latitudes."""
+    """Raise :class:`CoordinateError` for empty, non-numeric, non-finite, duplicated or non-monotonic
+    coordinates, or bad latitudes."""
+    for name in layout.spatial:
+        _check_spatial_values(obj[name], name, layout)
     for name in [layout.y, layout.x] + ([layout.time] if layout.time else []):
         coord = obj[name]
         values = coord.values
@@ -208,6 +211,32 @@ def check_coordinates(obj, layout: CoordinateLayout) -> None:
                 f"latitude {layout.y!r} has values beyond +-90 degrees (max |lat| = {np.nanmax(np.abs(lat))}). "
                 "Is it projected? Pass crs=... with spatial_dims=('y', 'x')."
             )
+
+
+def _check_spatial_values(coord, name: str, layout: CoordinateLayout) -> None:
+    """A spatial coordinate must hold real numbers (not text, dates, booleans or complex), at least one, finite."""
+    dtype = coord.dtype
+    unit = "degrees" if layout.kind == "geographic" else "metres (or the units of crs=)"
+    if np.issubdtype(dtype, np.bool_) or np.issubdtype(dtype, np.complexfloating) or \
+            not np.issubdtype(dtype, np.number):
+        raise CoordinateError(
+            f"coordinate {name!r} has dtype {dtype}; a spatial coordinate must hold real numbers ({unit}). "
+            f"Convert it, e.g. obj.assign_coords({name}=obj[{name!r}].astype(float)), or point spatial_dims= "
+            "at the right coordinates."
+        )
+    if coord.size == 0:
+        empty = [d for d in coord.dims if coord.sizes[d] == 0]
+        raise CoordinateError(
+            f"coordinate {name!r} is empty (dimension(s) {empty} have size 0): there is no point to use. "
+            "Check the selection (an .isel/.sel that kept nothing) or the table's rows."
+        )
+    values = np.asarray(coord.values)
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise CoordinateError(
+            f"coordinate {name!r} has {int(infinite.sum())} infinite value(s); every point needs a finite "
+            f"location in {unit}. Drop or fix them, e.g. obj.sel({name}=np.isfinite(obj[{name!r}]))."
+        )
 
 
 def hours_since(values, reference=None) -> tuple[np.ndarray, object]:

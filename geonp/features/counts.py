@@ -8,6 +8,8 @@ reported, never dropped silently.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from geonp.features.tables import DataError
@@ -24,6 +26,15 @@ def _where(table, rows: np.ndarray, limit: int = 5) -> str:
         labels.append(str(where))
     more = f" and {int(rows.sum()) - limit} more" if rows.sum() > limit else ""
     return ", ".join(labels) + more
+
+
+def with_unit_exposure(table, likelihood):
+    """A poisson table without an exposure column gets one of 1s where the count is observed (exposure is
+    optional: the model then predicts counts per cell); any other table comes back as it is."""
+    if likelihood.name != "poisson" or table.values is None or table.values.shape[-1] != 1:
+        return table
+    ones = np.where(np.isfinite(table.values), 1.0, np.nan)
+    return dataclasses.replace(table, values=np.concatenate([table.values, ones], axis=-1))
 
 
 def check_counts(table, likelihood, names) -> None:
@@ -43,6 +54,8 @@ def check_counts(table, likelihood, names) -> None:
                          "counts must be whole numbers; pass counts, not proportions"))
     if kind == "binomial":
         n = v[..., 1]
+        problems.append((finite & (np.abs(n - np.round(n)) > 1e-6), f"non-integer {names[1]!r}",
+                         "the number examined must be a whole number of people (or trials)"))
         problems.append((finite & (n <= 0), f"{names[1]!r} <= 0", "every surveyed point needs at least one trial "
                                                                   "(examined); drop rows with none"))
         problems.append((finite & (k > n), f"{names[0]!r} > {names[1]!r}",
@@ -51,7 +64,7 @@ def check_counts(table, likelihood, names) -> None:
         problems.append((finite & ~np.isin(k, (0.0, 1.0)), f"{names[0]!r} not 0/1",
                          "a Bernoulli variable is presence (1) or absence (0); use likelihood='binomial' with "
                          "trials= for counts"))
-    if kind == "poisson":
+    if kind == "poisson" and len(names) > 1:  # exposure is optional (1 where not given)
         problems.append((finite & (v[..., 1] <= 0), f"{names[1]!r} <= 0", "exposure must be positive"))
     if kind == "categorical":
         classes = likelihood.num_classes

@@ -30,7 +30,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from geonp.errors import ConfigError, MetadataMismatchError, reject_unknown_fields
+from geonp.errors import ConfigError, MetadataMismatchError, check_field_types, check_numbers, reject_unknown_fields
+from geonp.features.tables import DataError
 from geonp.features.trend import DEGREES
 from geonp.nn.bias import EARTH_RADIUS_KM, CoordinateGroup
 
@@ -38,6 +39,11 @@ from geonp.nn.bias import EARTH_RADIUS_KM, CoordinateGroup
 # model units in radius (the disc of the same area) is what one training task covers.
 TASK_RADIUS = math.sqrt(16.0 / math.pi)
 CENTERS = ("task", "task-scale", "global")
+# a predicted variable's largest magnitude must lie here: outputs are float32 (normal from 1.2e-38 to 3.4e38),
+# and a margin of 1,000 leaves room for spreads, quantiles and draws
+VALUE_RANGE = (1e-35, 1e35)
+# a context value this many fitted standard deviations from the fitted mean is data in other units
+MAX_STANDARDISED = 1e6
 CONTEXT_STD_FLOOR = 1e-3  # "task-scale": a (nearly) constant context is divided by this, not by ~0
 
 
@@ -66,6 +72,9 @@ class FeatureScaling:
     # the model fills in the residual (geonp.features.trend); chosen by fit on held-out cells
 
     def __post_init__(self):
+        check_field_types(self)
+        for name in ("value_mean", "value_std", "covariate_mean", "covariate_std"):
+            check_numbers(getattr(self, name), f"FeatureScaling.{name}")
         if self.kind not in ("geographic", "projected"):
             raise ConfigError(f"FeatureScaling.kind must be 'geographic' or 'projected', got {self.kind!r}.")
         if self.center not in CENTERS:
@@ -226,16 +235,24 @@ def task_covariates(x_ctx, x_tgt, slots: int) -> tuple[np.ndarray, np.ndarray]:
     return standardise(np.asarray(x_ctx)), standardise(np.asarray(x_tgt))
 
 
-def robust_scale(values: np.ndarray, name: str) -> tuple[float, float]:
-    """Mean and standard deviation of the finite values, with a clear error when there are none."""
+def robust_scale(values: np.ndarray, name: str, predicted: bool = True) -> tuple[float, float]:
+    """Mean and standard deviation of the finite values, with a clear error when there are none (or, for a
+    ``predicted`` variable, when they lie outside what float32 outputs hold)."""
     finite = np.asarray(values, np.float64)
     finite = finite[np.isfinite(finite)]
     if finite.size == 0:
         raise ConfigError(f"{name!r} has no finite value to fit its normalisation on; check the data.")
-    std = float(finite.std())
+    peak = float(np.abs(finite).max())
+    if predicted and (0 < peak < VALUE_RANGE[0] or peak > VALUE_RANGE[1]):
+        power = -int(np.round(np.log10(peak)))
+        raise DataError(f"{name!r} holds values of magnitude {peak:.3g}; predictions are float32, which keeps "
+                        f"magnitudes between {VALUE_RANGE[0]:g} and {VALUE_RANGE[1]:g} with full precision. Rescale "
+                        f"it first (e.g. da * 1e{power}, or convert its units) and scale the predictions back.")
+    unit = peak if peak > 0 else 1.0  # moments of values / peak: no overflow near 1e308
+    mean, std = float((finite / unit).mean()) * unit, float((finite / unit).std()) * unit
     if not std > 0:
-        std = max(abs(float(finite.mean())), 1.0)  # a constant field: any positive scale works
-    return float(finite.mean()), std
+        std = max(abs(mean), 1.0)  # a constant field: any positive scale works
+    return mean, std
 
 
 def neighbourhood_radius(unit_points: np.ndarray, k: int, rng: np.random.Generator, samples: int = 256) -> float:
@@ -297,7 +314,7 @@ def fit_scaling(kind: str, snapshots: Sequence[np.ndarray], values: np.ndarray, 
     cov_stats = []
     if covariate_names:
         covariates = np.asarray(covariates, np.float64).reshape(len(covariates), -1)
-        cov_stats = [robust_scale(covariates[:, j], n) for j, n in enumerate(covariate_names)]
+        cov_stats = [robust_scale(covariates[:, j], n, predicted=False) for j, n in enumerate(covariate_names)]
     if hours is not None and time_unit is None:
         steps = np.diff(np.unique(np.asarray(hours, np.float64)))
         time_unit = float(np.median(steps)) if steps.size else 1.0

@@ -222,19 +222,30 @@ def to_table(data, var=None, covariates: Sequence[str] = (), spatial_dims=None, 
         columns = []
         for name in names:
             v = ds[name]
-            if not (np.issubdtype(v.dtype, np.number) or np.issubdtype(v.dtype, np.bool_)):
-                raise DataError(f"variable {name!r} has dtype {v.dtype}; expected numbers. Convert it with "
-                                f".astype(float) (or decode it) first.")
+            _check_real(v, f"variable {name!r}")
             columns.append(flat(v, f"variable {name!r}").astype(np.float64))
         values = np.stack(columns, axis=-1)
     cov = []
     for c in covariates:
-        if not np.issubdtype(ds[c].dtype, np.number):
-            raise DataError(f"covariate {c!r} has dtype {ds[c].dtype}; expected numbers.")
+        _check_real(ds[c], f"covariate {c!r}")
         cov.append(flat(ds[c], f"covariate {c!r}").astype(np.float64))
     cov_array = np.stack(cov, axis=-1) if cov else np.zeros(shape + (0,))
     return PointTable(layout, table_task_dims, point_dims, x, y, hours, values, cov_array, template,
                       time_reference, original_dims)
+
+
+def _check_real(array, what: str) -> None:
+    """Values must be real numbers or booleans: not text, dates, durations or complex numbers."""
+    dtype = array.dtype
+    if np.issubdtype(dtype, np.timedelta64) or np.issubdtype(dtype, np.datetime64):
+        raise DataError(f"{what} holds {dtype} (dates or durations); expected real numbers. Convert it to a "
+                        "number in the unit you mean, e.g. da / np.timedelta64(1, 'D') for days.")
+    if np.issubdtype(dtype, np.complexfloating):
+        raise DataError(f"{what} is complex ({dtype}); a neural process models real numbers. Model the real "
+                        "and imaginary parts (or abs and angle) as separate variables.")
+    if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
+        raise DataError(f"{what} has dtype {dtype}; expected numbers. Convert it with .astype(float) (or decode "
+                        "it) first.")
 
 
 def _coordinate_template(ds: xr.Dataset, layout: CoordinateLayout, dims) -> xr.DataArray:

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from geonp.errors import ConfigError
+from geonp.errors import ConfigError, check_field_types, check_numbers
 from geonp.nn import distances, kernel_bias, quadratic_bias
 
 EARTH_RADIUS_KM = 6371.0088
@@ -54,6 +54,11 @@ class CoordinateGroup:
     radius: float = 1.0
 
     def __post_init__(self):
+        check_field_types(self)
+        check_numbers(self.init_length_scales, f"coordinate group {self.name!r}: init_length_scales")
+        if len(self.init_length_scales) != 2:
+            raise ConfigError(f"coordinate group {self.name!r}: init_length_scales must be (shortest, longest); "
+                              f"got {self.init_length_scales!r}.")
         if self.metric not in distances.METRICS:
             raise ConfigError(
                 f"coordinate group {self.name!r}: unknown metric {self.metric!r}; "

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import jax.numpy as jnp
 
-from geonp.errors import ConfigError, reject_unknown_fields
+from geonp.errors import ConfigError, check_field_types, reject_unknown_fields
 from geonp.features.support import context_support
 from geonp.nn import bias as bias_lib
 from geonp.nn import kernel_bias, likelihoods
@@ -62,6 +62,7 @@ class BSATNPConfig:
     cmab_block: int = 256  # cmanp only: context points per step of the running softmax
 
     def __post_init__(self):
+        check_field_types(self)
         checks = {
             "num_blocks": self.num_blocks >= 1, "width": self.width >= 1,
             "num_heads": self.num_heads >= 1, "head_dim": self.head_dim >= 1,

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, logsumexp, ndtr, ndtri
 
-from geonp.errors import ConfigError
+from geonp.errors import ConfigError, check_field_types
 
 LOG_2PI = 1.8378770664093453
 
@@ -50,6 +50,11 @@ class Normal:
     observation_columns = 1
     encoded_columns = 1
     standardise = True
+
+    def __post_init__(self):
+        check_field_types(self)
+        if not self.min_std > 0:
+            raise ConfigError(f"min_std must be > 0, got {self.min_std}.")
 
     def encode(self, y):
         return y
@@ -103,6 +108,11 @@ class _LatentGaussian:
     observation_columns = 2
     encoded_columns = 2
     standardise = False
+
+    def __post_init__(self):
+        check_field_types(self)
+        if not (self.min_scale > 0 and self.order >= 2):
+            raise ConfigError(f"min_scale must be > 0 and order >= 2; got {self.min_scale}, {self.order}.")
 
     def columns(self, y):
         """``[B, N, 2 * Dy]`` observations -> the two columns ``[B, N, Dy]`` each (count, trials/exposure)."""
@@ -248,6 +258,7 @@ class Categorical:
     standardise = False
 
     def __post_init__(self):
+        check_field_types(self)
         if self.num_classes < 2:
             raise ConfigError(f"a categorical likelihood needs at least 2 classes, got {self.num_classes}.")
 
@@ -291,6 +302,10 @@ def get_likelihood(spec):
         spec = {"name": spec}
     if isinstance(spec, dict) and spec.get("name") in LIKELIHOODS:
         options = {k: v for k, v in spec.items() if k != "name"}
+        known = {f.name for f in dataclasses.fields(LIKELIHOODS[spec["name"]])} - {"name"}
+        if set(options) - known:
+            raise ConfigError(f"likelihood {spec['name']!r} takes options {sorted(known)}; got "
+                              f"{sorted(set(options) - known)}.")
         return LIKELIHOODS[spec["name"]](**options)
     raise ConfigError(
         f"unknown likelihood {spec!r}; available: {sorted(LIKELIHOODS)}. "
