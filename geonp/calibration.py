@@ -293,7 +293,7 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     units = "km" if model.scaling_.kind == "geographic" else "crs units"
     design = held_out.report(distance, target_distance, matched_to, units)
     blended, kriging = blend_kriging(model, mean, kriged, truth, distance, unit, cluster, design["reach"], fold)
-    finite = [np.where(np.isfinite(fields[i]), fields[i], np.nan) for i in set(order)]  # +-inf: missing
+    finite = [np.where(np.isfinite(fields[i]), fields[i], np.nan).astype(np.float64) for i in set(order)]  # inf: NaN
     ceiling = float(np.sqrt(np.mean([np.nanvar(f) for f in finite])) / np.median(unit))
     spread = fit_by_distance((truth - blended) / unit, std / unit, distance, ceiling)
     calibrated = spread.std(std, distance, unit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from geonp.errors import GeonpError
@@ -134,6 +135,12 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as err:  # a file the command could not read or write, in one line
         print(f"geonp: error: {type(err).__name__}: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    except Exception as err:  # a bug of geonp's: still one line, with how to get the traceback for a report
+        if os.environ.get("GEONP_DEBUG"):
+            raise
+        print(f"geonp: internal error: {type(err).__name__}: {' '.join(str(err).split())} (a bug: rerun with "
+              "GEONP_DEBUG=1 for the traceback and report it)", file=sys.stderr)
+        return 3
     return 0
 
 

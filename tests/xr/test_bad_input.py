@@ -182,3 +182,78 @@ def test_covariates_missing_or_constant_are_reported():
     with pytest.raises(ConfigError, match="takes 1 covariate"):
         geonp.NeuralProcess(pretrained="t2m-elevation", steps=0).fit(
             ramp.assign(slope=ramp["elevation"] * 2), "t2m", covariates=["elevation", "slope"])
+
+
+# ----------------------------------------------------------------------------- decisions (issue 39)
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda g: g.isel(lat=slice(0, 0)), "is empty"),
+    (lambda g: g.assign_coords(lon=np.r_[g.lon.values[:-1], np.inf]), "infinite"),
+    (lambda g: g.assign_coords(lon=[str(v) for v in g.lon.values]), "real numbers"),
+    (lambda g: g.assign_coords(lat=np.arange(g.sizes["lat"]) % 2 == 0), "real numbers"),
+    (lambda g: g.astype("complex64"), "complex"),
+    (lambda g: g.fillna(0).astype("int64").astype("timedelta64[s]"), "durations"),
+])
+def test_coordinates_and_values_that_are_not_real_numbers_are_refused(gappy, calibrated, change, says):
+    with pytest.raises(GeonpError, match=says):
+        change(gappy).np.predict(model=calibrated)
+
+
+def test_a_target_along_a_dimension_nobody_has_is_refused_not_dropped(gappy, calibrated):
+    import pandas as pd
+
+    one = gappy.isel(time=0, drop=True)
+    target = xr.Dataset(coords={"time": pd.date_range("2001", periods=2), "lat": one.lat, "lon": one.lon})
+    with pytest.raises(MetadataMismatchError, match="neither the context"):
+        one.np.predict(model=calibrated, target=target)
+    with pytest.raises(MetadataMismatchError, match="projected"):  # the README: another kind is an error
+        one.np.predict(model=calibrated, target=pd.DataFrame({"y": [4e6], "x": [3e5]}))
+
+
+def test_values_in_other_units_than_the_fit_are_refused_and_scale_is_otherwise_kept(gappy, calibrated):
+    one = gappy.isel(time=0)
+    for factor, says in ((1e30, "standard deviations"), (1e-30, "varies by")):
+        with pytest.raises(DataError, match=says):
+            (one * factor).np.predict(model=calibrated)
+    base = one.np.predict(model=geonp.pretrained("gp2d-normal").fit(one, steps=0, progress=False))["mean"]
+    scaled = (one * 1e30).np.predict(model=geonp.pretrained("gp2d-normal").fit(one * 1e30, steps=0,
+                                                                                progress=False))["mean"]
+    np.testing.assert_allclose(scaled.values / 1e30, base.values, rtol=1e-4, atol=1e-5)
+    with pytest.raises(DataError, match="float32"):  # beyond what a float32 output holds
+        geonp.pretrained("gp2d-normal").fit(one.astype("float64") * 1e-310, steps=0)
+
+
+def test_paths_and_seeds_of_the_wrong_type(gappy, calibrated, tmp_path):
+    with pytest.raises(ConfigError, match="expected a path"):
+        geonp.load(123)
+    with pytest.raises(ConfigError, match="expected a path"):
+        calibrated.save(None)
+    (tmp_path / "notes.txt").write_text("keep")
+    pred = calibrated.predict(gappy.isel(time=0), progress=False)
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        pred.np.to_netcdf(tmp_path / "notes.txt" / "out.nc")
+    assert (tmp_path / "notes.txt").read_text() == "keep"
+    with pytest.raises(ConfigError, match="seed="):
+        geonp.pretrained("gp2d-normal").fit(gappy, steps=0, seed="x")
+    with pytest.raises(ConfigError, match="samples=.*at most"):
+        calibrated.predict(gappy, samples=10**7)
+
+
+def test_a_hand_edited_config_is_refused_at_load(calibrated, tmp_path):
+    import json
+
+    calibrated.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["metadata"]["calibration"]["by_distance"]["scale"] = None
+    config["model"]["covariate_trend"] = []
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(geonp.errors.CheckpointError, match="corrupted"):
+        geonp.load(tmp_path / "m")
+
+
+def test_poisson_counts_without_exposure_are_counts_per_cell(gappy):
+    counts = (gappy.isel(time=0) - gappy.min()).round()
+    model = geonp.NeuralProcess(likelihood="poisson", window_points=32, num_target=16, max_context=32,
+                                num_blocks=1, width=16, ff_dim=16, batch_size=2, progress=False).fit(counts, steps=1)
+    assert np.isfinite(model.predict(counts, progress=False)["mean"].values).all()
