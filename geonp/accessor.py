@@ -18,17 +18,14 @@ from geonp.errors import ConfigError
 from geonp.estimator import NeuralProcess
 
 _FIT_ARGS = {"var", "covariates", "spatial_dims", "time_dim", "crs", "target"}
-# The bundled models a plain ``predict()`` uses (benchmarks/realdata.py decides, case by case):
-# filling gaps (target=None) with the field model trained on cloud gaps, which wins there by far;
-# other targets (a finer grid, points) with gp2d-normal until the field model beats it on them; with
-# covariates, the field model (gp2d-normal has no covariate input, and its zero-shot use cannot add one).
-DEFAULT_GAP_MODEL = "field-normal"
-DEFAULT_MODEL = "gp2d-normal"
 
 
 def default_model(target, covariates=()) -> str:
-    """The bundled model ``predict(target=...)`` uses when none is named."""
-    return DEFAULT_GAP_MODEL if target is None or covariates else DEFAULT_MODEL
+    """The bundled Gaussian model ``predict(target=...)`` uses when none is named
+    (:func:`geonp.model_store.default_model`)."""
+    from geonp.model_store import default_model as bundled_for
+
+    return bundled_for(target, covariates)
 
 
 class _NPAccessor:

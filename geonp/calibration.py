@@ -211,23 +211,36 @@ MAX_MASKS = 12  # ... this many
 CLUSTER_SIDE = 8  # cells: held-out errors farther apart than this are taken as independent
 
 
-def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariates: dict,
-              max_fields: int = 4, max_targets: int = 3000, seed: int = 0, block: int | str = "neighbourhood",
-              cache: dict | None = None, target_distance: np.ndarray | None = None) -> dict:
-    """Hold out cells of ``data`` (a gridded field, any extra dims are fields) and learn the spread calibration
-    and the kriging blend on them.
+@dataclasses.dataclass
+class HeldOutDraw:
+    """The masks of held-out gaps drawn on a gridded field (:func:`draw_held_out`): ``stacked`` the data as
+    ``[*others, y, x]``, ``fields`` its values ``[F, ny, nx]``, ``candidates`` per mask ``(field, labels, where,
+    distance, priority, cluster)``, the targets' distances they are matched to, and the draw's random state."""
 
-    ``model`` is a fitted :class:`geonp.NeuralProcess` (its ``calibration_`` is not used here, but for
-    the kriging kernel); ``covariates`` maps names to DataArrays on the same grid; ``spatial_dims`` are
-    the grid's (y, x) dims; ``target_distance``: the distances of the targets ``predict`` will be asked
-    for to their nearest observation (km / CRS units); ``None``: the data's own missing cells. The
-    cells scored are drawn to match them (:mod:`geonp.held_out`), about ``max_targets`` per mask;
-    ``block``: the side of the squares they are taken in, by default about a prediction
-    neighbourhood's (:func:`geonp.held_out.neighbourhood_side`), so that they cost few model calls;
-    ``cache``: a dict shared by calls on the same data, so that a mask already predicted with the same
-    normalisation (e.g. by ``trend="auto"``'s comparison; the masks of one seed come in the same order)
-    is not predicted again.
-    """
+    stacked: xr.DataArray
+    others: list
+    fields: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    candidates: list
+    target_distance: np.ndarray
+    matched_to: str
+    rng: np.random.Generator
+    order: list
+    mask_shapes: str = ""
+
+    def field(self, i: int) -> xr.DataArray:
+        """Field ``i`` of the data (one time step, member ...), as ``[y, x]``."""
+        if not self.others:
+            return self.stacked
+        index = np.unravel_index(i, self.stacked.shape[:-2])
+        return self.stacked[dict(zip(self.others, index, strict=True))]
+
+
+def draw_held_out(model, data: xr.DataArray, spatial_dims: tuple[str, str], max_fields: int = 4, seed: int = 0,
+                  block: int | str = "neighbourhood", target_distance: np.ndarray | None = None) -> HeldOutDraw | str:
+    """Masks of the data's own gap shapes laid on observed cells, with each hidden cell's distance to the data
+    left (:mod:`geonp.held_out`); a sentence saying why when none can be drawn."""
     from geonp.features.tables import euclidean_embedding
 
     ydim, xdim = spatial_dims
@@ -238,7 +251,7 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     rng = np.random.default_rng(seed)
     order = [i for i in rng.permutation(len(fields)) if observed_all[i].sum() >= 2 * MIN_HELD_OUT][:max_fields]
     if not order:
-        return {"status": "not calibrated: too few observations to hold any out", "std_scale": 1.0}
+        return "not calibrated: too few observations to hold any out"
     # few fields: several masks on each; a small grid: more masks, until enough cells can be held out
     order = [order[k % len(order)] for k in range(max(max_fields, MAX_MASKS))]
     masks, how = held_out.gap_masks(observed_all[order[0]], [~o for o in observed_all], rng, len(order))
@@ -256,9 +269,45 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
         candidate = _candidate(model, observed_all[i], mask, points, block, rng)
         candidates += [(i, *candidate)] if candidate else []
     if not candidates:
-        return {"status": "not calibrated: the data's gaps are larger than the observed area can host as held-out "
-                          "gaps, so no choice can be checked; the network's own mean and spread are used",
-                "std_scale": 1.0}
+        return ("not calibrated: the data's gaps are larger than the observed area can host as held-out gaps, so no "
+                "choice can be checked; the network's own mean and spread are used")
+    return HeldOutDraw(stacked, others, fields, lat, lon, candidates, target_distance, matched_to, rng, order, how)
+
+
+def scored_gaps(draw: HeldOutDraw, max_targets: int) -> list:
+    """Per mask, ``(field, hidden [ny, nx], where [n])``: the gaps scored, whole (the others stay observed), and
+    the flat indices of the cells scored, matched to the targets' distances."""
+    chosen = _matched(draw.candidates, draw.target_distance, max_targets)
+    out = []
+    for k, (i, labels, where, *_rest) in enumerate(draw.candidates):
+        where = where[chosen[k]]
+        if where.size:
+            out.append((i, np.isin(labels, np.unique(labels.ravel()[where])), where))
+    return out
+
+
+def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariates: dict,
+              max_fields: int = 4, max_targets: int = 3000, seed: int = 0, block: int | str = "neighbourhood",
+              cache: dict | None = None, target_distance: np.ndarray | None = None) -> dict:
+    """Hold out cells of ``data`` (a gridded field, any extra dims are fields) and learn the spread calibration
+    and the kriging blend on them.
+
+    ``model`` is a fitted :class:`geonp.NeuralProcess` (its ``calibration_`` is not used here, but for
+    the kriging kernel); ``covariates`` maps names to DataArrays on the same grid; ``spatial_dims`` are
+    the grid's (y, x) dims; ``target_distance``: the distances of the targets ``predict`` will be asked
+    for to their nearest observation (km / CRS units); ``None``: the data's own missing cells. The
+    cells scored are drawn to match them (:mod:`geonp.held_out`), about ``max_targets`` per mask;
+    ``block``: the side of the squares they are taken in, by default about a prediction
+    neighbourhood's (:func:`geonp.held_out.neighbourhood_side`), so that they cost few model calls;
+    ``cache``: a dict shared by calls on the same data, so that a mask already predicted with the same
+    normalisation (e.g. by ``trend="auto"``'s comparison; the masks of one seed come in the same order)
+    is not predicted again.
+    """
+    draw = draw_held_out(model, data, spatial_dims, max_fields, seed, block, target_distance)
+    if isinstance(draw, str):
+        return {"status": draw, "std_scale": 1.0}
+    fields, lat, lon, candidates, order = draw.fields, draw.lat, draw.lon, draw.candidates, draw.order
+    target_distance, matched_to = draw.target_distance, draw.matched_to
     chosen = _matched(candidates, target_distance, max_targets)
     means, stds, truths, distances, units, krigeds, clusters, folds = ([] for _ in range(8))
     for k, (i, labels, where, _, _, cluster) in enumerate(candidates):
@@ -267,8 +316,7 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
             continue
         hidden = np.isin(labels, np.unique(labels.ravel()[where]))  # the gaps scored, whole; the others observed
         offset = 1 + max((int(c.max()) for c in clusters if c.size), default=0)  # clusters of masks apart
-        index = np.unravel_index(i, stacked.shape[:-2]) if others else ()
-        field = stacked[dict(zip(others, index, strict=True))] if others else stacked
+        field = draw.field(i)
         key = (str(model.scaling_), tuple(covariates), i, hidden.tobytes(), where.tobytes())
         channels = None if cache is None else cache.get(key)
         if channels is None:
@@ -304,7 +352,7 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     return {"status": "calibrated", "std_scale": round(float(np.median(calibrated / std)), 4),
             "by_distance": spread.to_dict(), "held_out_cells": int(held_out_cells),
             "fields": len({c[0] for c in candidates}),
-            "masks": len(candidates), "mask_shapes": how, "held_out_design": design,
+            "masks": len(candidates), "mask_shapes": draw.mask_shapes, "held_out_design": design,
             **({"kriging": kriging} if kriging else {}),
             "before": summarise(mean, std, truth), "after": summarise(blended, calibrated, truth),
             "network": summarise(mean, network, truth)}

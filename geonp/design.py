@@ -78,8 +78,9 @@ def next_sites(model, context, candidates, n: int, criterion: str = "variance", 
                           f"and covariates {list(model.covariates_)}.")
     n = options.whole_number(n, "n (sites to choose)", 1)
     shortlist = options.whole_number(shortlist, "shortlist", 1)
-    if threshold is not None and not options.is_real(threshold):
-        raise ConfigError(f"threshold={threshold!r}: expected a number (a prevalence or rate for count models).")
+    if threshold is not None and not (options.is_real(threshold) and np.isfinite(threshold)):
+        raise ConfigError(f"threshold={threshold!r}: expected a finite number (a prevalence or rate for count "
+                          "models).")
     if n > len(candidates):
         raise ConfigError(f"n={n}: choose between 1 and the {len(candidates)} candidates.")
     observed = _observations(model, context)

@@ -39,15 +39,22 @@ class NeuralProcess(FittingMixin, PredictionMixin, PersistenceMixin):
             (``fit(..., trials="n_tested")``), ``"bernoulli"`` for 0/1, ``"poisson"`` for counts
             (``fit(..., exposure="population")``), ``"categorical"`` (or ``{"name": "categorical",
             "num_classes": K}``) for states coded 0..K-1.
-        pretrained: name of a bundled model (``geonp.model_store.available()``) or a saved
-            directory to start from; ``fit(..., steps=0)`` then only calibrates the normalisation.
+        pretrained: where ``fit`` starts: ``"auto"`` (default) the bundled model ``predict()`` would use
+            for this data and likelihood (:func:`geonp.model_store.default_model`: ``field-normal`` to
+            fill gaps or with covariates, ``gp2d-normal`` for other targets, ``prevalence-binomial`` for
+            surveys), unless ``arch`` or the network's sizes are set, or none fits (poisson, temporal ...):
+            then a new network; a bundled name or a saved directory; ``None``: a new network. From a
+            model, ``fit`` fine-tunes it on the data's own gap shapes and keeps the result only where it
+            beats the start on held-out gaps (:mod:`geonp.fine_tuning`); ``steps=0`` only calibrates.
         temporal: add a time group to the bias (time becomes a coordinate, not separate tasks).
         num_blocks, width, num_heads, head_dim, ff_dim: network sizes (ignored with ``pretrained``).
         window_points: observed points per training task (the neighbourhood a task covers); also
             sets the length unit of space (a window spans one training task's extent).
         context_fraction, max_context, num_target: how a window is split into context and targets.
         steps, batch_size, learning_rate, time_budget, patience, validation_fraction, seed, progress:
-            training options (``time_budget`` in seconds; ``patience`` in validations for early stopping).
+            training options (``time_budget`` in seconds, the usual way to fine-tune in a notebook:
+            ``fit(data, time_budget=300)``; ``patience`` in validations for early stopping;
+            ``learning_rate="auto"``: 1e-4 fine-tuning a model, 5e-4 for a new network).
         select_covariates: for a model with covariate slots, keep only the covariates that improve
             its held-out score on the data (every subset is scored; :mod:`geonp.covariate_selection`):
             the leave-location-out log score on surveys, the calibrated CRPS on the calibration's
@@ -61,11 +68,11 @@ class NeuralProcess(FittingMixin, PredictionMixin, PersistenceMixin):
             the residuals; with ``"auto"`` the degree is chosen after training, which saw the values.
     """
 
-    def __init__(self, arch: str = "bsa-tnp", likelihood: str = "normal", pretrained: str | None = None,
+    def __init__(self, arch: str = "bsa-tnp", likelihood: str = "normal", pretrained: str | None = "auto",
                  temporal: bool = False, num_blocks: int = 6, width: int = 64, num_heads: int = 4,
                  head_dim: int = 32, ff_dim: int = 256, window_points: int = 512,
                  context_fraction: tuple[float, float] = (0.1, 0.9), max_context: int = 512,
-                 num_target: int = 256, steps: int = 500, batch_size: int = 8, learning_rate: float = 5e-4,
+                 num_target: int = 256, steps: int = 500, batch_size: int = 8, learning_rate: float | str = "auto",
                  time_budget: float | None = None, patience: int | None = None,
                  validation_fraction: float = 0.1, seed: int = 0, progress: bool = True,
                  select_covariates: bool = True, trend: int | str = "auto"):

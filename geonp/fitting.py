@@ -8,6 +8,7 @@ random neighbourhoods of the data, and the held-out calibration of the predictiv
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import warnings
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from geonp import covariate_selection as selection_lib
-from geonp import options
+from geonp import fine_tuning, options
 from geonp.errors import CheckpointError, ConfigError
 from geonp.features import counts as counts_lib
 from geonp.features import tables as tables_lib
@@ -42,6 +43,9 @@ ARCHITECTURES = {
 # chose a drift on 2 of 8 UK fields where it doubled the error in the real gaps
 TREND_FIELDS, TREND_TARGETS, TREND_BLOCK = 4, 1000, "neighbourhood"
 BEYOND_REACH_WARNING = 0.1  # of the targets beyond every held-out cell's distance to data: fit warns
+# fine-tuning a model: half its tasks hide one contiguous gap (prediction's task), at a small learning rate
+FINE_TUNING_GAP_SHARE, FINE_TUNING_RATE, SCRATCH_RATE = 0.5, 1e-4, 5e-4
+NETWORK_SIZES = ("num_blocks", "width", "num_heads", "head_dim", "ff_dim")
 TREND_MARGIN = 0.02  # a higher degree is kept only where it lowers that held-out CRPS by 2% or more
 
 
@@ -71,9 +75,20 @@ class FittingMixin:
                             head_dim=self.head_dim, ff_dim=self.ff_dim, likelihood=self.likelihood,
                             **ARCHITECTURES[self.arch])
 
-    def _start(self, x_dim: int):
-        """(config, params or None, scaling or None, {center, far_context}) to start fitting from."""
-        loaded = _resolve_pretrained(self.pretrained)
+    def _starting_model(self, target, covariates) -> str | None:
+        """What ``pretrained`` names: for ``"auto"``, the bundled model for this job, unless the network's
+        architecture or sizes were set (then a new network of them)."""
+        if self.pretrained != "auto":
+            return self.pretrained
+        from geonp.model_store import default_model
+
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        sized = [n for n in ("arch", *NETWORK_SIZES) if getattr(self, n) != defaults[n]]
+        return None if sized else default_model(target, covariates, self.likelihood, self.temporal)
+
+    def _start(self, x_dim: int, start: str | None = None):
+        """(config, params or None, scaling or None, {center, far_context}) to start fitting from ``start``."""
+        loaded = _resolve_pretrained(start)
         if loaded is None:
             return self._new_config(x_dim), None, None, {"center": None, "far_context": 0}
         config, params, meta = loaded
@@ -110,7 +125,8 @@ class FittingMixin:
             options.whole_number(getattr(self, name), name, low)
         if self.patience is not None:
             options.whole_number(self.patience, "patience", 1)
-        options.positive_number(self.learning_rate, "learning_rate")
+        if self.learning_rate != "auto":
+            options.positive_number(self.learning_rate, "learning_rate ('auto' or a number)")
         options.positive_number(self.time_budget, "time_budget (seconds)", optional=True)
         options.fraction(self.validation_fraction, "validation_fraction", low_open=False)
         low_high = self.context_fraction
@@ -160,7 +176,8 @@ class FittingMixin:
         self._check_observations(table, head, [name] + ([count_var] if count_var else []), "the training data")
         observed = tables_lib.require_observations(table, "the training data")
         _warn_constant_covariates(table, observed, covariates)
-        config, params0, scaling0, context_rule = self._start(len(covariates))
+        self.started_from_ = self._starting_model(target, covariates)
+        config, params0, scaling0, context_rule = self._start(len(covariates), self.started_from_)
 
         hours = table.hours[observed] if table.hours is not None else None
         scaling = fit_scaling(
@@ -178,24 +195,26 @@ class FittingMixin:
             # values and covariates are re-standardised on this data
             scaling = dataclasses.replace(scaling, space_unit=scaling0.space_unit, time_unit=scaling0.time_unit)
 
-        history, steps_done = [], 0
-        if self.steps > 0:
-            params0, history, steps_done = self._train(config, params0, table, observed, scaling)
-        elif params0 is None:
-            raise ConfigError("steps=0 only calibrates a pretrained model; pass pretrained='gp2d-normal' (or a "
-                              "saved model) or steps > 0 to train.")
-
+        if self.steps == 0 and params0 is None:
+            raise ConfigError("steps=0 only calibrates a pretrained model; pass pretrained='auto' or a bundled or "
+                              "saved model, or steps > 0 to train a new network.")
+        # the fitted state but the weights: fine-tuning scores its steps by predicting held-out gaps with it
         self.config_ = config
-        self.params_ = jax.tree_util.tree_map(np.asarray, params0)
         self.scaling_ = scaling
         self.var_ = name
         self.count_var_ = count_var
         self.covariates_ = tuple(str(c) for c in covariates)
         self.layout_ = dataclasses.asdict(table.layout)
+        self.source_ = None  # the model it started from is self.started_from_ (attrs["geonp_model"])
+        self.n_observations_ = int(observed.sum())
+        self.calibration_, self.fine_tuning_ = None, None
+        history, steps_done = [], 0
+        if self.steps > 0:
+            params0, history, steps_done = self._train(config, params0, table, observed, scaling,
+                                                       (data, name, covariates, head, target, spatial_dims, time_dim))
+        self.params_ = jax.tree_util.tree_map(np.asarray, params0)
         self.history_ = history
         self.steps_trained_ = steps_done
-        self.source_ = None  # the model it started from is self.pretrained (attrs["geonp_model"])
-        self.n_observations_ = int(observed.sum())
         selection = self._select_covariates(data, table, observed, name, count_var, covariates)
         self.calibration_, on_grid = self._calibrate(data, table, name, covariates, head, (target, spatial_dims,
                                                                                            time_dim))
@@ -206,6 +225,8 @@ class FittingMixin:
         # the calibration joins the last record of the history (a record of its own after steps=0)
         self.history_ = [dict(r) for r in history] or [{"step": 0}]
         self.history_[-1]["calibration"] = self.calibration_
+        if self.fine_tuning_ is not None:
+            self.history_[-1]["fine_tuning"] = self.fine_tuning_
         if selection is not None:
             self.history_[-1]["covariate_selection"] = selection
         return self
@@ -429,7 +450,7 @@ class FittingMixin:
             parts["values"].append(scaling.scale_values(table.values[t, m]))
         return parts
 
-    def _patch_sampler(self, table, observed, scaling, tasks):
+    def _patch_sampler(self, table, observed, scaling, tasks, gap_share: float = 0.0):
         from geonp.tasks.patches import PatchSampler
 
         # a model with a drift trains on the residuals it will predict (geonp.features.trend)
@@ -440,28 +461,63 @@ class FittingMixin:
         return PatchSampler(embedding, parts["space"], parts["time"], parts["covariates"], parts["values"],
                             window_points=self.window_points, context_fraction=tuple(self.context_fraction),
                             max_context=self.max_context, num_target=self.num_target,
-                            geographic=scaling.kind == "geographic", center=scaling.center)
+                            geographic=scaling.kind == "geographic", center=scaling.center, gap_share=gap_share)
 
-    def _train(self, config, params, table, observed, scaling):
+    def _train(self, config, params, table, observed, scaling, job):
+        """Train ``params`` (None: a new network) on windows of ``table``; fine-tuning a model on a Gaussian grid,
+        on held-out gaps too (:mod:`geonp.fine_tuning`): ``(params kept, history, steps)``."""
         from geonp.training.loop import TrainConfig, train
 
         rng = np.random.default_rng(self.seed)
+        check = self._held_out_check(table, observed, job) if params is not None else None
+        validator = None
+        if isinstance(check, str):
+            self.fine_tuning_ = {"status": check}
+        elif check is not None:
+            observed = check.hide(observed)  # training never sees the held-out gaps
+            validator = fine_tuning.BestOnHeldOut(self, check)
         tasks = np.flatnonzero(observed.sum(axis=1) >= 2)
         if tasks.size == 0:
             raise tables_lib.DataError("no task (time step, member ...) has two observed points to train on.")
-        n_val = int(round(self.validation_fraction * tasks.size)) if tasks.size >= 5 else 0
+        n_val = int(round(self.validation_fraction * tasks.size)) if tasks.size >= 5 and validator is None else 0
         shuffled = rng.permutation(tasks)
         val_tasks, train_tasks = shuffled[:n_val], shuffled[n_val:]
-        sampler = self._patch_sampler(table, observed, scaling, train_tasks)
-        val_sampler = self._patch_sampler(table, observed, scaling, val_tasks) if n_val else None
+        gap_share = FINE_TUNING_GAP_SHARE if params is not None else 0.0
+        sampler = self._patch_sampler(table, observed, scaling, train_tasks, gap_share)
+        val_sampler = self._patch_sampler(table, observed, scaling, val_tasks, gap_share) if n_val else None
+        learning_rate = self.learning_rate if self.learning_rate != "auto" else (
+            FINE_TUNING_RATE if params is not None else SCRATCH_RATE)
         tc = TrainConfig(
-            steps=self.steps, batch_size=self.batch_size, learning_rate=self.learning_rate,
+            steps=self.steps, batch_size=self.batch_size, learning_rate=learning_rate,
             warmup_steps=min(100, max(1, self.steps // 10)), seed=self.seed,
-            validate_every=max(10, 10 * math.ceil(self.steps / 100)), validation_batches=2,
-            time_budget=self.time_budget, patience=self.patience, progress=self.progress,
+            validate_every=max(10, 10 * math.ceil(self.steps / (100 if validator is None else 50))),
+            validation_batches=2, time_budget=self.time_budget, patience=self.patience, progress=self.progress,
         )
-        result = train(self._data_config(config, scaling), sampler, tc, params=params, validation_sampler=val_sampler)
-        return result.params, result.history, result.step
+        result = train(self._data_config(config, scaling), sampler, tc, params=params, validation_sampler=val_sampler,
+                       validator=validator)
+        if validator is None:
+            return result.params, result.history, result.step
+        self.fine_tuning_ = validator.summary(result.step, result.seconds, jax.default_backend())
+        if validator.best["step"] == 0:
+            warnings.warn(f"fitting did not beat the starting model ({self.started_from_}) on {check.cells} held-out "
+                          f"cells (CRPS {validator.start['crps']:.4g}); the starting model is kept "
+                          "(history_[-1]['fine_tuning']). More steps or time_budget may help.", UserWarning,
+                          stacklevel=4)
+        return validator.best_params, result.history, validator.best["step"]
+
+    def _held_out_check(self, table, observed, job):
+        """Gaps to hide from fine-tuning and score it on (:func:`geonp.fine_tuning.held_out_check`); a sentence
+        where there can be none; None where the data are not a Gaussian grid (no check applies)."""
+        data, name, covariates, head, target, spatial_dims, time_dim = job
+        if head.name != "normal" or counts_lib.is_survey(table) or self.temporal:
+            return None
+        ds, _ = tables_lib.as_dataset(data, name)
+        spatial = table.layout.spatial
+        if not all(d in ds[name].dims for d in spatial):
+            return None
+        target_distance = self._target_distances(data, table, target, spatial_dims, time_dim)
+        return fine_tuning.held_out_check(self, ds[name], spatial, {c: ds[c] for c in covariates}, target_distance,
+                                          self.seed, observed)
 
     @staticmethod
     def _data_config(config: BSATNPConfig, scaling: FeatureScaling) -> BSATNPConfig:

@@ -55,3 +55,25 @@ def pretrained(name: str = "gp2d-normal"):
     if name not in available():
         raise CheckpointError(f"no pretrained model named {name!r}; available: {available()}.")
     return load_model(PRETRAINED_DIR / name)
+
+
+# The bundled models a plain ``predict()`` (and ``fit(pretrained="auto")``) starts from, by what is asked for
+# (benchmarks/realdata.py decides, case by case): filling gaps (target=None) with the field model trained on
+# cloud gaps, which wins there by far; other targets (a finer grid, points) with gp2d-normal until the field
+# model beats it on them; with covariates, the field model (gp2d-normal has no covariate input).
+DEFAULT_GAP_MODEL = "field-normal"
+DEFAULT_MODEL = "gp2d-normal"
+DEFAULT_SURVEY_MODEL = "prevalence-binomial"
+
+
+def default_model(target=None, covariates=(), likelihood: str = "normal", temporal: bool = False) -> str | None:
+    """The bundled model for a job: ``predict(target=...)`` of a ``likelihood`` field with ``covariates``;
+    ``None`` where none is made for it (a temporal model, poisson, bernoulli or categorical data)."""
+    from geonp.nn.likelihoods import get_likelihood
+
+    name = get_likelihood(likelihood).name
+    if temporal:
+        return None
+    if name == "normal":
+        return DEFAULT_GAP_MODEL if target is None or covariates else DEFAULT_MODEL
+    return DEFAULT_SURVEY_MODEL if name == "binomial" else None

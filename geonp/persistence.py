@@ -110,6 +110,8 @@ def _from_saved(path, config, params, meta):
     model.covariates_ = tuple(meta.get("covariates", ()))
     model.layout_ = meta.get("layout", {})
     model.history_ = meta.get("history", [])
+    last = model.history_[-1] if model.history_ and isinstance(model.history_[-1], dict) else {}
+    model.fine_tuning_ = last.get("fine_tuning")
     model.steps_trained_ = int(meta.get("steps", 0))
     if meta.get("calibration") is not None:
         model.calibration_ = meta["calibration"]

@@ -264,6 +264,7 @@ class PredictionMixin:
             **({"trend_degree": 0 if "drift" in without else s.trend_degree} if head.standardise else {}),
             **far,
             **self._calibration_attrs(predictor.spread, predictor.kriging),
+            **self._fine_tuning_attrs(),
         }
         value_attrs = dict(s.value_attrs[0] if s.value_attrs else {})
         if head.standardise:
@@ -348,7 +349,8 @@ class PredictionMixin:
     def model_description(self) -> str:
         """Which model ran: the bundled name or saved path it came from, and what was done to it."""
         head = f"{self.arch}, {self.config_.likelihood.name}"
-        source = getattr(self, "source_", None) or (self.pretrained if isinstance(self.pretrained, str) else None)
+        named = self.pretrained if isinstance(self.pretrained, str) and self.pretrained != "auto" else None
+        source = getattr(self, "source_", None) or getattr(self, "started_from_", named)
         trained = int(getattr(self, "steps_trained_", 0))
         if source is None:
             return f"{head}: trained from scratch on the user's data ({trained} steps)"
@@ -369,6 +371,20 @@ class PredictionMixin:
         if kriging is None or blend:
             return kriging
         return dataclasses.replace(kriging, distance=(), weight=())
+
+    def _fine_tuning_attrs(self) -> dict:
+        """What fitting on the data did, on its held-out gaps (:mod:`geonp.fine_tuning`)."""
+        record = getattr(self, "fine_tuning_", None)
+        if not record:
+            return {}
+        if "kept" not in record:
+            return {"fine_tuning": record.get("status", "")}
+        attrs = {"fine_tuning": f"kept {record['kept']} (steps {record['steps']}, {record['seconds']} s on "
+                                f"{record['device']})", "fine_tuning_held_out_cells": record["held_out_cells"]}
+        for when in ("before", "after"):
+            for k in ("rmse", "crps", "cov95"):
+                attrs[f"fine_tuning_held_out_{k}_{when}"] = record[when][k]
+        return attrs
 
     def _calibration_attrs(self, applied: SpreadCalibration, blend: LocalKriging | None) -> dict:
         cal = getattr(self, "calibration_", None) or {"status": "not calibrated: fitted before calibration existed"}

@@ -82,3 +82,20 @@ def test_pretrain_records_each_session_and_its_starting_score(tmp_path):
     # each session says where it started, at what rate and batch size, so a schedule that sets a model back shows
     assert meta["sessions"][1]["learning_rate"] == 3e-2 and meta["sessions"][1]["start_val_nll"] is not None
     assert meta["sessions"][1]["batch_size"] == 4
+
+
+def test_gap_tasks_hide_a_disc_whose_ring_is_the_context():
+    from geonp.tasks.patches import PatchSampler
+
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-2, 2, size=(400, 2))
+    sampler = PatchSampler([points], [points], [None], [np.zeros((400, 0))], [rng.normal(size=(400, 1))],
+                           window_points=100, max_context=100, num_target=100, gap_share=1.0)
+    batch, _ = sampler.sample(jax.random.PRNGKey(0), 4)
+    for b in range(4):
+        ctx = np.asarray(batch.meta_ctx["space"][b])[np.asarray(batch.mask_ctx[b])]
+        tgt = np.asarray(batch.meta_tgt["space"][b])[np.asarray(batch.mask_tgt[b])]
+        # the window's centre is a target, and every target lies nearer to it than any context point
+        ringed = [np.linalg.norm(tgt - c, axis=1).max() <= np.linalg.norm(ctx - c, axis=1).min() for c in tgt]
+        assert any(ringed)
+        assert len(tgt) >= 1 and len(ctx) >= 1

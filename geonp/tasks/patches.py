@@ -11,6 +11,9 @@ the window are the targets (held-out observations, so the loss is honest).
     window       = the window_points nearest observed points (model-unit distance)
     n_context    = round(U(context_fraction) * |window|), at most max_context
     targets      = up to num_target of the rest of the window
+    gap tasks    (a share ``gap_share`` of them, for fine-tuning) hide a disc of U(GAP_SIZES) of the window
+                 around its centre instead: targets inside it, the ring of the window around it as context,
+                 as a cell deep in a gap sees its data at prediction
     values      standardised by the context values (``center``: minus their mean, "task-scale" also
                 divided by their std), as at prediction time
 """
@@ -25,6 +28,8 @@ import numpy as np
 from geonp.errors import ConfigError, EmptyContextError
 from geonp.features.scaling import task_standardisation
 from geonp.tasks.batch import Batch
+
+GAP_SIZES = (0.05, 0.5)  # a gap task's disc, as a share of its window
 
 
 @dataclasses.dataclass
@@ -47,11 +52,14 @@ class PatchSampler:
     num_target: int = 256
     geographic: bool = False  # space features are lon/lat degrees (not shifted)
     center: str = "task"  # FeatureScaling.center: "task" (minus the context mean), "task-scale" (also / std), "global"
+    gap_share: float = 0.0  # share of tasks whose targets are one contiguous gap (a disc) in the window
 
     def __post_init__(self):
         lo, hi = self.context_fraction
         if not (0 < lo <= hi < 1):
             raise ConfigError(f"context_fraction must satisfy 0 < low <= high < 1, got {self.context_fraction}.")
+        if not 0.0 <= self.gap_share <= 1.0:
+            raise ConfigError(f"gap_share must be a share in [0, 1], got {self.gap_share}.")
         if self.window_points < 2 or self.max_context < 1 or self.num_target < 1:
             raise ConfigError("window_points must be >= 2 and max_context, num_target >= 1; got "
                               f"{self.window_points}, {self.max_context}, {self.num_target}.")
@@ -87,13 +95,20 @@ class PatchSampler:
             n = len(self.values[t])
             k = min(self.window_points, n)
             centre = self.embedding[t][rng.integers(n)]
-            _, window = self._tree(t).query(centre, k=k)
-            window = rng.permutation(np.atleast_1d(window))
-            n_ctx = int(np.clip(round(rng.uniform(*self.context_fraction) * k), 1, min(nc_max, k - 1)))
+            _, window = self._tree(t).query(centre, k=k)  # nearest first
+            window = np.atleast_1d(window)
+            if self.gap_share and k >= 3 and rng.uniform() < self.gap_share:  # a disc hidden, its ring the context
+                hole = int(np.clip(round(rng.uniform(*GAP_SIZES) * k), 1, k - 2))
+                context, targets = window[hole:][:nc_max], rng.permutation(window[:hole])[:nt_max]
+            else:
+                window = rng.permutation(window)
+                n_ctx = int(np.clip(round(rng.uniform(*self.context_fraction) * k), 1, min(nc_max, k - 1)))
+                context, targets = window[:n_ctx], window[n_ctx:][:nt_max]
+            n_ctx, n_t = len(context), len(targets)
             # projected features are relative to the window (the model is translation invariant,
             # and small numbers keep float32 exact: UTM northings are ~1e6)
             origin = 0.0 if self.geographic else self.space[t][window[0]]
-            for side, rows in (("ctx", window[:n_ctx]), ("tgt", window[n_ctx:][:nt_max])):
+            for side, rows in (("ctx", context), ("tgt", targets)):
                 m, arrays = len(rows), sides[side]
                 arrays["x"][b, :m] = self.covariates[t][rows]
                 arrays["y"][b, :m] = self.values[t][rows]
@@ -105,7 +120,6 @@ class PatchSampler:
             y_c = sides["ctx"]["y"][b, :n_ctx]
             offset, scale = task_standardisation(y_c, self.center)
             sides["ctx"]["y"][b, :n_ctx] = (y_c - offset) / scale
-            n_t = min(nt_max, k - n_ctx)
             sides["tgt"]["y"][b, :n_t] = (sides["tgt"]["y"][b, :n_t] - offset) / scale
         c, g = sides["ctx"], sides["tgt"]
         return Batch(c["x"], c["y"], c["meta"], c["mask"], g["x"], g["y"], g["meta"], g["mask"]), None

@@ -158,10 +158,13 @@ def _compiled_steps(config: BSATNPConfig, steps: int, learning_rate: float, warm
 
 
 def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig(), params=None,
-          validation_sampler=None) -> TrainResult:
+          validation_sampler=None, validator=None) -> TrainResult:
     """Meta-train a BSA-TNP on tasks from ``sampler`` (anything with ``sample(key, batch_size)``).
 
     Validation batches come from ``validation_sampler`` (default: ``sampler`` with another seed).
+    ``validator(step, params) -> dict`` (e.g. :class:`geonp.fine_tuning.BestOnHeldOut`) also scores the
+    parameters at step 0 and at every validation; its ``held_out_crps`` then decides early stopping, and its
+    record joins the history and the progress bar.
     """
     tc = train_config
     train_step, eval_loss, optimizer = _compiled_steps(config, tc.steps, tc.learning_rate, tc.warmup_steps,
@@ -193,9 +196,17 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
                mininterval=1.0)
     step, running = start_step, []
     best_val, best_params, since_best, stopped_early = math.inf, None, 0, False
-    if tc.validate_at_start and start_step == 0:
-        best_val = validate(state["params"])
-        history.append({"step": 0, "val_nll": best_val, "seconds": time.perf_counter() - started})
+    def held_out(step, params, record):
+        scores = {k: v for k, v in validator(step, params).items() if k != "step"}
+        record.update(scores)
+        bar.set_postfix(held_out_rmse=f"{scores['held_out_rmse']:.4g}", crps=f"{scores['held_out_crps']:.4g}",
+                        refresh=False)
+        return scores["held_out_crps"]
+
+    if (tc.validate_at_start or validator is not None) and start_step == 0:
+        record = {"step": 0, "val_nll": validate(state["params"])}
+        best_val = held_out(0, state["params"], record) if validator is not None else record["val_nll"]
+        history.append({**record, "seconds": time.perf_counter() - started})
         if tc.patience is not None:
             best_params = jax.tree_util.tree_map(np.array, state["params"])  # a copy: the step donates its buffers
     depth = auto_prefetch() if tc.prefetch is None else tc.prefetch
@@ -223,15 +234,17 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
                 record = {"step": step, "train_nll": train_nll, "seconds": time.perf_counter() - started}
                 if step % tc.validate_every == 0 or last or out_of_time:
                     record["val_nll"] = validate(state["params"])
-                    if record["val_nll"] < best_val:
-                        best_val, since_best = record["val_nll"], 0
+                    score = held_out(step, state["params"], record) if validator is not None else record["val_nll"]
+                    if score < best_val:
+                        best_val, since_best = score, 0
                         if tc.patience is not None:
                             best_params = jax.tree_util.tree_map(np.array, state["params"])  # a copy
                     else:
                         since_best += 1
                         stopped_early = tc.patience is not None and since_best >= tc.patience
-                    bar.set_postfix(loss=f"{train_nll:.3f}", val=f"{record['val_nll']:.3f}", refresh=False)
-                else:
+                    if validator is None:
+                        bar.set_postfix(loss=f"{train_nll:.3f}", val=f"{record['val_nll']:.3f}", refresh=False)
+                elif validator is None:
                     bar.set_postfix(loss=f"{train_nll:.3f}", refresh=False)
                 history.append(record)
             if ckpt_dir is not None and (step % tc.checkpoint_every == 0 or last or out_of_time):
@@ -242,4 +255,4 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
     bar.close()
     final = best_params if best_params is not None else state["params"]
     return TrainResult(final, step, history, time.perf_counter() - started,
-                       best_val if math.isfinite(best_val) else None, stopped_early)
+                       best_val if math.isfinite(best_val) and validator is None else None, stopped_early)

@@ -61,7 +61,7 @@ def test_bad_options(gappy, calibrated):
     with pytest.raises(ConfigError, match="arch"):
         geonp.NeuralProcess(arch="nope", steps=1).fit(gappy)
     with pytest.raises(ConfigError, match="steps=0"):
-        geonp.NeuralProcess(steps=0).fit(gappy)
+        geonp.NeuralProcess(steps=0, pretrained=None).fit(gappy)
     with pytest.raises(ConfigError, match="needs trials="):
         geonp.NeuralProcess(likelihood="binomial", steps=1).fit(gappy)
 

@@ -1,0 +1,124 @@
+"""Fine-tuning a bundled model on the user's own data, checked on held-out gaps that look like the targets.
+
+A network meta-trained on a synthetic prior is a good start, and continuing its training on the data itself
+makes it better where the data differ from the prior. Whether it did is decided on cells training never sees:
+
+    1. gaps of the data's own shapes are laid on observed ground and hidden (:func:`geonp.calibration.
+       draw_held_out`: the cells scored are matched to the targets' distance to the data);
+    2. the training tasks are cut from the rest (:class:`geonp.tasks.patches.PatchSampler`, a share of them
+       with one contiguous gap as targets, as prediction faces);
+    3. the starting network and the network every few steps predict the hidden cells from the rest, as
+       ``predict`` would (its own mean and spread); the parameters with the best CRPS are kept, and where no
+       step beats the start, the start is kept and the user is told.
+
+The held-out RMSE, CRPS and coverage before and after go into ``history_`` and the prediction's attrs.
+Gaussian grids only: elsewhere training runs without this check (its validation NLL is on windows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+
+import numpy as np
+import xarray as xr
+
+from geonp import calibration
+
+MAX_CELLS = 1500  # held-out cells scored per validation: a few seconds of prediction on a CPU
+MIN_CELLS = 50  # fewer cannot tell a better network from noise: no held-out check
+
+
+@dataclasses.dataclass
+class HeldOutCheck:
+    """Hidden gaps of one fit: ``gaps`` per mask ``(field, hidden [ny, nx], where [n])`` on ``draw``."""
+
+    draw: calibration.HeldOutDraw
+    gaps: list
+    spatial_dims: tuple[str, str]
+    covariates: dict
+
+    @property
+    def cells(self) -> int:
+        return int(sum(where.size for _, _, where in self.gaps))
+
+    def hide(self, observed: np.ndarray) -> np.ndarray:
+        """``observed [T, P]`` (tasks = the draw's fields, points = its cells) without the hidden gaps."""
+        out = observed.copy()
+        for field, hidden, _ in self.gaps:
+            out[field] &= ~hidden.ravel()
+        return out
+
+    def score(self, model) -> dict:
+        """The held-out RMSE, CRPS and 95% coverage of ``model``'s own mean and spread at the hidden cells."""
+        means, stds, truths = [], [], []
+        for field_index, hidden, where in self.gaps:
+            field = self.draw.field(field_index)
+            mean, std, *_ = calibration._predict_held_out(model, field, hidden, where, self.draw.lat, self.draw.lon,
+                                                          self.covariates, self.spatial_dims)
+            means.append(mean)
+            stds.append(std)
+            truths.append(field.values.ravel()[where])
+        mean, std, truth = (np.concatenate(a).astype(np.float64) for a in (means, stds, truths))
+        ok = np.isfinite(mean) & np.isfinite(std) & (std > 0) & np.isfinite(truth)
+        return {**calibration.summarise(mean[ok], std[ok], truth[ok]), "cells": int(ok.sum())}
+
+
+def held_out_check(model, data: xr.DataArray, spatial_dims, covariates: dict, target_distance, seed: int,
+                   observed: np.ndarray) -> HeldOutCheck | str:
+    """Gaps to hide from fine-tuning and score it on, or a sentence saying why there are none.
+
+    ``observed [T, P]`` is the training table's observed mask: its tasks and points must be the fields and cells
+    of ``data`` in order (a grid), which is checked.
+    """
+    draw = calibration.draw_held_out(model, data, spatial_dims, seed=seed, target_distance=target_distance)
+    if isinstance(draw, str):
+        return draw.replace("not calibrated", "no held-out check of fine-tuning")
+    if observed.shape != (draw.fields.shape[0], draw.fields[0].size) or \
+            not (np.isfinite(draw.fields.reshape(observed.shape)) >= observed).all():
+        return "no held-out check of fine-tuning: the data's table does not follow its grid"
+    check = HeldOutCheck(draw, calibration.scored_gaps(draw, MAX_CELLS // max(1, len(draw.candidates))),
+                         tuple(spatial_dims), covariates)
+    if check.cells < MIN_CELLS:
+        return f"no held-out check of fine-tuning: only {check.cells} cells could be held out (need {MIN_CELLS})"
+    return check
+
+
+class BestOnHeldOut:
+    """The validator the training loop calls: scores parameters on the held-out gaps, keeps the best by CRPS."""
+
+    def __init__(self, model, check: HeldOutCheck, progress_bar=None):
+        self.model, self.check = model, check
+        self.records: list[dict] = []
+        self.best_params, self.best = None, None
+
+    def __call__(self, step: int, params) -> dict:
+        started = time.perf_counter()
+        self.model.params_ = params
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores = self.check.score(self.model)
+        record = {"step": int(step), **{f"held_out_{k}": v for k, v in scores.items()},
+                  "validation_seconds": round(time.perf_counter() - started, 2)}
+        self.records.append(record)
+        if self.best is None or scores["crps"] < self.best["crps"]:
+            import jax
+
+            self.best = {**scores, "step": int(step)}
+            self.best_params = jax.tree_util.tree_map(np.array, params)  # a copy: the step donates its buffers
+        return record
+
+    @property
+    def start(self) -> dict:
+        return {k.removeprefix("held_out_"): v for k, v in self.records[0].items() if k.startswith("held_out_")}
+
+    def summary(self, steps: int, seconds: float, device: str) -> dict:
+        """What fitting did, on the held-out gaps: before, after (the parameters kept), which were kept."""
+        kept_start = self.best["step"] == 0
+        return {"held_out_cells": self.check.cells, "matched_to": self.check.draw.matched_to,
+                "before": self.start, "after": {k: v for k, v in self.best.items() if k != "step"},
+                "best_step": self.best["step"], "steps": int(steps), "seconds": round(seconds, 1),
+                "device": device,
+                "kept": "the starting model: no step beat it on the held-out gaps" if kept_start
+                else f"the fitted parameters of step {self.best['step']}"}
