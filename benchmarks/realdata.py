@@ -386,6 +386,7 @@ def large_raster_timing(seed: int = 0) -> dict:
 
 
 def main():
+    global FIT_BUDGET, MODEL
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--cases", default="", help="comma-separated subset of case names")
@@ -398,7 +399,6 @@ def main():
     parser.add_argument("--fit-budget", type=float, default=FIT_BUDGET,
                         help="seconds of fitting per field for geonp_fitted (default: 300)")
     args = parser.parse_args()
-    global MODEL
     MODEL = args.model
     if args.timing:
         result = large_raster_timing()
@@ -411,7 +411,6 @@ def main():
     vecchia = ["vecchia_gp"] if has_gpboost() else []
     if not vecchia:
         print("vecchia_gp skipped: GPBoost is not installed (pip install -e '.[bench]')")
-    global FIT_BUDGET
     FIT_BUDGET = args.fit_budget
     gap_methods = [m for m in ["geonp", *VARIANTS, "geonp_fitted", "nearest", "idw10", "kriging", "gp_ml", *vecchia]
                    if not only or m in only]

@@ -547,6 +547,60 @@ def site_cases(draw) -> Case:
                 (base_grid(),) + ((candidates,) if isinstance(candidates, pd.DataFrame) else ()), expect)
 
 
+# --------------------------------------------------------------------------- counts: binomial surveys
+
+
+COUNT_STYLES = ("plain", "negative positives", "fractional positives", "fractional examined", "zero examined",
+                "positives above examined", "nan coordinates", "string counts", "inf examined", "one site",
+                "all zero", "huge examined", "duplicated sites")
+
+
+@st.composite
+def survey_cases(draw) -> Case:
+    import geonp
+
+    style = draw(_mostly_plain(COUNT_STYLES))
+    rng = np.random.default_rng(draw(st.integers(0, 3)))
+    n = 30
+    examined = rng.integers(5, 60, n).astype(float)
+    frame = pd.DataFrame({"lat": rng.uniform(13.0, 14.0, n), "lon": rng.uniform(-16.5, -14.0, n),
+                          "examined": examined, "positive": np.floor(examined * rng.uniform(0, 0.6, n))})
+    if style == "negative positives":
+        frame.loc[0, "positive"] = -2
+    elif style == "fractional positives":
+        frame.loc[1, "positive"] = 2.5
+    elif style == "fractional examined":
+        frame.loc[2, "examined"] = 10.5
+    elif style == "zero examined":
+        frame.loc[3, ["examined", "positive"]] = 0
+    elif style == "positives above examined":
+        frame.loc[4, "positive"] = frame.loc[4, "examined"] + 3
+    elif style == "nan coordinates":
+        frame.loc[5, "lat"] = np.nan
+    elif style == "string counts":
+        frame["positive"] = frame["positive"].astype(int).astype(str)
+    elif style == "inf examined":
+        frame.loc[6, "examined"] = np.inf
+    elif style == "one site":
+        frame = frame.iloc[:1]
+    elif style == "all zero":
+        frame["positive"] = 0.0
+    elif style == "huge examined":
+        frame["examined"] *= 1e9
+    elif style == "duplicated sites":
+        frame = pd.concat([frame, frame.iloc[:5]], ignore_index=True)
+    options = draw(st.sampled_from(({}, {"exceedance": [0.2]}, {"quantiles": [0.1, 0.9]}, {"samples": 3},
+                                    {"exceedance": [1.5]}, {"exceedance": 0.2})))
+    targets = pd.DataFrame({"lat": [13.2, 13.8], "lon": [-15.0, -14.5]})
+
+    def run():
+        model = geonp.pretrained("prevalence-binomial").fit(frame, "positive", trials="examined", steps=0,
+                                                             progress=False)
+        return model.predict(frame, targets, progress=False, **options)
+
+    return Case("survey", f"survey {style} {options}", run, (frame, targets), _finite_prediction({"point": 2}))
+
+
 # --------------------------------------------------------------------------- models by name, the estimator
 
 
@@ -637,4 +691,4 @@ def cli_cases(draw) -> Case:
 def cases() -> st.SearchStrategy:
     """Every kind of odd case, predict weighted most (it has the most options)."""
     return st.one_of(predict_cases(), predict_cases(), predict_cases(), fit_cases(), checkpoint_cases(),
-                     path_cases(), aggregate_cases(), site_cases(), model_cases(), cli_cases())
+                     path_cases(), aggregate_cases(), site_cases(), model_cases(), cli_cases(), survey_cases())
