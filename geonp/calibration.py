@@ -240,7 +240,7 @@ class HeldOutDraw:
 def draw_held_out(model, data: xr.DataArray, spatial_dims: tuple[str, str], max_fields: int = 4, seed: int = 0,
                   block: int | str = "neighbourhood", target_distance: np.ndarray | None = None) -> HeldOutDraw | str:
     """Masks of the data's own gap shapes laid on observed cells, with each hidden cell's distance to the data
-    left (:mod:`geonp.held_out`); a sentence saying why when none can be drawn."""
+    left (:mod:`geonp.held_out`); a phrase saying why when none can be drawn."""
     from geonp.features.tables import euclidean_embedding
 
     ydim, xdim = spatial_dims
@@ -251,7 +251,7 @@ def draw_held_out(model, data: xr.DataArray, spatial_dims: tuple[str, str], max_
     rng = np.random.default_rng(seed)
     order = [i for i in rng.permutation(len(fields)) if observed_all[i].sum() >= 2 * MIN_HELD_OUT][:max_fields]
     if not order:
-        return "not calibrated: too few observations to hold any out"
+        return "too few observations to hold any out"
     # few fields: several masks on each; a small grid: more masks, until enough cells can be held out
     order = [order[k % len(order)] for k in range(max(max_fields, MAX_MASKS))]
     masks, how = held_out.gap_masks(observed_all[order[0]], [~o for o in observed_all], rng, len(order))
@@ -269,8 +269,7 @@ def draw_held_out(model, data: xr.DataArray, spatial_dims: tuple[str, str], max_
         candidate = _candidate(model, observed_all[i], mask, points, block, rng)
         candidates += [(i, *candidate)] if candidate else []
     if not candidates:
-        return ("not calibrated: the data's gaps are larger than the observed area can host as held-out gaps, so no "
-                "choice can be checked; the network's own mean and spread are used")
+        return "the data's gaps are larger than the observed area can host as held-out gaps"
     return HeldOutDraw(stacked, others, fields, lat, lon, candidates, target_distance, matched_to, rng, order, how)
 
 
@@ -305,7 +304,8 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     """
     draw = draw_held_out(model, data, spatial_dims, max_fields, seed, block, target_distance)
     if isinstance(draw, str):
-        return {"status": draw, "std_scale": 1.0}
+        return {"status": f"not calibrated: {draw}, so no choice can be checked; the network's own mean and spread "
+                          "are used", "std_scale": 1.0}
     fields, lat, lon, candidates, order = draw.fields, draw.lat, draw.lon, draw.candidates, draw.order
     target_distance, matched_to = draw.target_distance, draw.matched_to
     chosen = _matched(candidates, target_distance, max_targets)

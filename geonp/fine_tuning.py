@@ -74,7 +74,7 @@ def held_out_check(model, data: xr.DataArray, spatial_dims, covariates: dict, ta
     """
     draw = calibration.draw_held_out(model, data, spatial_dims, seed=seed, target_distance=target_distance)
     if isinstance(draw, str):
-        return draw.replace("not calibrated", "no held-out check of fine-tuning")
+        return f"no held-out check of fine-tuning: {draw}"
     if observed.shape != (draw.fields.shape[0], draw.fields[0].size) or \
             not (np.isfinite(draw.fields.reshape(observed.shape)) >= observed).all():
         return "no held-out check of fine-tuning: the data's table does not follow its grid"

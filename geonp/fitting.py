@@ -471,9 +471,13 @@ class FittingMixin:
         rng = np.random.default_rng(self.seed)
         check = self._held_out_check(table, observed, job) if params is not None else None
         validator = None
-        if isinstance(check, str):
-            self.fine_tuning_ = {"status": check}
-        elif check is not None:
+        if isinstance(check, str):  # a model is never fine-tuned where nothing can show it got better
+            self.fine_tuning_ = {"status": f"{check}; the starting model is kept ({self.started_from_})"}
+            warnings.warn(f"{check}, so fitting could not be checked: the starting model ({self.started_from_}) is "
+                          "kept untrained. Fit on a larger area, or pass pretrained=None to train a new network.",
+                          UserWarning, stacklevel=4)
+            return params, [], 0
+        if check is not None:
             observed = check.hide(observed)  # training never sees the held-out gaps
             validator = fine_tuning.BestOnHeldOut(self, check)
         tasks = np.flatnonzero(observed.sum(axis=1) >= 2)

@@ -67,3 +67,11 @@ def jax_leaves(params):
     import jax
 
     return jax.tree_util.tree_leaves(params)
+
+
+def test_data_too_small_to_check_keeps_the_start_untrained(clouded):
+    small = clouded.isel(lat=slice(0, 6), lon=slice(0, 7))
+    with pytest.warns(UserWarning, match="could not be checked"):
+        model = geonp.NeuralProcess(steps=5, progress=False).fit(small)
+    assert model.steps_trained_ == 0 and "kept" in model.fine_tuning_["status"]
+    assert np.isfinite(model.predict(small, progress=False)["mean"].values).all()
