@@ -124,7 +124,7 @@ def conserved(mean: np.ndarray, coarse: xr.DataArray, fine: xr.DataArray) -> np.
 # the post-hoc stages of predict, each switched off alone (predict(without=...)): what each is worth
 STAGES = ("blend", "spread", "drift", "conservation")
 VARIANTS = ("geonp_network",) + tuple(f"geonp_no_{stage}" for stage in STAGES)
-FIT_STEPS, FIT_BUDGET = 2000, 300.0  # geonp_fitted: fit(time_budget=300), the documented call on a laptop CPU
+FIT_STEPS, FIT_BUDGET = 500, 300.0  # geonp_fitted: fit(time_budget=300), the documented call on a laptop CPU
 
 
 def _model(context, target, **fit_options):

@@ -44,7 +44,7 @@ ARCHITECTURES = {
 TREND_FIELDS, TREND_TARGETS, TREND_BLOCK = 4, 1000, "neighbourhood"
 BEYOND_REACH_WARNING = 0.1  # of the targets beyond every held-out cell's distance to data: fit warns
 # fine-tuning a model: half its tasks hide one contiguous gap (prediction's task), at a small learning rate
-FINE_TUNING_GAP_SHARE, FINE_TUNING_RATE, SCRATCH_RATE = 0.5, 1e-4, 5e-4
+FINE_TUNING_GAP_SHARE, FINE_TUNING_RATE, FINE_TUNING_WARMUP, SCRATCH_RATE = 0.5, 1e-4, 20, 5e-4
 NETWORK_SIZES = ("num_blocks", "width", "num_heads", "head_dim", "ff_dim")
 TREND_MARGIN = 0.02  # a higher degree is kept only where it lowers that held-out CRPS by 2% or more
 
@@ -493,8 +493,9 @@ class FittingMixin:
             FINE_TUNING_RATE if params is not None else SCRATCH_RATE)
         tc = TrainConfig(
             steps=self.steps, batch_size=self.batch_size, learning_rate=learning_rate,
-            warmup_steps=min(100, max(1, self.steps // 10)), seed=self.seed,
-            validate_every=max(10, 10 * math.ceil(self.steps / (100 if validator is None else 50))),
+            # fine-tuning: a short warm-up, so that a time budget that ends the run early has trained at the rate
+            warmup_steps=min(100 if params is None else FINE_TUNING_WARMUP, max(1, self.steps // 10)), seed=self.seed,
+            validate_every=max(10, 10 * math.ceil(self.steps / (100 if validator is None else 200))),
             validation_batches=2, time_budget=self.time_budget, patience=self.patience, progress=self.progress,
         )
         result = train(self._data_config(config, scaling), sampler, tc, params=params, validation_sampler=val_sampler,
