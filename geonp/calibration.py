@@ -274,14 +274,15 @@ def draw_held_out(model, data: xr.DataArray, spatial_dims: tuple[str, str], max_
 
 
 def scored_gaps(draw: HeldOutDraw, max_targets: int) -> list:
-    """Per mask, ``(field, hidden [ny, nx], where [n])``: the gaps scored, whole (the others stay observed), and
-    the flat indices of the cells scored, matched to the targets' distances."""
+    """Per mask, ``(field, hidden [ny, nx], where [n], cluster [n])``: the gaps scored, whole (the others stay
+    observed), the flat indices of the cells scored, matched to the targets' distances, and their error
+    clusters (:func:`error_clusters`, apart between masks)."""
     chosen = _matched(draw.candidates, draw.target_distance, max_targets)
     out = []
-    for k, (i, labels, where, *_rest) in enumerate(draw.candidates):
-        where = where[chosen[k]]
+    for k, (i, labels, where, _, _, cluster) in enumerate(draw.candidates):
+        where, cluster = where[chosen[k]], cluster[chosen[k]]
         if where.size:
-            out.append((i, np.isin(labels, np.unique(labels.ravel()[where])), where))
+            out.append((i, np.isin(labels, np.unique(labels.ravel()[where])), where, k * 10**12 + cluster))
     return out
 
 

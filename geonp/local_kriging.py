@@ -263,8 +263,8 @@ def least_squares_weight(error_network, step) -> float:
     return float(np.clip(np.sum(step * error_network) / power, 0.0, 1.0)) if power > 0 else 0.0
 
 
-def clear_gain(gain: np.ndarray, cluster: np.ndarray) -> bool:
-    """Whether the summed ``gain`` is ``CLEAR_GAIN`` standard errors above 0, the gains summed per cluster
+def clear_gain(gain: np.ndarray, cluster: np.ndarray, threshold: float = CLEAR_GAIN) -> bool:
+    """Whether the summed ``gain`` is ``threshold`` standard errors above 0, the gains summed per cluster
     being the independent units (a cluster-robust standard error)."""
     _, of = np.unique(cluster, return_inverse=True)
     per = np.bincount(of.reshape(-1), weights=gain)
@@ -272,4 +272,4 @@ def clear_gain(gain: np.ndarray, cluster: np.ndarray) -> bool:
         return False
     total = float(per.sum())
     se = float(np.sqrt(per.size / (per.size - 1) * np.sum((per - per.mean()) ** 2)))
-    return total > CLEAR_GAIN * se
+    return total > threshold * se

@@ -42,15 +42,18 @@ def mae(mean, y, mask=None) -> float:
     return _mean(np.abs(np.asarray(mean, np.float64) - np.asarray(y, np.float64)), mask)
 
 
-def crps_gaussian(mean, std, y, mask=None) -> float:
-    """Continuous ranked probability score of a Gaussian, closed form (Gneiting & Raftery 2007):
+def crps_gaussian_points(mean, std, y) -> np.ndarray:
+    """Continuous ranked probability score of a Gaussian at every point, closed form (Gneiting & Raftery 2007):
     CRPS = std * [ z (2 Phi(z) - 1) + 2 phi(z) - 1 / sqrt(pi) ],  z = (y - mean) / std.
     """
-
     mean, std, y = _as(mean, std, y)
     z = (y - mean) / std
-    score = std * (z * (2.0 * norm.cdf(z) - 1.0) + 2.0 * norm.pdf(z) - 1.0 / np.sqrt(np.pi))
-    return _mean(score, mask)
+    return std * (z * (2.0 * norm.cdf(z) - 1.0) + 2.0 * norm.pdf(z) - 1.0 / np.sqrt(np.pi))
+
+
+def crps_gaussian(mean, std, y, mask=None) -> float:
+    """The mean of :func:`crps_gaussian_points` over real points."""
+    return _mean(crps_gaussian_points(mean, std, y), mask)
 
 
 def coverage(mean, std, y, level: float = 0.95, mask=None) -> float:
