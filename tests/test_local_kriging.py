@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from geonp import local_kriging
+from geonp.errors import ConfigError
 from geonp.local_kriging import LocalKriging
 from geonp.tasks import kernels
 from geonp.tasks.gp import GPTaskSampler
@@ -81,10 +82,19 @@ def test_blend_weights_follow_the_better_mean_and_never_grow_with_distance():
     assert not LocalKriging().blends and LocalKriging().weights([1.0])[0] == 0.0
 
 
-def test_a_singular_system_gives_nan_not_an_error():
-    k = LocalKriging("matern32", 1.0, -1.0)  # a negative nugget: not positive definite
-    out = k.mean(np.zeros((3, 2)), np.zeros(3), np.ones((2, 2)))
+def test_a_singular_system_gives_nan_not_an_error(monkeypatch):
+    from scipy.linalg import LinAlgError
+
+    import geonp.local_kriging
+
+    def singular(*args, **kwargs):
+        raise LinAlgError("not positive definite")
+
+    monkeypatch.setattr(geonp.local_kriging, "cho_factor", singular)
+    out = LocalKriging("matern32", 1.0, 0.0).mean(np.zeros((3, 2)), np.zeros(3), np.ones((2, 2)))
     assert np.isnan(out).all()
+    with pytest.raises(ConfigError, match="noise"):  # a negative nugget is refused where it is made
+        LocalKriging("matern32", 1.0, -1.0)
 
 
 def test_blas_threads_are_restored_after_the_solves():
