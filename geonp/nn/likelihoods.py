@@ -53,8 +53,8 @@ class Normal:
 
     def __post_init__(self):
         check_field_types(self)
-        if not self.min_std > 0:
-            raise ConfigError(f"min_std must be > 0, got {self.min_std}.")
+        if not 0 < self.min_std < 1:  # a floor in standardised units: far below the data's own spread
+            raise ConfigError(f"min_std must lie in (0, 1) (standardised units), got {self.min_std}.")
 
     def encode(self, y):
         return y
@@ -111,8 +111,9 @@ class _LatentGaussian:
 
     def __post_init__(self):
         check_field_types(self)
-        if not (self.min_scale > 0 and self.order >= 2):
-            raise ConfigError(f"min_scale must be > 0 and order >= 2; got {self.min_scale}, {self.order}.")
+        if not (0 < self.min_scale < 1 and 2 <= self.order <= 200):
+            raise ConfigError(f"min_scale must lie in (0, 1) and order (quadrature nodes) in 2..200; got "
+                              f"{self.min_scale}, {self.order}.")
 
     def columns(self, y):
         """``[B, N, 2 * Dy]`` observations -> the two columns ``[B, N, Dy]`` each (count, trials/exposure)."""
