@@ -257,3 +257,17 @@ def test_poisson_counts_without_exposure_are_counts_per_cell(gappy):
     model = geonp.NeuralProcess(likelihood="poisson", window_points=32, num_target=16, max_context=32,
                                 num_blocks=1, width=16, ff_dim=16, batch_size=2, progress=False).fit(counts, steps=1)
     assert np.isfinite(model.predict(counts, progress=False)["mean"].values).all()
+
+
+def test_a_fractional_number_examined_and_a_fractional_site_count_are_refused(calibrated, gappy):
+    import pandas as pd
+
+    from geonp.design import next_sites
+
+    survey = pd.DataFrame({"lat": [13.1, 13.5, 13.9], "lon": [-16.0, -15.0, -14.5], "positive": [1.0, 2.0, 0.0],
+                           "examined": [10.0, 10.5, 8.0]})
+    with pytest.raises(DataError, match="non-integer 'examined'"):
+        geonp.pretrained("prevalence-binomial").fit(survey, "positive", trials="examined", steps=0)
+    candidates = pd.DataFrame({"lat": [51.0, 53.0], "lon": [-1.0, 0.5]})
+    with pytest.raises(ConfigError, match="whole number"):
+        next_sites(calibrated, gappy.isel(time=0), candidates, 1.5)
