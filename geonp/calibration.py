@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -273,17 +274,38 @@ def draw_held_out(model, data: xr.DataArray, spatial_dims: tuple[str, str], max_
     return HeldOutDraw(stacked, others, fields, lat, lon, candidates, target_distance, matched_to, rng, order, how)
 
 
-def scored_gaps(draw: HeldOutDraw, max_targets: int) -> list:
-    """Per mask, ``(field, hidden [ny, nx], where [n], cluster [n])``: the gaps scored, whole (the others stay
-    observed), the flat indices of the cells scored, matched to the targets' distances, and their error
-    clusters (:func:`error_clusters`, apart between masks)."""
+class ScoredGaps(NamedTuple):
+    """One mask's scored cells: ``mask`` its index among the draw's candidates, ``field`` the field it lies on,
+    ``hidden [ny, nx]`` the gaps scored, whole (the mask's others stay observed), ``where [n]`` the flat indices
+    of the cells scored and ``cluster [n]`` their error clusters (:func:`error_clusters`, within the mask)."""
+
+    mask: int
+    field: int
+    hidden: np.ndarray
+    where: np.ndarray
+    cluster: np.ndarray
+
+
+def scored_gaps(draw: HeldOutDraw, max_targets: int) -> list[ScoredGaps]:
+    """The cells to score on each mask of ``draw``, matched over all masks to the targets' distances; masks
+    with none are left out."""
     chosen = _matched(draw.candidates, draw.target_distance, max_targets)
     out = []
     for k, (i, labels, where, _, _, cluster) in enumerate(draw.candidates):
         where, cluster = where[chosen[k]], cluster[chosen[k]]
         if where.size:
-            out.append((i, np.isin(labels, np.unique(labels.ravel()[where])), where, k * 10**12 + cluster))
+            out.append(ScoredGaps(k, i, np.isin(labels, np.unique(labels.ravel()[where])), where, cluster))
     return out
+
+
+def clusters_apart(gaps: list[ScoredGaps]) -> np.ndarray:
+    """``[n]`` the error clusters of every scored cell, relabelled 0.. and kept apart between masks."""
+    out, offset = [], 0
+    for gap in gaps:
+        labels = np.unique(gap.cluster, return_inverse=True)[1].reshape(-1)
+        out.append(offset + labels)
+        offset += int(labels.max()) + 1 if labels.size else 0
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariates: dict,
@@ -309,19 +331,14 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
                           "are used", "std_scale": 1.0}
     fields, lat, lon, candidates, order = draw.fields, draw.lat, draw.lon, draw.candidates, draw.order
     target_distance, matched_to = draw.target_distance, draw.matched_to
-    chosen = _matched(candidates, target_distance, max_targets)
     means, stds, truths, distances, units, krigeds, clusters, folds = ([] for _ in range(8))
-    for k, (i, labels, where, _, _, cluster) in enumerate(candidates):
-        where, cluster = where[chosen[k]], cluster[chosen[k]]
-        if where.size == 0:
-            continue
-        hidden = np.isin(labels, np.unique(labels.ravel()[where]))  # the gaps scored, whole; the others observed
+    for k, i, hidden, where, cluster in scored_gaps(draw, max_targets):
         offset = 1 + max((int(c.max()) for c in clusters if c.size), default=0)  # clusters of masks apart
         field = draw.field(i)
         key = (str(model.scaling_), tuple(covariates), i, hidden.tobytes(), where.tobytes())
         channels = None if cache is None else cache.get(key)
         if channels is None:
-            channels = _predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_dims)
+            channels = predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_dims)
             if cache is not None:
                 cache[key] = channels
         mean, std, distance, unit, kriged = channels
@@ -403,7 +420,7 @@ def _matched(candidates: list, target_distance: np.ndarray, max_targets: int) ->
     return [chosen[mask_of[chosen] == k] - starts[k] for k in range(len(candidates))]
 
 
-def _predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_dims) -> tuple:
+def predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_dims) -> tuple:
     """The held-out cells ``where`` of ``field`` predicted from the rest, as ``predict`` would (network's own
     mean and spread): ``(mean, std, distance_to_data, context_std, kriging_mean)``, each ``[n]``."""
     ydim, xdim = spatial_dims

@@ -74,38 +74,3 @@ def user_path(path, what: str):
             break
     return path
 
-
-def check_field_types(obj) -> None:
-    """Raise :class:`ConfigError` when a dataclass field whose default is a bool, int, float or str holds
-    another type (a saved config edited by hand, or an option of the wrong kind); ``None`` defaults are free."""
-    import dataclasses
-
-    import numpy as np
-
-    def kind_ok(default, value) -> bool:
-        if isinstance(default, bool):
-            return isinstance(value, bool | np.bool_)
-        if isinstance(value, bool | np.bool_):
-            return False
-        if isinstance(default, int):
-            return isinstance(value, int | np.integer)
-        if isinstance(default, float):
-            return isinstance(value, int | float | np.integer | np.floating)
-        if isinstance(default, str):
-            return isinstance(value, str)
-        return True
-
-    bad = [f"{f.name}={getattr(obj, f.name)!r} (expected {type(f.default).__name__})"
-           for f in dataclasses.fields(obj) if not kind_ok(f.default, getattr(obj, f.name))]
-    if bad:
-        raise ConfigError(f"{type(obj).__name__}: {', '.join(bad)}.")
-
-
-def check_numbers(values, what: str) -> None:
-    """Raise :class:`ConfigError` unless ``values`` is a sequence of real numbers."""
-    import numpy as np
-
-    ok = isinstance(values, list | tuple) and all(
-        isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool) for v in values)
-    if not ok:
-        raise ConfigError(f"{what} must be a list of numbers; got {values!r}.")

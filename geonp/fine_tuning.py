@@ -39,8 +39,7 @@ SCORES = ("held_out_rmse", "held_out_crps", "held_out_cov95", "held_out_cells") 
 
 @dataclasses.dataclass
 class HeldOutCheck:
-    """Hidden gaps of one fit: ``gaps`` per mask ``(field, hidden [ny, nx], where [n], cluster [n])`` on
-    ``draw``."""
+    """Hidden gaps of one fit: ``gaps`` the scored cells of each mask of ``draw``."""
 
     draw: calibration.HeldOutDraw
     gaps: list
@@ -49,13 +48,13 @@ class HeldOutCheck:
 
     @property
     def cells(self) -> int:
-        return int(sum(where.size for _, _, where, _ in self.gaps))
+        return int(sum(gap.where.size for gap in self.gaps))
 
     def hide(self, observed: np.ndarray) -> np.ndarray:
         """``observed [T, P]`` (tasks = the draw's fields, points = its cells) without the hidden gaps."""
         out = observed.copy()
-        for field, hidden, _, _ in self.gaps:
-            out[field] &= ~hidden.ravel()
+        for gap in self.gaps:
+            out[gap.field] &= ~gap.hidden.ravel()
         return out
 
     def score(self, model) -> tuple[dict, np.ndarray]:
@@ -64,13 +63,13 @@ class HeldOutCheck:
         from geonp.metrics import crps_gaussian_points
 
         means, stds, truths = [], [], []
-        for field_index, hidden, where, _ in self.gaps:
-            field = self.draw.field(field_index)
-            mean, std, *_ = calibration._predict_held_out(model, field, hidden, where, self.draw.lat, self.draw.lon,
-                                                          self.covariates, self.spatial_dims)
+        for gap in self.gaps:
+            field = self.draw.field(gap.field)
+            mean, std, *_ = calibration.predict_held_out(model, field, gap.hidden, gap.where, self.draw.lat,
+                                                         self.draw.lon, self.covariates, self.spatial_dims)
             means.append(mean)
             stds.append(std)
-            truths.append(field.values.ravel()[where])
+            truths.append(field.values.ravel()[gap.where])
         mean, std, truth = (np.concatenate(a).astype(np.float64) for a in (means, stds, truths))
         ok = np.isfinite(mean) & np.isfinite(std) & (std > 0) & np.isfinite(truth)
         per_cell = np.full(mean.shape, np.nan)
@@ -80,7 +79,7 @@ class HeldOutCheck:
     @property
     def clusters(self) -> np.ndarray:
         """``[n]`` each scored cell's error cluster (independent units of the gain's standard error)."""
-        return np.concatenate([cluster for _, _, _, cluster in self.gaps])
+        return calibration.clusters_apart(self.gaps)
 
 
 def held_out_check(model, data: xr.DataArray, spatial_dims, covariates: dict, target_distance, seed: int,

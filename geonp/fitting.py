@@ -326,16 +326,10 @@ class FittingMixin:
         """
         from geonp import calibration
 
-        if not head.standardise or head.name != "normal":
-            return {"status": f"not calibrated: a {head.name} model (only Gaussian fields are)", "std_scale": 1.0}, None
-        if counts_lib.is_survey(table) or self.temporal:
-            why = "point data" if counts_lib.is_survey(table) else "a temporal model"
-            return {"status": f"not calibrated: {why} (gridded fields only)", "std_scale": 1.0}, None
-        ds, _ = tables_lib.as_dataset(data, name)
+        ds, why = self._gaussian_grid(data, table, name, head)
+        if ds is None:
+            return {"status": f"not calibrated: {why}", "std_scale": 1.0}, None
         spatial = table.layout.spatial
-        if not all(d in ds[name].dims for d in spatial):
-            return ({"status": "not calibrated: the spatial coordinates are not grid dimensions", "std_scale": 1.0},
-                    None)
         target_distance = self._target_distances(data, table, *targets)
         # the neighbourhood kriging's kernel, fitted once on the data; its blend is learned with the spread
         kernel = None if self.config_.family == "cmanp" else self._kriging_kernel(table)
@@ -514,15 +508,24 @@ class FittingMixin:
         """Gaps to hide from fine-tuning and score it on (:func:`geonp.fine_tuning.held_out_check`); a sentence
         where there can be none; None where the data are not a Gaussian grid (no check applies)."""
         data, name, covariates, head, target, spatial_dims, time_dim = job
-        if head.name != "normal" or counts_lib.is_survey(table) or self.temporal:
-            return None
-        ds, _ = tables_lib.as_dataset(data, name)
-        spatial = table.layout.spatial
-        if not all(d in ds[name].dims for d in spatial):
+        ds, _ = self._gaussian_grid(data, table, name, head)
+        if ds is None:
             return None
         target_distance = self._target_distances(data, table, target, spatial_dims, time_dim)
-        return fine_tuning.held_out_check(self, ds[name], spatial, {c: ds[c] for c in covariates}, target_distance,
-                                          self.seed, observed)
+        return fine_tuning.held_out_check(self, ds[name], table.layout.spatial, {c: ds[c] for c in covariates},
+                                          target_distance, self.seed, observed)
+
+    def _gaussian_grid(self, data, table, name, head):
+        """``(data as a Dataset, None)`` where held-out gaps can be drawn on it (a Gaussian field on a grid,
+        space-only model); ``(None, why not)`` elsewhere."""
+        if not head.standardise or head.name != "normal":
+            return None, f"a {head.name} model (only Gaussian fields are)"
+        if counts_lib.is_survey(table) or self.temporal:
+            return None, f"{'point data' if counts_lib.is_survey(table) else 'a temporal model'} (gridded fields only)"
+        ds, _ = tables_lib.as_dataset(data, name)
+        if not all(d in ds[name].dims for d in table.layout.spatial):
+            return None, "the spatial coordinates are not grid dimensions"
+        return ds, None
 
     @staticmethod
     def _data_config(config: BSATNPConfig, scaling: FeatureScaling) -> BSATNPConfig:

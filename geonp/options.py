@@ -69,3 +69,31 @@ def fraction(value, name: str, low_open: bool = True) -> float:
     if not is_real(value) or not (0 < value < 1 if low_open else 0 <= value < 1):
         raise ConfigError(f"{name}={value!r}: expected a number in {'(' if low_open else '['}0, 1).")
     return float(value)
+
+
+def check_field_types(obj) -> None:
+    """Raise :class:`ConfigError` when a dataclass field whose default is a bool, int, float or str holds
+    another type (a saved config edited by hand, or an option of the wrong kind); ``None`` defaults are free."""
+    import dataclasses
+
+    def kind_ok(default, value) -> bool:
+        if isinstance(default, bool):
+            return isinstance(value, bool | np.bool_)
+        if isinstance(default, int):
+            return is_real(value) and isinstance(value, int | np.integer)
+        if isinstance(default, float):
+            return is_real(value)
+        if isinstance(default, str):
+            return isinstance(value, str)
+        return True
+
+    bad = [f"{f.name}={getattr(obj, f.name)!r} (expected {type(f.default).__name__})"
+           for f in dataclasses.fields(obj) if not kind_ok(f.default, getattr(obj, f.name))]
+    if bad:
+        raise ConfigError(f"{type(obj).__name__}: {', '.join(bad)}.")
+
+
+def check_numbers(values, what: str) -> None:
+    """Raise :class:`ConfigError` unless ``values`` is a list or tuple of real numbers."""
+    if not (isinstance(values, list | tuple) and all(is_real(v) for v in values)):
+        raise ConfigError(f"{what} must be a list of numbers; got {values!r}.")

@@ -30,10 +30,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from geonp.errors import ConfigError, MetadataMismatchError, check_field_types, check_numbers, reject_unknown_fields
+from geonp.errors import ConfigError, MetadataMismatchError, reject_unknown_fields
 from geonp.features.tables import DataError
 from geonp.features.trend import DEGREES
 from geonp.nn.bias import EARTH_RADIUS_KM, CoordinateGroup
+from geonp.options import check_field_types, check_numbers
 
 # The bundled GP model saw tasks on a 4 x 4 box; a neighbourhood of this many
 # model units in radius (the disc of the same area) is what one training task covers.

@@ -26,8 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from geonp.errors import ConfigError, check_field_types, check_numbers
+from geonp.errors import ConfigError
 from geonp.nn import distances, kernel_bias, quadratic_bias
+from geonp.options import check_field_types, check_numbers
 
 EARTH_RADIUS_KM = 6371.0088
 

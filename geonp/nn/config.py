@@ -13,10 +13,11 @@ from collections.abc import Mapping
 
 import jax.numpy as jnp
 
-from geonp.errors import ConfigError, check_field_types, reject_unknown_fields
+from geonp.errors import ConfigError, reject_unknown_fields
 from geonp.features.support import context_support
 from geonp.nn import bias as bias_lib
 from geonp.nn import kernel_bias, likelihoods
+from geonp.options import check_field_types
 
 
 def default_groups(spatial_dim: int = 2, temporal: bool = False, spatial_metric: str = "euclidean",

@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, logsumexp, ndtr, ndtri
 
-from geonp.errors import ConfigError, check_field_types
+from geonp.errors import ConfigError
+from geonp.options import check_field_types
 
 LOG_2PI = 1.8378770664093453
 

@@ -35,8 +35,9 @@ def test_held_out_gaps_are_hidden_from_training_and_scored(clouded):
     assert isinstance(check, fine_tuning.HeldOutCheck) and check.cells >= fine_tuning.MIN_CELLS
     hidden = observed & ~check.hide(observed)
     assert hidden.sum() >= check.cells  # whole gaps hidden, the cells scored among them
-    for _, gap, where, cluster in check.gaps:
-        assert gap.ravel()[where].all() and observed[0, where].all() and cluster.shape == where.shape
+    for gap in check.gaps:
+        assert gap.hidden.ravel()[gap.where].all() and observed[0, gap.where].all()
+        assert gap.cluster.shape == gap.where.shape
     scores, per_cell = check.score(model)
     assert scores["cells"] == check.cells and 0 < scores["rmse"] and 0 <= scores["cov95"] <= 1
     np.testing.assert_allclose(np.nanmean(per_cell), scores["crps"], rtol=1e-3)
