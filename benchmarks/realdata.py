@@ -218,7 +218,11 @@ def bin_label(lo: float, hi: float) -> str:
 
 class Scoreboard:
     """Every method's predictions at one case's targets, pooled over its fields, scored at the end:
-    overall and by distance from the data (:data:`DISTANCE_BINS`, in the context grid's cells)."""
+    overall and by distance from the data (:data:`DISTANCE_BINS`, in the context grid's cells).
+    With ``keep_parts`` (the release gate), each method's result also holds its ``_parts``: per field,
+    ``(mean, std, truth, cells)``."""
+
+    keep_parts = False
 
     def __init__(self):
         self.rows: dict = {}
@@ -250,6 +254,8 @@ class Scoreboard:
                 held, real = np.array(row["held_out"]).T
                 r["held_out_rmse"] = round(float(np.sqrt(np.mean(held**2))), 4)
                 r["target_rmse_of_fields"] = round(float(np.sqrt(np.mean(real**2))), 4)
+            if self.keep_parts:
+                r["_parts"] = row["parts"]
             out[method] = r
         return out
 

@@ -1,15 +1,19 @@
 """Train a bundled model further, in one resumable command (CPU or the lent GPU).
 
     python benchmarks/train_bundled.py --model field --minutes 40            # continue the bundled release
-    python benchmarks/train_bundled.py --model field --minutes 40 --install  # ... and copy it into the package
+    python benchmarks/train_bundled.py --model field --minutes 40 --install  # ... then gate and install it
+    python benchmarks/train_bundled.py --model prevalence --install-run runs/prevalence-binomial  # gate, install
 
 Each session starts from the bundled release (``geonp/pretrained_models/<name>``; the first one
 from its ``seed_from`` model, whose attention stack carries over) with a fresh schedule of
-``--steps`` steps, stops after ``--minutes``, and writes a release to ``runs/<name>`` (``--install``:
-into the package). A session that continues a release peaks at the model's lower
-``continue_learning_rate`` (on ``continue_batch_size`` tasks a step, where the model gives one), so that its
-warm-up does not undo what earlier sessions learned, and
-records its validation NLL before its first step (``start_val_nll``) beside its last one.
+``--steps`` steps, stops after ``--minutes``, and writes a release to ``runs/<name>``. ``--install``
+then runs the release gate (``benchmarks/release_gate.py``: the new release against the installed one
+on every real case its likelihood serves) and copies it into the package only when the gate passes;
+``--force REASON`` installs a release that fails, with the reason and the gate's table in its
+``config.json`` (``release_gate``), as every installed release records its gate.
+A session that continues a release peaks at the model's lower ``continue_learning_rate`` (on
+``continue_batch_size`` tasks a step, where the model gives one), so that its warm-up does not undo
+what earlier sessions learned, and records its validation NLL before its first step (``start_val_nll``) beside its last one.
 An interrupted session resumes exactly: rerun the same command (its clock, and so ``--minutes``,
 counts the time before the interruption too; pass more minutes to run longer); its checkpoint lives in
 ``runs/<name>-from-<steps>.run``, named after the release it started from. The release's ``config.json``
@@ -74,9 +78,11 @@ MODELS = {
     },
     "prevalence": {
         "release": "prevalence-binomial",
-        "description": "binomial prevalence: GP(0, k) plus up to 4 covariates of random kinds and effects through "
-                       "a logit link, binomial surveys (5..200 examined), tokens told the covariates' trend fitted "
-                       "in context; geonp/tasks/prevalence.py, covariates.py, geonp/nn/trend.py",
+        "description": "binomial prevalence: GP(0, k) (ranges from a site spacing to trends) plus a village "
+                       "nugget and up to 4 covariates of random kinds and effects through a logit link; surveys "
+                       "of 1..300 examined (15% binary), sites clustered or spread, prevalence ~1%..95%; tokens "
+                       "told the covariates' trend fitted in context; geonp/tasks/prevalence.py, covariates.py, "
+                       "geonp/nn/trend.py",
         "tasks": "binomial-survey",
         "task_options": {"covariate_slots": 4},
         "likelihood": "binomial",
@@ -105,7 +111,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--task-reuse", type=int, help="steps per sampled batch, each under another symmetry of "
                                                          "the prior (geonp/training/reuse.py): for a GPU that the "
                                                          "samplers cannot keep busy (default 1)")
-    parser.add_argument("--install", action="store_true", help="write the release into the package")
+    parser.add_argument("--install", action="store_true", help="gate the new release against the installed one "
+                                                                "and, when it passes, write it into the package")
+    parser.add_argument("--install-run", metavar="RELEASE", help="gate and install a release folder trained "
+                                                                 "before, without training")
+    parser.add_argument("--force", metavar="REASON", help="with --install: install even when the gate fails; "
+                                                          "REASON is written into config.json")
     parser.add_argument("--init-from", metavar="RELEASE", help="continue this release folder (e.g. a run not "
                                                                "installed yet) instead of the bundled release")
     parser.add_argument("--seed", type=int, help="task stream (default: the release's total steps)")
@@ -120,6 +131,8 @@ def main(argv=None) -> dict:
     if args.evaluate:
         return evaluate(args.evaluate, spec, covariates=not args.without_covariates)
     name = spec["release"]
+    if args.install_run:
+        return install(Path(args.install_run), name, args.force)
     if args.init_from or name in available():
         release_config, _, release_meta = load_model(args.init_from) if args.init_from else pretrained(name)
         init_from = args.init_from or name
@@ -128,7 +141,7 @@ def main(argv=None) -> dict:
         model = {k: v for k, v in spec.get("extend", {}).items() if getattr(release_config, k) != v} or None
     else:  # first session: the seed model's attention stack, a fresh bias and schedule
         init_from, model, done = spec["seed_from"], spec["seed_model"], 0
-    output = PACKAGE / name if args.install else ROOT / "runs" / name
+    output = ROOT / "runs" / name
     result = pretrain.run(
         ROOT, tasks=spec["tasks"], output=str(output), likelihood=spec["likelihood"], init_from=init_from,
         model=model, task_options=spec.get("task_options"), steps=args.steps,
@@ -141,8 +154,40 @@ def main(argv=None) -> dict:
     summary = {"model": name, "steps": result["steps"], "total_steps": result["total_steps"],
                "total_hours": result["total_hours"], "final_val_nll": result["final_val_nll"],
                "train_seconds": result["train_seconds"], "machine": result["machine"], "output": str(output)}
+    if args.install:
+        summary["installed"] = install(output, name, args.force)["installed"]
     print(json.dumps(summary))
     return summary
+
+
+def install(release: Path, name: str, force: str | None = None) -> dict:
+    """Gate ``release`` against the installed ``name`` (``benchmarks/release_gate.py``) and copy it into the
+    package when the gate passes (or with ``force``, the reason); its ``config.json`` records the gate."""
+    import shutil
+
+    from benchmarks.release_gate import gate, markdown
+
+    if name in available():
+        result = gate(str(release.resolve()), name)
+        print(markdown(result))
+    else:  # a first release: nothing installed to gate against
+        result = {"passed": True, "installed": None, "cases": {}, "why": "first release of this name"}
+    if not result["passed"] and not force:
+        raise SystemExit(f"{release} failed the release gate against the installed {name} (table above): not "
+                         f"installed. Train further, or pass --force REASON to install it anyway.")
+    target = PACKAGE / name
+    target.mkdir(parents=True, exist_ok=True)
+    for file in ("config.json", "params.safetensors"):
+        shutil.copy2(release / file, target / file)
+    config = json.loads((target / "config.json").read_text())
+    config["metadata"]["release_gate"] = {
+        "passed": result["passed"], "against": result["installed"], **({"forced": force} if force else {}),
+        "cases": {case: {k: v for k, v in row.items() if k in ("served", "why", "log_score", "rmse", "crps",
+                                                                 "worse")}
+                  for case, row in result["cases"].items()}}
+    (target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    print(f"installed {release} as {target}" + (f" (forced: {force})" if force and not result["passed"] else ""))
+    return {"installed": str(target), "gate": result}
 
 
 class _NoCovariates:

@@ -10,7 +10,8 @@ and every score is of that discrete predictive:
 
     log score  log P(k | n)
     CRPS       sum_j (F(j) - 1{k <= j})^2 / n       (prevalence scale: divided by n)
-    coverage   k inside the central 95% interval of P(. | n)
+    coverage   k inside the central 95% interval of P(. | n); of the prevalence: k / n inside
+               the central 95% interval of the latent prevalence
 """
 
 from __future__ import annotations
@@ -37,8 +38,15 @@ def count_pmf(loc, scale, trials) -> list[np.ndarray]:
     return [row[: ni + 1] / row[: ni + 1].sum() for row, ni in zip(p, n, strict=True)]
 
 
-def count_scores(loc, scale, positives, trials, level: float = 0.95) -> dict:
-    """Mean log score (higher is better), CRPS on the prevalence scale, coverage, n-weighted RMSE."""
+def count_score_table(loc, scale, positives, trials, level: float = 0.95) -> dict[str, np.ndarray]:
+    """Per location ``[L]``: log score, CRPS (prevalence scale), whether the count and the prevalence
+    are covered, and the predictive mean prevalence (for bootstraps over locations).
+
+    ``prevalence_covered``: the empirical prevalence k / n inside the central ``level`` interval of the
+    latent prevalence ``sigmoid(loc +- z scale)`` (the surface, without the binomial noise of n).
+    """
+    from scipy.stats import norm
+
     k = np.asarray(positives, int)
     n = np.asarray(trials, int)
     pmfs = count_pmf(loc, scale, n)
@@ -51,7 +59,22 @@ def count_scores(loc, scale, positives, trials, level: float = 0.95) -> dict:
         hi = int(np.searchsorted(cdf, 1 - (1 - level) / 2))
         covered.append(lo <= ki <= hi)
         mean_prev.append(np.sum(pmf * np.arange(ni + 1)) / ni)
-    err = np.asarray(mean_prev) - k / n
-    return {"log_score": float(np.mean(log_score)), "crps": float(np.mean(crps)),
-            "coverage_95": float(np.mean(covered)), "rmse_weighted": float(np.sqrt(np.sum(n * err**2) / n.sum())),
-            "n_locations": int(k.size)}
+    z = norm.ppf(0.5 + level / 2)
+    sigmoid = lambda a: 1.0 / (1.0 + np.exp(-a))  # noqa: E731
+    loc, scale = np.asarray(loc, float), np.asarray(scale, float)
+    inside = (sigmoid(loc - z * scale) <= k / n) & (k / n <= sigmoid(loc + z * scale))
+    return {"log_score": np.asarray(log_score), "crps": np.asarray(crps), "covered": np.asarray(covered),
+            "prevalence_covered": inside, "mean_prevalence": np.asarray(mean_prev)}
+
+
+def count_scores(loc, scale, positives, trials, level: float = 0.95) -> dict:
+    """Mean log score (higher is better), CRPS on the prevalence scale, coverage of the counts and of
+    the prevalence, n-weighted RMSE."""
+    k = np.asarray(positives, int)
+    n = np.asarray(trials, int)
+    table = count_score_table(loc, scale, k, n, level)
+    err = table["mean_prevalence"] - k / n
+    return {"log_score": float(np.mean(table["log_score"])), "crps": float(np.mean(table["crps"])),
+            "coverage_95": float(np.mean(table["covered"])),
+            "coverage_95_prevalence": float(np.mean(table["prevalence_covered"])),
+            "rmse_weighted": float(np.sqrt(np.sum(n * err**2) / n.sum())), "n_locations": int(k.size)}

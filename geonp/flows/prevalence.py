@@ -12,8 +12,10 @@
 1. Leave-location-out cross-validation (``folds`` folds of locations, never splitting a
    location): geonp's bundled binomial model, calibrated without training, against ordinary
    kriging of the empirical logit (pykrige; exponential variogram fitted per fold) turned into
-   the same logit-normal-binomial predictive. Scores: log score, CRPS, 95% coverage,
-   n-weighted RMSE (``geonp.metrics_counts``).
+   the same logit-normal-binomial predictive, and (with GPBoost installed) binomial
+   geostatistics, the model a statistician would fit (``geonp.flows.survey_baselines``).
+   Scores: log score, CRPS, 95% coverage of the counts and of the prevalence, n-weighted
+   RMSE (``geonp.metrics_counts``).
 2. A map: prevalence mean, 95% interval width and P(prevalence > threshold) on a grid
    (``grid`` cells per side over the surveys' extent, or the points of ``grid_csv``), written
    as netCDF and PNG.
@@ -38,7 +40,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,8 @@ from scipy.special import logit
 from scipy.stats import norm
 
 from geonp.errors import ConfigError
-from geonp.features.coordinates import local_km
 from geonp.features.tables import dataframe_to_dataset
+from geonp.flows.survey_baselines import binomial_glmm_latent, has_gpboost, kriging_latent
 from geonp.metrics_counts import count_scores
 from geonp.recipes import resolve, resolve_input
 
@@ -80,58 +81,23 @@ def geonp_latent(model, train: pd.DataFrame, test: pd.DataFrame):
     return lq[:, 1], np.maximum((lq[:, 2] - lq[:, 0]) / 2.0, 1e-3)
 
 
-def kriging_latent(train: pd.DataFrame, test: pd.DataFrame, variogram: str = "exponential", covariates=()):
-    """Kriging of the empirical logit: (loc, scale) at ``test`` (scale includes the nugget).
-
-    Without covariates, ordinary kriging; with them, regression kriging: least squares of the
-    empirical logit on the standardised covariates, ordinary kriging of the residuals, the trend
-    added back, its standard error added to the variance.
-    """
-    from pykrige.ok import OrdinaryKriging
-
-    both = pd.concat([train, test])
-    to_km = local_km(float(both.lon.mean()), float(both.lat.mean()))
-    xs, ys = to_km.transform(train.lon.values, train.lat.values)
-    xt, yt = to_km.transform(test.lon.values, test.lat.values)
-    k, n = train.positive.values, train.examined.values
-    z = np.log((k + 0.5) / (n - k + 0.5))
-    covariates = list(covariates)
-    mean_x, std_x = train[covariates].mean(), train[covariates].std().replace(0.0, 1.0)
-    design = np.c_[np.ones(len(train)), ((train[covariates] - mean_x) / std_x).to_numpy()]
-    design_t = np.c_[np.ones(len(test)), ((test[covariates] - mean_x) / std_x).to_numpy()]
-    beta = np.linalg.lstsq(design, z, rcond=None)[0] if covariates else np.zeros(1)
-    residual = z - design @ beta
-    trend_var = np.zeros(len(test))
-    if covariates:
-        sigma2 = float(residual @ residual) / max(len(z) - design.shape[1], 1)
-        trend_var = sigma2 * np.einsum("ij,jk,ik->i", design_t, np.linalg.pinv(design.T @ design), design_t)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ok = OrdinaryKriging(xs, ys, residual, variogram_model=variogram, exact_values=False)
-        mean, var = ok.execute("points", xt, yt)
-    nugget = float(ok.variogram_model_parameters[-1])
-    return design_t @ beta + np.asarray(mean), np.sqrt(np.maximum(np.asarray(var), 0.0) + nugget + trend_var)
-
-
 def cross_validate(model, frame: pd.DataFrame, folds: int = 10, seed: int = 0) -> dict:
-    """Leave-location-out CV scores of geonp and kriging (same folds; both with the model's covariates)."""
+    """Leave-location-out CV scores of geonp, kriging and (with GPBoost installed) binomial
+    geostatistics, on the same folds, each with the model's covariates."""
     rng = np.random.default_rng(seed)
     fold = rng.permutation(len(frame)) % folds
-    latents = {"geonp": [np.zeros(len(frame)), np.zeros(len(frame))],
-               "kriging": [np.zeros(len(frame)), np.zeros(len(frame))]}
-    seconds = {"geonp": 0.0, "kriging": 0.0}
-    kriging = lambda a, b: kriging_latent(a, b, covariates=model.covariates_)  # noqa: E731
-    for f in range(folds):
-        train, test = frame[fold != f], frame[fold == f]
-        for name, method in (("geonp", lambda a, b: geonp_latent(model, a, b)), ("kriging", kriging)):
-            started = time.perf_counter()
-            loc, scale = method(train, test)
-            seconds[name] += time.perf_counter() - started
-            latents[name][0][fold == f], latents[name][1][fold == f] = loc, scale
+    covariates = list(model.covariates_)
+    methods = {"geonp": lambda a, b: geonp_latent(model, a, b),
+               "kriging": lambda a, b: kriging_latent(a, b, covariates=covariates)}
+    if has_gpboost():
+        methods["binomial_glmm"] = lambda a, b: binomial_glmm_latent(a, b, covariates=covariates)
     out = {}
-    for name, (loc, scale) in latents.items():
+    for name, method in methods.items():
+        loc, scale, started = np.zeros(len(frame)), np.zeros(len(frame)), time.perf_counter()
+        for f in range(folds):
+            loc[fold == f], scale[fold == f] = method(frame[fold != f], frame[fold == f])
         out[name] = count_scores(loc, scale, frame.positive.values, frame.examined.values)
-        out[name]["seconds"] = round(seconds[name], 2)
+        out[name]["seconds"] = round(time.perf_counter() - started, 2)
     return out
 
 

@@ -3,10 +3,15 @@
 Every task draws its own hyperparameters (not one per batch):
 
     kernel      ~ Uniform{rbf, matern12, matern32, matern52, periodic}
-    lengthscale ~ Beta(3, 7)          (periodic: 0.5 + 2 * Beta(3, 7), period ~ U(0.5, 1.5))
+    lengthscale ~ Beta(3, 7)          (periodic: 0.5 + 2 * Beta(3, 7), period ~ U(0.5, 1.5));
+                  log-uniform over ``lengthscale_range`` where that is set
     noise std   ~ U(noise_std)        (observation noise on context values)
     n_context   ~ U{num_context}      (padded to the maximum, with a mask)
-    x           ~ U(domain)           for context and target points
+    x           ~ U(domain)           for context and target points; with probability
+                                      ``clustered_share`` a task's sites are clustered instead:
+                                      2-12 cluster centres ~ U(domain), sites Gaussian around
+                                      them (spread 1-15% of the domain, log-uniform), and each
+                                      target from the clusters or U(domain) with equal odds
 
 Context values carry observation noise; target values are noise-free (up to a
 ``jitter`` of variance 1e-5 that keeps the Cholesky stable; the oracle uses the
@@ -52,6 +57,8 @@ class GPTaskSampler:
     num_target: int = 1024
     noise_std: tuple[float, float] = (0.05, 0.15)
     jitter: float = 1e-5
+    lengthscale_range: tuple[float, float] | None = None  # (low, high): log-uniform instead of the Beta
+    clustered_share: float = 0.0  # share of tasks whose sites are clustered (surveys of villages, schools)
 
     def __post_init__(self):
         unknown = set(self.kernels) - set(kernels.KERNELS)
@@ -65,6 +72,11 @@ class GPTaskSampler:
             )
         if not self.domain[0] < self.domain[1]:
             raise ConfigError(f"domain must be (low, high) with low < high, got {self.domain}.")
+        if self.lengthscale_range is not None and not (0 < self.lengthscale_range[0] <= self.lengthscale_range[1]):
+            raise ConfigError(f"lengthscale_range must be (low, high) with 0 < low <= high, got "
+                              f"{self.lengthscale_range}.")
+        if not 0.0 <= self.clustered_share <= 1.0:
+            raise ConfigError(f"clustered_share must be a share in [0, 1], got {self.clustered_share}.")
 
     def scaled(self, factor: float) -> GPTaskSampler:
         """The same process on a domain ``factor`` times wider, at the same point density."""
@@ -98,6 +110,26 @@ def _unit_covariance(kernel_index, a, b, lengthscale, period, names):
     return kernels.selected_covariance(kernel_index, a, b, lengthscale, period, names, xp=jnp)
 
 
+MAX_CLUSTERS = 12
+
+
+def _clustered_sites(sampler: GPTaskSampler, key, uniform, n_ctx_max: int):
+    """With probability ``clustered_share``, sites ``[N, 2]`` in Gaussian clusters around 2..12 centres
+    (every context site, each target with odds 1/2); otherwise the ``uniform`` sites as they are."""
+    lo, hi = sampler.domain
+    k_n, k_centre, k_which, k_spread, k_offset, k_task, k_target = jax.random.split(key, 7)
+    n_points = uniform.shape[0]
+    n_clusters = jax.random.randint(k_n, (), 2, MAX_CLUSTERS + 1)
+    centres = jax.random.uniform(k_centre, (MAX_CLUSTERS, 2), minval=lo, maxval=hi)
+    which = jax.random.randint(k_which, (n_points,), 0, n_clusters)
+    spread = (hi - lo) * jnp.exp(jax.random.uniform(k_spread, (), minval=jnp.log(0.01), maxval=jnp.log(0.15)))
+    clustered = jnp.clip(centres[which] + spread * jax.random.normal(k_offset, (n_points, 2)), lo, hi)
+    from_clusters = jnp.concatenate([jnp.ones((n_ctx_max,), bool),
+                                     jax.random.bernoulli(k_target, 0.5, (n_points - n_ctx_max,))])
+    use = (jax.random.uniform(k_task, ()) < sampler.clustered_share) & from_clusters
+    return jnp.where(use[:, None], clustered, uniform)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def _sample(sampler: GPTaskSampler, key, batch_size: int):
     n_ctx_max, n_tgt = sampler.num_context[1], sampler.num_target
@@ -107,7 +139,11 @@ def _sample(sampler: GPTaskSampler, key, batch_size: int):
     def one_task(key):
         k_kern, k_ls, k_per, k_noise, k_n, k_x, k_z = jax.random.split(key, 7)
         kernel_index = jax.random.randint(k_kern, (), 0, len(names))
-        ls = jax.random.beta(k_ls, *sampler.lengthscale_beta)
+        if sampler.lengthscale_range is None:
+            ls = jax.random.beta(k_ls, *sampler.lengthscale_beta)
+        else:
+            low, high = sampler.lengthscale_range
+            ls = jnp.exp(jax.random.uniform(k_ls, (), minval=jnp.log(low), maxval=jnp.log(high)))
         is_periodic = jnp.array([n == "periodic" for n in names])[kernel_index]
         ls = jnp.where(is_periodic, 0.5 + 2.0 * ls, ls)
         period = jax.random.uniform(k_per, (), minval=0.5, maxval=1.5)
@@ -115,6 +151,8 @@ def _sample(sampler: GPTaskSampler, key, batch_size: int):
         n_ctx = jax.random.randint(k_n, (), sampler.num_context[0], sampler.num_context[1] + 1)
 
         x = jax.random.uniform(k_x, (n_ctx_max + n_tgt, 2), minval=lo, maxval=hi)
+        if sampler.clustered_share > 0:  # (a separate key: tasks without clustering are drawn as before)
+            x = _clustered_sites(sampler, jax.random.fold_in(k_x, 1), x, n_ctx_max)
         cov = _unit_covariance(kernel_index, x, x, ls, period, names)
         diag = jnp.concatenate([jnp.full((n_ctx_max,), noise**2), jnp.full((n_tgt,), sampler.jitter)])
         chol = jnp.linalg.cholesky(cov + jnp.diag(diag))
