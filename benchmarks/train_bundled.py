@@ -13,7 +13,8 @@ on every real case its likelihood serves) and copies it into the package only wh
 ``config.json`` (``release_gate``), as every installed release records its gate.
 A session that continues a release peaks at the model's lower ``continue_learning_rate`` (on
 ``continue_batch_size`` tasks a step, where the model gives one), so that its warm-up does not undo
-what earlier sessions learned, and records its validation NLL before its first step (``start_val_nll``) beside its last one.
+what earlier sessions learned, and records its validation NLL before its first step (``start_val_nll``)
+beside its last one.
 An interrupted session resumes exactly: rerun the same command (its clock, and so ``--minutes``,
 counts the time before the interruption too; pass more minutes to run longer); its checkpoint lives in
 ``runs/<name>-from-<steps>.run``, named after the release it started from. The release's ``config.json``
