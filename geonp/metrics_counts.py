@@ -43,7 +43,8 @@ def count_score_table(loc, scale, positives, trials, level: float = 0.95) -> dic
     are covered, and the predictive mean prevalence (for bootstraps over locations).
 
     ``prevalence_covered``: the empirical prevalence k / n inside the central ``level`` interval of the
-    latent prevalence ``sigmoid(loc +- z scale)`` (the surface, without the binomial noise of n).
+    latent prevalence ``sigmoid(loc +- z scale)`` (the surface, without the binomial noise of n), to
+    within half a person (0.5 / n: no open interval holds a prevalence of exactly 0 or 1).
     """
     from scipy.stats import norm
 
@@ -62,7 +63,8 @@ def count_score_table(loc, scale, positives, trials, level: float = 0.95) -> dic
     z = norm.ppf(0.5 + level / 2)
     sigmoid = lambda a: 1.0 / (1.0 + np.exp(-a))  # noqa: E731
     loc, scale = np.asarray(loc, float), np.asarray(scale, float)
-    inside = (sigmoid(loc - z * scale) <= k / n) & (k / n <= sigmoid(loc + z * scale))
+    half = 0.5 / n
+    inside = (sigmoid(loc - z * scale) - half <= k / n) & (k / n <= sigmoid(loc + z * scale) + half)
     return {"log_score": np.asarray(log_score), "crps": np.asarray(crps), "covered": np.asarray(covered),
             "prevalence_covered": inside, "mean_prevalence": np.asarray(mean_prev)}
 

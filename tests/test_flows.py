@@ -17,10 +17,12 @@ needs = lambda sub: pytest.mark.skipif(not (DATA / sub).is_dir(), reason=f"share
 def test_prevalence_flow_cross_validates_against_kriging_and_maps(tmp_path):
     report = run_recipe("recipes/prevalence-gambia.yaml", {"output": str(tmp_path), "folds": 3, "grid": 24,
                                                            "joint_samples": 32, "joint_points": 96, "next_sites": 3})
-    for method in ("geonp", "kriging"):
-        scores = report["cv"][method]
+    # beside kriging, binomial geostatistics: the model a statistician would fit (GPBoost is a dev dependency)
+    assert set(report["cv"]) == {"geonp", "kriging", "binomial_glmm"}
+    for scores in report["cv"].values():
         assert scores["n_locations"] == 65 and np.isfinite(scores["log_score"])
         assert 0.5 < scores["coverage_95"] <= 1.0 and scores["crps"] < 0.2
+        assert 0.3 < scores["coverage_95_prevalence"] <= 1.0
     assert report["cv"]["geonp"]["rmse_weighted"] < 0.25
     assert (tmp_path / "prevalence.nc").is_file() and (tmp_path / "prevalence.png").is_file()
     assert json.loads((tmp_path / "report.json").read_text())["locations"] == 65
