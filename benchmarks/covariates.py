@@ -1,7 +1,7 @@
 """Covariates without retraining: does a model with covariate slots use them, zero-shot?
 
-    python benchmarks/covariates.py --model runs/prevalence-binomial     # a release with covariate slots
-    python benchmarks/covariates.py --model runs/prevalence-binomial --quick
+    python -m benchmarks.covariates --model runs/prevalence-binomial     # a release with covariate slots
+    python -m benchmarks.covariates --model prevalence-binomial --quick
 
 Leave-location-out cross-validation (5 folds; log score of the held-out counts, higher is
 better, and CRPS on the prevalence scale), every method on the same folds:
@@ -14,6 +14,8 @@ better, and CRPS on the prevalence scale), every method on the same folds:
 * ``baseline``: regression kriging of the empirical logit: least squares on the covariates,
   ordinary kriging of the residuals (exponential variogram with a nugget), the trend added back;
   the prediction variance adds the trend's standard error and the nugget;
+* ``binomial_glmm``: binomial geostatistics with the covariates as fixed effects (GPBoost; what a
+  statistician would fit: :mod:`geonp.flows.survey_baselines`), when GPBoost is installed;
 * ``noise_covariates`` (simulated only): the model given two covariates of pure noise
   instead of the informative ones, against ``geonp_none``: no worse is the target;
   ``noise_every_covariate``: the same without selection.
@@ -30,20 +32,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from geonp.flows.prevalence import _binomial_model, _dataset, geonp_latent, kriging_latent  # noqa: E402
-from geonp.metrics_counts import count_scores  # noqa: E402
-from geonp.recipes import data_root  # noqa: E402
+from benchmarks._surveys import Survey, geonp_method, summary
+from benchmarks._surveys import cross_validate as survey_cv
+from geonp.flows.survey_baselines import binomial_glmm_latent, has_gpboost, kriging_latent
+from geonp.recipes import data_root
 
 DATA = data_root() / "disease_prevalence"
 TANZANIA = ["EVI", "Temperature", "Precipitation", "NTL"]
@@ -82,40 +79,25 @@ def tanzania() -> pd.DataFrame | None:
 
 
 # --------------------------------------------------------------------------- methods: (loc, scale) of the logit
-# (geonp.flows.prevalence: the recipes' own CV, kriging with the covariates as a linear trend)
+# (benchmarks/_surveys.py: the same methods and cross-validation as every survey benchmark)
 
 
-def geonp_method(model_path: str, covariates: list[str], select: bool = True):
-    """The model calibrated on each training fold (with ``covariates``), then the flow's latent at the test fold."""
-    def predict(train: pd.DataFrame, test: pd.DataFrame):
-        model = _binomial_model(ROOT, model_path)
-        with warnings.catch_warnings():  # covariates left out by selection: counted in the history, not here
-            warnings.simplefilter("ignore", UserWarning)
-            model.set_params(progress=False, select_covariates=select)
-            model.fit(_dataset(train, covariates), "positive", trials="examined", covariates=covariates)
-        return geonp_latent(model, train, test)
-
-    return predict
-
-
-def regression_kriging(covariates: list[str]):
-    return lambda train, test: kriging_latent(train, test, covariates=covariates)
-
-
-# --------------------------------------------------------------------------- cross-validation
+def with_covariates(method, covariates: list[str]):
+    """``method`` given these ``covariates`` on every fold."""
+    return lambda train, test: method(train, test, covariates=covariates)
 
 
 def cross_validate(frame: pd.DataFrame, methods: dict, folds: int = 5, seed: int = 0) -> dict:
-    fold = np.random.default_rng(seed).permutation(len(frame)) % folds
     out = {}
     for name, method in methods.items():
-        loc, scale, started = np.zeros(len(frame)), np.zeros(len(frame)), time.perf_counter()
-        for f in range(folds):
-            loc[fold == f], scale[fold == f] = method(frame[fold != f], frame[fold == f])
-        scores = count_scores(loc, scale, frame.positive.values, frame.examined.values)
-        out[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}
-        out[name]["seconds"] = round(time.perf_counter() - started, 1)
+        case = Survey(name, frame, ())
+        scores = summary(survey_cv(case, lambda a, b, covariates=(), m=method: m(a, b), folds, seed))
+        out[name] = scores
     return out
+
+
+def glmm(covariates: list[str]) -> dict:
+    return {"binomial_glmm": with_covariates(binomial_glmm_latent, covariates)} if has_gpboost() else {}
 
 
 def mean_over(runs: list[dict]) -> dict:
@@ -135,10 +117,12 @@ def main():
     for seed in range(seeds):
         frame = simulated_surveys(seed)
         runs.append(cross_validate(frame, {
-            "geonp_covariates": geonp_method(model, ["x1", "x2"]), "geonp_none": geonp_method(model, []),
-            "baseline": regression_kriging(["x1", "x2"]), "noise_covariates": geonp_method(model, ["noise1", "noise2"]),
-            "geonp_every_covariate": geonp_method(model, ["x1", "x2"], select=False),
-            "noise_every_covariate": geonp_method(model, ["noise1", "noise2"], select=False),
+            "geonp_covariates": with_covariates(geonp_method(model), ["x1", "x2"]),
+            "geonp_none": with_covariates(geonp_method(model), []),
+            "baseline": with_covariates(kriging_latent, ["x1", "x2"]), **glmm(["x1", "x2"]),
+            "noise_covariates": with_covariates(geonp_method(model), ["noise1", "noise2"]),
+            "geonp_every_covariate": with_covariates(geonp_method(model, select=False), ["x1", "x2"]),
+            "noise_every_covariate": with_covariates(geonp_method(model, select=False), ["noise1", "noise2"]),
         }, seed=seed))
         print(f"simulated {seed}: " + ", ".join(f"{m} {r['log_score']:.3f}/{r['crps']:.4f}"
                                                for m, r in runs[-1].items()), flush=True)
@@ -146,8 +130,10 @@ def main():
     frame = tanzania()
     if frame is not None:
         result["tanzania"] = cross_validate(frame, {
-            "geonp_covariates": geonp_method(model, TANZANIA), "geonp_none": geonp_method(model, []),
-            "baseline": regression_kriging(TANZANIA), "geonp_every_covariate": geonp_method(model, TANZANIA, False)})
+            "geonp_covariates": with_covariates(geonp_method(model), TANZANIA),
+            "geonp_none": with_covariates(geonp_method(model), []),
+            "baseline": with_covariates(kriging_latent, TANZANIA), **glmm(TANZANIA),
+            "geonp_every_covariate": with_covariates(geonp_method(model, select=False), TANZANIA)})
         print("tanzania: " + ", ".join(f"{m} {r['log_score']:.3f}/{r['crps']:.4f}"
                                        for m, r in result["tanzania"].items()), flush=True)
     print(json.dumps(result))
