@@ -1,7 +1,7 @@
 """Biased scan attention against dense attention: error, peak memory, time.
 
-    python benchmarks/attention.py --quick     # n in {1024, 4096, 16384}
-    python benchmarks/attention.py             # also n = 65536 (scan only) and GFLOP/s
+    python -m benchmarks.attention --quick     # n in {1024, 4096, 16384}
+    python -m benchmarks.attention             # also n = 65536 (scan only) and GFLOP/s
 
 Every (implementation, n) is run in its own process, so each peak-memory
 figure belongs to that run alone: after a warm-up on a tiny problem and the

@@ -1,8 +1,8 @@
 """Every architecture of the TNP-KR / BSA-TNP / CMANP papers on 2-D GP tasks, in one table.
 
-    python benchmarks/compare.py                           # all models, the default budget, writes RESULTS.md
-    python benchmarks/compare.py --steps 40 --sizes 1000 --no-write        # a quick look
-    python benchmarks/compare.py --models bsa-tnp,dka --sizes 1000,10000,100000
+    python -m benchmarks.compare                           # all models, the default budget, writes RESULTS.md
+    python -m benchmarks.compare --steps 40 --sizes 1000 --no-write        # a quick look
+    python -m benchmarks.compare --models bsa-tnp,dka --sizes 1000,10000,100000
 
 Each model has the same sizes (blocks, width, heads) and trains for the same
 number of steps on the same task stream (steps and wall time recorded). Then,
@@ -215,7 +215,7 @@ def main():
         print(f"{arch} ...", file=sys.stderr, flush=True)
         rows[arch] = run_model(arch, args, limit)
     text = table(rows, args.sizes)
-    command = "python benchmarks/compare.py " + " ".join(sys.argv[1:])
+    command = "python -m benchmarks.compare " + " ".join(sys.argv[1:])
     report = (f"## Architectures side by side on 2-D GP tasks — {datetime.date.today().isoformat()}\n\n"
               f"Command: `{command.strip()}`  \nMachine: {machine}.  \n"
               f"Sizes for every model: {SIZES}; batch {args.batch_size}, peak learning rate "

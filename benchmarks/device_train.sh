@@ -40,7 +40,7 @@ versions | tee "$OUT/versions.txt"
 export PYTHONUNBUFFERED=1
 train() {  # $1: minutes
     # shellcheck disable=SC2086
-    "$PYTHON" benchmarks/train_bundled.py --model field --minutes "$1" --steps 6000 --install $EXTRA \
+    "$PYTHON" -m benchmarks.train_bundled --model field --minutes "$1" --steps 6000 --install $EXTRA \
         >>"$OUT/train.log" 2>&1
 }
 train "$MINUTES"

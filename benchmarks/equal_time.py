@@ -1,6 +1,6 @@
 """Equal wall-clock, better model? Today's per-head bias and the new default, trained for the same minutes.
 
-    python benchmarks/equal_time.py --minutes 10
+    python -m benchmarks.equal_time --minutes 10
 
 Both train the reference BSA-TNP size on the same GP task stream (same seed:
 batch t is the same for both; the faster one simply sees more of them), each
@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
+from benchmarks.speed import AFTER, BEFORE, BeforeGPTaskSampler
 from geonp.evaluation import evaluate_gp
 from geonp.tasks.gp import GPTaskSampler
 from geonp.training.loop import TrainConfig, train
-
-sys.path.insert(0, str(Path(__file__).parent))
-from speed import AFTER, BEFORE, BeforeGPTaskSampler  # noqa: E402
 
 
 def run(config, sampler, minutes: float, steps: int, prefetch: int | None, task_reuse: int | None = None) -> dict:

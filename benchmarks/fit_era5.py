@@ -1,6 +1,6 @@
 """Gap filling of ERA5 2 m temperature: zero-shot bundled model vs the same model fitted on the data.
 
-    python benchmarks/fit_era5.py --steps 150
+    python -m benchmarks.fit_era5 --steps 150
 
 Data: ``../shared/data/era5_t2m_uk`` (hourly, 0.25 deg, 33 x 49). A random
 ``--missing`` fraction of cells is hidden at every hour. The model is fitted

@@ -1,9 +1,9 @@
 """BSA-TNP on 2-D GP tasks against the exact GP oracle: in distribution, shifted, scaled.
 
-    python benchmarks/gp2d.py                      # evaluate the bundled gp2d-normal model
-    python benchmarks/gp2d.py --train --minutes 80 --steps 2400 --run-dir runs/gp2d
-    python benchmarks/gp2d.py --model runs/gp2d/release
-    python benchmarks/gp2d.py --train --init-from runs/gp2d/release --steps 1000 --learning-rate 3e-4 \
+    python -m benchmarks.gp2d                      # evaluate the bundled gp2d-normal model
+    python -m benchmarks.gp2d --train --minutes 80 --steps 2400 --run-dir runs/gp2d
+    python -m benchmarks.gp2d --model runs/gp2d/release
+    python -m benchmarks.gp2d --train --init-from runs/gp2d/release --steps 1000 --learning-rate 3e-4 \
         --run-dir runs/gp2d-more             # continue a model with a fresh, shorter schedule
 
 Training checkpoints into --run-dir and resumes from it when rerun. Prints a

@@ -1,7 +1,7 @@
 """Joint draws against the exact GP: variance of region means, and what they cost.
 
-    python benchmarks/joint.py                  # 24 x 24 grids, 2 observed fractions, 2 seeds, 128 draws
-    python benchmarks/joint.py --draws 64 --seeds 1
+    python -m benchmarks.joint                  # 24 x 24 grids, 2 observed fractions, 2 seeds, 128 draws
+    python -m benchmarks.joint --draws 64 --seeds 1
 
 On a GP grid (RBF, 6 km length scale, noise 0.1, as tests/xr/test_gp_reference.py) with
 a fraction of cells observed, every method draws the unobserved cells and the variance
@@ -19,20 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import geonp  # noqa: E402
-from geonp.joint import joint_draws  # noqa: E402
-from tests.xr.test_gp_reference import gp_grid  # noqa: E402
-from tests.xr.test_joint import (  # noqa: E402
+import geonp
+from geonp.joint import joint_draws
+from geonp.testing import (
     exact_gp_conditional,
+    gp_grid,
     posterior_covariance,
     quadrant_weights,
     region_variance_ratios,

@@ -1,8 +1,8 @@
 """Where a field model's gap to the exact GP comes from: per-task gaps broken down by the task's regime.
 
-    python benchmarks/oracle_gap.py                                  # the bundled field-normal
-    python benchmarks/oracle_gap.py --release runs/field-normal      # a release not installed yet
-    python benchmarks/oracle_gap.py --batches 12                     # more tasks (6 x 16 by default)
+    python -m benchmarks.oracle_gap                                  # the bundled field-normal
+    python -m benchmarks.oracle_gap --release runs/field-normal      # a release not installed yet
+    python -m benchmarks.oracle_gap --batches 12                     # more tasks (6 x 16 by default)
 
 ``train_bundled.py --evaluate`` gives one number per layout; this splits the same tasks (same seed)
 by what each task's field is (``geonp.tasks.fields.FieldTaskInfo``): layout, signal-to-noise ratio,
@@ -27,22 +27,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from geonp import metrics  # noqa: E402
-from geonp.evaluation import field_predictions  # noqa: E402
-from geonp.features.far_context import FAR_FRACTION  # noqa: E402
-from geonp.flows import pretrain  # noqa: E402
-from geonp.model_store import available, load_model, pretrained  # noqa: E402
-from geonp.tasks.fields import FIELD_KERNELS, LAYOUTS  # noqa: E402
-from geonp.tasks.kernels import covariance  # noqa: E402
+from geonp import metrics
+from geonp.evaluation import field_predictions
+from geonp.features.far_context import FAR_FRACTION
+from geonp.flows import pretrain
+from geonp.model_store import available, load_model, pretrained
+from geonp.tasks.fields import FIELD_KERNELS, LAYOUTS
+from geonp.tasks.kernels import covariance
 
 KRIGING_KERNELS = ("matern32", "matern52", "rbf")
 KRIGING_LENGTHS = (0.05, 0.15, 0.5, 1.5, 5.0, 15.0, 50.0)

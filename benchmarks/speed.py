@@ -1,7 +1,7 @@
 """Training and attention speed: the new default against today's per-head bias, in one run.
 
-    python benchmarks/speed.py            # 30 timed steps per model
-    python benchmarks/speed.py --steps 10 # quicker
+    python -m benchmarks.speed            # 30 timed steps per model
+    python -m benchmarks.speed --steps 10 # quicker
 
 Training (reference BSA-TNP: 6 blocks, width 64, 4 heads of 32, feed-forward
 256; batch 16 GP tasks of 512 context and 256 targets) runs through

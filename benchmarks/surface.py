@@ -1,7 +1,7 @@
 """Fill a large raster from scattered observations with the default model, tiled: time, memory, accuracy.
 
-    python benchmarks/surface.py            # 1024 x 1024 grid from 100,000 context points
-    python benchmarks/surface.py --quick    # 256 x 256 from 10,000, plus the untiled (context="all") reference
+    python -m benchmarks.surface            # 1024 x 1024 grid from 100,000 context points
+    python -m benchmarks.surface --quick    # 256 x 256 from 10,000, plus the untiled (context="all") reference
 
 The field is a smooth random surface (random Fourier features of an RBF GP,
 length scale --lengthscale cells) on a projected 1 km grid, observed with

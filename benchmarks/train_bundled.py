@@ -1,8 +1,8 @@
 """Train a bundled model further, in one resumable command (CPU or the lent GPU).
 
-    python benchmarks/train_bundled.py --model field --minutes 40            # continue the bundled release
-    python benchmarks/train_bundled.py --model field --minutes 40 --install  # ... then gate and install it
-    python benchmarks/train_bundled.py --model prevalence --install-run runs/prevalence-binomial  # gate, install
+    python -m benchmarks.train_bundled --model field --minutes 40            # continue the bundled release
+    python -m benchmarks.train_bundled --model field --minutes 40 --install  # ... then gate and install it
+    python -m benchmarks.train_bundled --model prevalence --install-run runs/prevalence-binomial  # gate, install
 
 Each session starts from the bundled release (``geonp/pretrained_models/<name>``; the first one
 from its ``seed_from`` model, whose attention stack carries over) with a fresh schedule of
@@ -21,9 +21,9 @@ counts the time before the interruption too; pass more minutes to run longer); i
 records the steps, hours and machine of every session (``sessions``, ``total_steps``).
 The last line of output is JSON: steps this session, total steps, validation NLL, seconds.
 
-    python benchmarks/train_bundled.py --model field --evaluate runs/field-normal   # gap to the exact GP
-    python benchmarks/train_bundled.py --model field --evaluate runs/field-normal --without-covariates
-    python benchmarks/train_bundled.py --model prevalence --minutes 40   # binomial, with 4 covariate slots
+    python -m benchmarks.train_bundled --model field --evaluate runs/field-normal   # gap to the exact GP
+    python -m benchmarks.train_bundled --model field --evaluate runs/field-normal --without-covariates
+    python -m benchmarks.train_bundled --model prevalence --minutes 40   # binomial, with 4 covariate slots
 
 scores a release against the exact GP posterior on fresh tasks of its prior (per layout).
 """
@@ -32,15 +32,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from geonp.features.far_context import FAR_FRACTION
+from geonp.flows import pretrain
+from geonp.model_store import available, load_model, pretrained
 
-from geonp.features.far_context import FAR_FRACTION  # noqa: E402
-from geonp.flows import pretrain  # noqa: E402
-from geonp.model_store import available, load_model, pretrained  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PACKAGE = ROOT / "geonp" / "pretrained_models"
 

@@ -1,4 +1,4 @@
-"""Helpers for tests and benchmarks: random attention inputs, bundled models given new inputs."""
+"""Helpers for tests and benchmarks: random attention inputs, bundled models given new inputs, GP reference grids."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import json
 
 import jax
 import numpy as np
+import xarray as xr
+from scipy.linalg import cho_factor, cho_solve
 
 from geonp.nn import bias as bias_lib
+from geonp.tasks import kernels
 
 SPACE_TIME = (
     bias_lib.CoordinateGroup("space", 2, "euclidean", num_basis=5),
@@ -70,3 +73,57 @@ def extended_release(name, folder, changes: dict, new_rows: float = 0.0, metadat
     save_model(path, extended, jax.tree_util.tree_map_with_path(set_rows, params),
                {**json.loads(json.dumps(meta)), **(metadata or {})})
     return NeuralProcess(pretrained=str(path), likelihood=extended.likelihood.to_dict(), steps=0)
+
+
+# --------------------------------------------------------------------------- GP reference grids: a field whose
+# exact posterior is known (an RBF GP of length scale LENGTHSCALE_KM, noise NOISE), for the accessor's end-to-end
+# checks and the joint-draw benchmark
+
+LENGTHSCALE_KM, NOISE = 6.0, 0.1
+
+
+def gp_grid(size=32, fraction=0.35, seed=0):
+    rng = np.random.default_rng(seed)
+    axis = np.arange(size) * 1000.0  # metres
+    yy, xx = np.meshgrid(axis, axis, indexing="ij")
+    points = np.stack([xx.ravel(), yy.ravel()], -1) / 1000.0  # km
+    cov = kernels.covariance("rbf", points, points, LENGTHSCALE_KM) + 1e-6 * np.eye(len(points))
+    truth = np.linalg.cholesky(cov) @ rng.normal(size=len(points))
+    seen = rng.random(len(points)) < fraction
+    observed = np.where(seen, truth + NOISE * rng.normal(size=len(points)), np.nan)
+    coords = {"y": ("y", axis, {"units": "m"}), "x": ("x", axis, {"units": "m"})}
+    da = xr.DataArray(observed.reshape(size, size) * 3.0 + 15.0, dims=("y", "x"), coords=coords, name="z",
+                      attrs={"units": "degC"})  # user units: scale 3, offset 15
+    return da, truth, seen, points
+
+
+def posterior_covariance(points, seen):
+    """Exact posterior covariance of noisy observations at the unobserved cells."""
+    xc, xt = points[seen], points[~seen]
+    k_tc = kernels.covariance("rbf", xt, xc, LENGTHSCALE_KM)
+    k_cc = kernels.covariance("rbf", xc, xc, LENGTHSCALE_KM) + NOISE**2 * np.eye(len(xc))
+    return (kernels.covariance("rbf", xt, xt, LENGTHSCALE_KM) - k_tc @ np.linalg.solve(k_cc, k_tc.T)
+            + NOISE**2 * np.eye(len(xt)))
+
+
+def quadrant_weights(size, seen):
+    """``[4, N]`` weights of the mean of each quadrant's unobserved cells."""
+    ii, jj = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    quadrant = ((ii.ravel() >= size // 2) * 2 + (jj.ravel() >= size // 2))[~seen]
+    return np.stack([(quadrant == q) / (quadrant == q).sum() for q in range(4)])
+
+
+def region_variance_ratios(draws, cov, weights):
+    """Variance of each region's mean over the draws ``[S, N]``, over the exact one."""
+    return np.array([np.var(draws @ w) / (w @ cov @ w) for w in weights])
+
+
+def exact_gp_conditional(context, values, targets, key):
+    """Independent draws at the targets given each context set: the exact GP's marginals."""
+    xc, xt = context["embedding"], targets["embedding"]
+    factor = cho_factor(kernels.covariance("rbf", xc, xc, LENGTHSCALE_KM) + NOISE**2 * np.eye(len(xc)), lower=True)
+    k_tc = kernels.covariance("rbf", xt, xc, LENGTHSCALE_KM)
+    mean = k_tc @ cho_solve(factor, values[..., 0].T)  # [nt, B]
+    var = 1.0 + NOISE**2 - np.einsum("ij,ji->i", k_tc, cho_solve(factor, k_tc.T))
+    z = np.asarray(jax.random.normal(key, mean.shape))
+    return (mean + np.sqrt(np.maximum(var, 0.0))[:, None] * z).T[..., None]

@@ -5,29 +5,13 @@ tiles -> outputs in user units) against the exact answer, not only the engine.
 """
 
 import numpy as np
-import xarray as xr
 from scipy.linalg import cho_factor, cho_solve
 
 import geonp  # noqa: F401  (registers .np)
 from geonp.tasks import kernels
+from geonp.testing import LENGTHSCALE_KM, NOISE, gp_grid
 
-LENGTHSCALE_KM, NOISE = 6.0, 0.1
 MAX_GAP_NATS = 0.75  # measured 0.59 / 0.56 / 0.64 for seeds 0-2 (2026-11-23); the engine gap is 0.59
-
-
-def gp_grid(size=32, fraction=0.35, seed=0):
-    rng = np.random.default_rng(seed)
-    axis = np.arange(size) * 1000.0  # metres
-    yy, xx = np.meshgrid(axis, axis, indexing="ij")
-    points = np.stack([xx.ravel(), yy.ravel()], -1) / 1000.0  # km
-    cov = kernels.covariance("rbf", points, points, LENGTHSCALE_KM) + 1e-6 * np.eye(len(points))
-    truth = np.linalg.cholesky(cov) @ rng.normal(size=len(points))
-    seen = rng.random(len(points)) < fraction
-    observed = np.where(seen, truth + NOISE * rng.normal(size=len(points)), np.nan)
-    coords = {"y": ("y", axis, {"units": "m"}), "x": ("x", axis, {"units": "m"})}
-    da = xr.DataArray(observed.reshape(size, size) * 3.0 + 15.0, dims=("y", "x"), coords=coords, name="z",
-                      attrs={"units": "degC"})  # user units: scale 3, offset 15
-    return da, truth, seen, points
 
 
 def exact_posterior(points, observed, seen):

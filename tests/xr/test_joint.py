@@ -10,45 +10,17 @@ GP model through the accessor.
 import jax
 import numpy as np
 import pytest
-from scipy.linalg import cho_factor, cho_solve
 
 import geonp  # noqa: F401  (registers .np)
 from geonp.errors import ConfigError
 from geonp.joint import coarse_to_fine_rounds, joint_draws
-from geonp.tasks import kernels
-from tests.xr.test_gp_reference import LENGTHSCALE_KM, NOISE, gp_grid
-
-
-def posterior_covariance(points, seen):
-    """Exact posterior covariance of noisy observations at the unobserved cells."""
-    xc, xt = points[seen], points[~seen]
-    k_tc = kernels.covariance("rbf", xt, xc, LENGTHSCALE_KM)
-    k_cc = kernels.covariance("rbf", xc, xc, LENGTHSCALE_KM) + NOISE**2 * np.eye(len(xc))
-    return (kernels.covariance("rbf", xt, xt, LENGTHSCALE_KM) - k_tc @ np.linalg.solve(k_cc, k_tc.T)
-            + NOISE**2 * np.eye(len(xt)))
-
-
-def quadrant_weights(size, seen):
-    """``[4, N]`` weights of the mean of each quadrant's unobserved cells."""
-    ii, jj = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
-    quadrant = ((ii.ravel() >= size // 2) * 2 + (jj.ravel() >= size // 2))[~seen]
-    return np.stack([(quadrant == q) / (quadrant == q).sum() for q in range(4)])
-
-
-def region_variance_ratios(draws, cov, weights):
-    """Variance of each region's mean over the draws ``[S, N]``, over the exact one."""
-    return np.array([np.var(draws @ w) / (w @ cov @ w) for w in weights])
-
-
-def exact_gp_conditional(context, values, targets, key):
-    """Independent draws at the targets given each context set: the exact GP's marginals."""
-    xc, xt = context["embedding"], targets["embedding"]
-    factor = cho_factor(kernels.covariance("rbf", xc, xc, LENGTHSCALE_KM) + NOISE**2 * np.eye(len(xc)), lower=True)
-    k_tc = kernels.covariance("rbf", xt, xc, LENGTHSCALE_KM)
-    mean = k_tc @ cho_solve(factor, values[..., 0].T)  # [nt, B]
-    var = 1.0 + NOISE**2 - np.einsum("ij,ji->i", k_tc, cho_solve(factor, k_tc.T))
-    z = np.asarray(jax.random.normal(key, mean.shape))
-    return (mean + np.sqrt(np.maximum(var, 0.0))[:, None] * z).T[..., None]
+from geonp.testing import (
+    exact_gp_conditional,
+    gp_grid,
+    posterior_covariance,
+    quadrant_weights,
+    region_variance_ratios,
+)
 
 
 def test_rounds_cover_every_point_once_coarse_to_fine():
