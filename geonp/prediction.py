@@ -21,7 +21,7 @@ from geonp import conservation, options
 from geonp.calibration import SpreadCalibration
 from geonp.errors import ConfigError, MetadataMismatchError
 from geonp.features import tables as tables_lib
-from geonp.features.counts import with_unit_exposure
+from geonp.features.counts import pool_duplicate_sites, with_unit_exposure
 from geonp.features.grids import refined_grid
 from geonp.features.scaling import MAX_STANDARDISED, TASK_RADIUS
 from geonp.features.support import TRAINED_UP_TO, support_between
@@ -207,6 +207,8 @@ class PredictionMixin:
         ctx = with_unit_exposure(ctx, head)
         self._check_observations(ctx, head, [self.var_] + ([self.count_var_] if self.count_var_ else []),
                                  "the context")
+        ctx = pool_duplicate_sites(ctx, head, [self.var_] + ([self.count_var_] if self.count_var_ else []),
+                                              "the context")
         _check_value_scale(ctx, s, head)
         if ctx.layout.kind != s.kind:
             raise MetadataMismatchError(

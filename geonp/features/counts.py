@@ -76,6 +76,43 @@ def check_counts(table, likelihood, names) -> None:
             raise DataError(f"{int(bad.sum())} point(s) with {what}: {_where(table, bad)}. {fix}.")
 
 
+def pool_duplicate_sites(table, likelihood, names, what: str = "the data"):
+    """Survey rows at one place (and time) pooled into one location: positives and examined (cases and
+    exposure) summed into the first such row, the others left unobserved, with a warning naming them.
+
+    Two surveys of one village are one larger survey of it; kept apart, the model would read them
+    as two villages at distance zero. Nothing is lost (the counts add up); any other table comes
+    back as it is.
+    """
+    import warnings
+
+    if likelihood.name not in ("binomial", "poisson") or table.values is None or not is_survey(table):
+        return table
+    values = table.values.copy()
+    observed = np.isfinite(values).all(axis=-1) & np.isfinite(table.x) & np.isfinite(table.y)
+    merged = np.zeros(observed.shape, bool)
+    for t in range(table.num_tasks):
+        rows = np.flatnonzero(observed[t])
+        place = [table.x[t, rows], table.y[t, rows]] + ([table.hours[t, rows]] if table.hours is not None else [])
+        _, first, inverse, repeats = np.unique(np.stack(place, -1), axis=0, return_index=True, return_inverse=True,
+                                               return_counts=True)
+        if repeats.max(initial=1) < 2:
+            continue
+        sums = np.zeros((len(first), values.shape[-1]))
+        np.add.at(sums, inverse.reshape(-1), values[t, rows])
+        merged[t, rows] = True
+        merged[t, rows[first]] = False
+        values[t, rows] = np.nan
+        values[t, rows[first]] = sums
+    if not merged.any():
+        return table
+    warnings.warn(f"{what}: {int(merged.sum())} survey row(s) share their coordinates with an earlier row "
+                  f"({_where(table, merged)}); their {' and '.join(repr(n) for n in names)} were added to that row's, "
+                  "one location surveyed more than once. Aggregate the rows yourself (e.g. df.groupby([lon, lat])"
+                  ".sum()) to silence this.", UserWarning, stacklevel=3)
+    return dataclasses.replace(table, values=values)
+
+
 def excluded_points(table, names) -> dict:
     """Why observed-looking points would be left out: ``{reason: count}`` (empty when none).
 

@@ -77,6 +77,21 @@ def test_rows_left_out_are_reported_not_silently_dropped(binomial_model):
         binomial_model.predict(as_ds(frame), progress=False)
 
 
+def test_a_place_surveyed_twice_is_pooled_into_one_location_and_said_so(binomial_model):
+    frame = survey()
+    again = frame.iloc[:3].assign(positive=[1.0, 0.0, 2.0], examined=[5, 6, 7])  # three villages surveyed again
+    twice = pd.concat([frame, again], ignore_index=True)
+    pooled = frame.copy()
+    pooled.loc[:2, "positive"] += [1.0, 0.0, 2.0]
+    pooled.loc[:2, "examined"] += [5, 6, 7]
+    target = frame[["lon", "lat"]].iloc[::7]
+    with pytest.warns(UserWarning, match=r"3 survey row\(s\) share their coordinates.*'village': 60"):
+        pred = binomial_model.predict(as_ds(twice), target=target, progress=False)
+    expected = binomial_model.predict(as_ds(pooled), target=target, progress=False)
+    np.testing.assert_allclose(pred["mean"].values, expected["mean"].values, rtol=1e-6)
+    assert len(twice) == 63  # the input is not modified
+
+
 def test_exceedance_needs_a_count_model(calibrated, gappy):
     with pytest.raises(ConfigError, match="exceedance"):
         calibrated.predict(gappy.isel(time=0), exceedance=[280.0])
