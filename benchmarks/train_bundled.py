@@ -50,7 +50,7 @@ MODELS = {
                        "from a grid cell to trends, SNR 1-1000, seen through cloud gaps, scattered sites and "
                        "block means, told their support (geonp/tasks/fields.py), with up to 4 covariates of random "
                        "kinds and Gaussian effects whose trend is fitted in context (geonp/tasks/covariates.py, "
-                       "geonp/nn/trend.py); values standardised per task by their context",
+                       "geonp/nn/covariate_trend.py); values standardised per task by their context",
         "tasks": "fields",
         "likelihood": "normal",
         "seed_from": "gp2d-normal",
@@ -81,7 +81,7 @@ MODELS = {
                        "nugget and up to 4 covariates of random kinds and effects through a logit link; surveys "
                        "of 1..300 examined (15% binary), sites clustered or spread, prevalence ~1%..95%; tokens "
                        "told the covariates' trend fitted in context; geonp/tasks/prevalence.py, covariates.py, "
-                       "geonp/nn/trend.py",
+                       "geonp/nn/covariate_trend.py",
         "tasks": "binomial-survey",
         "task_options": {"covariate_slots": 4},
         "likelihood": "binomial",
@@ -91,7 +91,7 @@ MODELS = {
         "batch_size": 8,
         "learning_rate": 3e-4,
         "continue_learning_rate": 5e-5,  # the field model's until stop 31 (not measured on this one)
-        # the trend (geonp/nn/trend.py): the covariates' ridge fit to the context, one more token column
+        # the trend (geonp/nn/covariate_trend.py): the covariates' ridge fit to the context, one more token column
         "extend": {"x_dim": 8, "covariate_slots": 4, "covariate_trend": True},
     },
 }

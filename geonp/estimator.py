@@ -60,7 +60,7 @@ class NeuralProcess(FittingMixin, PredictionMixin, PersistenceMixin):
             the leave-location-out log score on surveys, the calibrated CRPS on the calibration's
             held-out cells on Gaussian grids. The rest become unused slots and are named in
             ``covariates_ignored_``. False: use every covariate given.
-        trend: the large-scale drift of a Gaussian field (:mod:`geonp.features.trend`): a polynomial in
+        trend: the large-scale drift of a Gaussian field (:mod:`geonp.features.drift`): a polynomial in
             space fitted to each field's observations, which the model's neighbourhoods then fill in
             around. ``"auto"`` (default): ``fit`` chooses none (0) or the curvature (2) by the
             CRPS on the calibration's held-out cells (gridded Gaussian fields; elsewhere none);

@@ -22,8 +22,8 @@ from geonp import covariate_selection as selection_lib
 from geonp import fine_tuning, options
 from geonp.errors import CheckpointError, ConfigError
 from geonp.features import counts as counts_lib
+from geonp.features import drift as drift_lib
 from geonp.features import tables as tables_lib
-from geonp.features import trend as trend_lib
 from geonp.features.scaling import FeatureScaling, fit_scaling
 from geonp.nn import likelihoods
 from geonp.nn.models import BSATNPConfig, default_groups
@@ -161,8 +161,8 @@ class FittingMixin:
         self.context_ = self.stream_ = None
         self._check_training_options()
         head = likelihoods.get_likelihood(self.likelihood)
-        if not (self.trend == "auto" or (self.trend in trend_lib.DEGREES and not isinstance(self.trend, bool))):
-            raise ConfigError(f"trend must be 'auto' or a polynomial degree in {trend_lib.DEGREES} (0: no drift), "
+        if not (self.trend == "auto" or (self.trend in drift_lib.DEGREES and not isinstance(self.trend, bool))):
+            raise ConfigError(f"trend must be 'auto' or a polynomial degree in {drift_lib.DEGREES} (0: no drift), "
                               f"got {self.trend!r}.")
         if isinstance(var, list | tuple):
             if len(var) != 1:
@@ -288,7 +288,7 @@ class FittingMixin:
         return int(self.trend)
 
     def _choose_trend(self, data, spatial, covariates, cache: dict, target_distance) -> dict:
-        """With ``trend="auto"``: the drift's degree (none or 2, :data:`geonp.features.trend.AUTO_DEGREES`)
+        """With ``trend="auto"``: the drift's degree (none or 2, :data:`geonp.features.drift.AUTO_DEGREES`)
         with the lowest calibrated CRPS on held-out cells (the network's own mean: the kriging blend,
         :mod:`geonp.local_kriging`, is learned afterwards on top of the choice).
 
@@ -299,7 +299,7 @@ class FittingMixin:
         from geonp import calibration
 
         scores = {}
-        for degree in trend_lib.AUTO_DEGREES:
+        for degree in drift_lib.AUTO_DEGREES:
             self.scaling_ = dataclasses.replace(self.scaling_, trend_degree=degree)
             result = calibration.calibrate(self, data, spatial, covariates, max_fields=TREND_FIELDS,
                                            max_targets=TREND_TARGETS, seed=self.seed, block=TREND_BLOCK,
@@ -449,8 +449,8 @@ class FittingMixin:
     def _patch_sampler(self, table, observed, scaling, tasks, gap_share: float = 0.0):
         from geonp.tasks.patches import PatchSampler
 
-        # a model with a drift trains on the residuals it will predict (geonp.features.trend)
-        parts = trend_lib.with_drift(self._observed_by_task(table, observed, scaling, tasks), scaling.trend_degree)
+        # a model with a drift trains on the residuals it will predict (geonp.features.drift)
+        parts = drift_lib.with_drift(self._observed_by_task(table, observed, scaling, tasks), scaling.trend_degree)
         # windows are nearest neighbours in model units, across space and (temporal models) time
         embedding = [e / scaling.space_unit if t is None else np.concatenate([e / scaling.space_unit, t], -1)
                      for e, t in zip(parts["embedding"], parts["time"], strict=True)]

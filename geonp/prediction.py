@@ -22,11 +22,11 @@ from geonp.calibration import SpreadCalibration
 from geonp.errors import ConfigError, MetadataMismatchError
 from geonp.features import tables as tables_lib
 from geonp.features.counts import pool_duplicate_sites, with_unit_exposure
+from geonp.features.drift import with_drift
 from geonp.features.grids import refined_grid
 from geonp.features.scaling import MAX_STANDARDISED, TASK_RADIUS
 from geonp.features.support import TRAINED_UP_TO, support_between
 from geonp.features.tables import DataError, covariate_alignment_hint
-from geonp.features.trend import with_drift
 from geonp.local_kriging import LocalKriging
 from geonp.outputs import prediction_dataset
 from geonp.progress import TILE_PREFIX, TileProgress
@@ -165,7 +165,7 @@ class PredictionMixin:
                 says in ``attrs['geonp_conservation']`` when it does not; ``True`` requires it;
                 ``False`` keeps the model's own mean. The spread is not changed.
             without: post-hoc stages to switch off, by name (:data:`STAGES`): ``"drift"`` (the
-                field's polynomial drift, :mod:`geonp.features.trend`), ``"blend"`` (the kriging
+                field's polynomial drift, :mod:`geonp.features.drift`), ``"blend"`` (the kriging
                 blend, :mod:`geonp.local_kriging`), ``"spread"`` (the spread calibration) and
                 ``"conservation"``; ``calibrated=False`` is ``without=("blend", "spread")``. For
                 ablations: what each stage is worth on your data.

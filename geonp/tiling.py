@@ -89,7 +89,7 @@ class ContextSet:
     Per task: ``embedding [n, 2|3]`` (km on the sphere or CRS units), ``space [n, 2]``
     and ``time [n, 1]`` model features, ``hours [n]``, ``covariates [n, Dx]`` and
     ``values [n, 1]`` standardised; with ``trends`` (a model with a drift,
-    :mod:`geonp.features.trend`), each task's fitted drift (or None), and ``values`` are the
+    :mod:`geonp.features.drift`), each task's fitted drift (or None), and ``values`` are the
     residuals from it.
     """
 

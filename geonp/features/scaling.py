@@ -16,7 +16,7 @@ standardised. ``FeatureScaling`` holds the conversion from the user's units:
                          that takes up to K covariates of any meaning: geonp.tasks.covariates)
     drift                trend_degree > 0: a polynomial of that degree in space, fitted to each field's
                          standardised observations, is taken out before the model and added back after
-                         (geonp.features.trend)
+                         (geonp.features.drift)
 
 It is plain data (JSON-friendly), so ``load`` + ``predict`` on new data
 reproduces a fitted model exactly.
@@ -31,8 +31,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from geonp.errors import ConfigError, MetadataMismatchError, reject_unknown_fields
+from geonp.features.drift import DEGREES
 from geonp.features.tables import DataError
-from geonp.features.trend import DEGREES
 from geonp.nn.bias import EARTH_RADIUS_KM, CoordinateGroup
 from geonp.options import check_field_types, check_numbers
 
@@ -70,7 +70,7 @@ class FeatureScaling:
     covariates_ignored: tuple[str, ...] = ()  # given but left out by held-out selection (geonp.covariate_selection):
     # a slot model sees them as unused slots
     trend_degree: int = 0  # > 0: each field's polynomial drift of this degree is fitted to its observations and
-    # the model fills in the residual (geonp.features.trend); chosen by fit on held-out cells
+    # the model fills in the residual (geonp.features.drift); chosen by fit on held-out cells
 
     def __post_init__(self):
         check_field_types(self)

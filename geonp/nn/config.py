@@ -54,7 +54,7 @@ class BSATNPConfig:
     embed_coordinates: bool = False  # also put raw coordinates in the tokens (breaks invariance)
     support: bool = False  # context tokens carry log2 of their footprint in target cells (geonp.features.support)
     covariate_slots: int = 0  # K > 0: takes 0..K covariates of any meaning, x_dim = 2K (geonp.tasks.covariates)
-    covariate_trend: bool = False  # tokens also carry the covariates' trend fitted in context (geonp.nn.trend)
+    covariate_trend: bool = False  # tokens also carry the covariates' context trend (geonp.nn.covariate_trend)
     bias: str = "quadratic"  # "quadratic", "rbf-per-head", "kernel", "gaussian", "none"; see bias.bias_family
     kernels: tuple[str, ...] = kernel_bias.KERNELS  # bias="kernel" only
     num_features: int = 64  # random features per head, attention="performer" only
@@ -150,7 +150,8 @@ def token_width(cfg: BSATNPConfig) -> int:
 
 def context_features(cfg: BSATNPConfig, x_ctx, y_ctx, meta_ctx, mask_ctx, trend=None):
     """Context token features ``[B, Nc, 1 + E*Dy + Dx (+ coordinates) (+ support) (+ trend)]`` before the
-    embedding MLP; ``trend [B, Nc, 1]`` from :func:`geonp.nn.trend.covariate_trend` when the config has one."""
+    embedding MLP; ``trend [B, Nc, 1]`` from :func:`geonp.nn.covariate_trend.covariate_trend` when the config
+    has one."""
     real = mask_ctx[..., None]
     # padded context values never leak in (and a valid dummy keeps log/logit encodings finite)
     y_enc = jnp.where(real, cfg.likelihood.encode(jnp.where(real, y_ctx, 1.0)), 0.0)  # [B, Nc, E * Dy]

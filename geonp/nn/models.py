@@ -39,7 +39,7 @@ from geonp.nn.config import (  # noqa: F401  (the config and tokens are part of 
     default_groups,
     target_features,
 )
-from geonp.nn.trend import covariate_trend
+from geonp.nn.covariate_trend import covariate_trend
 
 
 def centre_on_context(groups, meta_ctx, meta_tgt, mask_ctx):

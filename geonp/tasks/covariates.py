@@ -19,7 +19,7 @@ Per task and slot, every quantity is drawn afresh:
 
 The Gaussian field prior (:mod:`geonp.tasks.fields`) draws ``beta_j ~ N(0, s_j^2)`` from the same
 scales (:func:`draw_effect_design`), which keeps its tasks Gaussian processes. A model with
-``covariate_trend`` also sees the covariates' ridge fit to each task's context (:mod:`geonp.nn.trend`).
+``covariate_trend`` also sees the covariates' ridge fit to each task's context (:mod:`geonp.nn.covariate_trend`).
 
 Tokens see ``[x_0 .. x_{K-1}, used_0 .. used_{K-1}]`` (``2K`` columns; unused slots
 are 0 with ``used = 0``), the layout :meth:`geonp.features.scaling.FeatureScaling.scale_covariates`

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from geonp.errors import ConfigError
+from geonp.nn.covariate_trend import RIDGE, covariate_trend
 from geonp.nn.models import BSATNPConfig
-from geonp.nn.trend import RIDGE, covariate_trend
 
 SLOTS = BSATNPConfig(x_dim=8, covariate_slots=4, covariate_trend=True, num_blocks=1, width=16, num_heads=2,
                      head_dim=8, ff_dim=16, likelihood="binomial")

@@ -1,12 +1,12 @@
-"""The polynomial drift fitted to a field's observations (geonp.features.trend)."""
+"""The polynomial drift fitted to a field's observations (geonp.features.drift)."""
 
 import numpy as np
 import pytest
 
 from geonp.errors import ConfigError
+from geonp.features.drift import design, fit_trend
 from geonp.features.scaling import FeatureScaling
 from geonp.features.tables import euclidean_embedding
-from geonp.features.trend import design, fit_trend
 
 
 def test_design_holds_every_monomial_up_to_the_degree():
