@@ -130,12 +130,10 @@ FIT_STEPS, FIT_BUDGET = 500, 300.0  # geonp_fitted: fit(time_budget=300), the do
 def _model(context, target, **fit_options):
     """The model the accessor's default path uses (the bundled default, calibrated on ``context`` for
     ``target`` by ``fit(steps=0)``), or the ``--model`` calibrated the same way."""
-    import geonp
     from geonp.accessor import default_model
+    from geonp.persistence import resolve_model
 
-    name = MODEL or default_model(target, fit_options.get("covariates", ()))
-    model = geonp.pretrained(name) if MODEL is None or not Path(MODEL).exists() else geonp.load(MODEL)
-    model.set_params(progress=False)
+    model = resolve_model(MODEL or default_model(target, fit_options.get("covariates", ())), progress=False)
     if not model.is_fitted:
         model.fit(context, target=target, steps=0, **fit_options)
     return model
@@ -178,9 +176,9 @@ def geonp_downscale_variants(coarse: xr.DataArray, fine: xr.DataArray, wanted, c
         return geonp_variants(coarse, target, wanted)
     name = "t2m"
     if MODEL is not None:  # a model trained with elevation ships its variable's name
-        import geonp
+        from geonp.persistence import resolve_model
 
-        shipped = geonp.pretrained(MODEL) if not Path(MODEL).exists() else geonp.load(MODEL)
+        shipped = resolve_model(MODEL)
         name = shipped.var_ if shipped.is_fitted else name
     ctx = coarse.to_dataset(name=name)
     ctx["elevation"] = covariate.coarsen(latitude=covariate.sizes["latitude"] // coarse.sizes["latitude"],

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -41,9 +40,9 @@ RELEASES = {"binomial": "prevalence-binomial", "normal": "field-normal"}
 
 def release_config(release: str):
     """``(config, metadata)`` of a bundled name or a release folder."""
-    from geonp.model_store import available, load_model, pretrained
+    from geonp.model_store import release as load_release
 
-    config, _, meta = pretrained(release) if release in available() else load_model(str(Path(release).resolve()))
+    config, _, meta = load_release(release)
     return config, meta
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from geonp.features.far_context import FAR_FRACTION
 from geonp.flows import pretrain
 from geonp.model_store import available, load_model, pretrained
+from geonp.model_store import release as release_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -205,12 +206,11 @@ class _NoCovariates:
 
 def evaluate(release: str, spec: dict, covariates: bool = True) -> dict:
     from geonp.evaluation import evaluate_fields
-    from geonp.model_store import load_model
 
     if spec["tasks"] != "fields":
         raise SystemExit(f"--evaluate scores field models against the exact GP; {spec['release']} is scored by "
                          "its recipes (recipes/prevalence-*.yaml).")
-    config, params, meta = pretrained(release) if release in available() else load_model(release)
+    config, params, meta = release_weights(release)
     options = {"far_fraction": FAR_FRACTION} if meta.get("far_context") else {}  # the rule it was trained with
     if config.covariate_slots and covariates:  # a model that takes covariates is scored on tasks that have them
         options["covariate_slots"] = config.covariate_slots

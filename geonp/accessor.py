@@ -74,12 +74,12 @@ class _NPAccessor:
         if unknown:
             raise ConfigError(f"unknown argument(s) {sorted(unknown)} for .np.predict; valid: "
                               f"{sorted(predict_args | {'var', 'crs', 'model', 'context', 'trials', 'exposure'})}.")
-        from geonp.model_store import available
+        if model is None or isinstance(model, str) or hasattr(model, "__fspath__"):
+            from geonp.persistence import resolve_model  # a bundled name, a saved model or a release folder
 
-        if model is None or (isinstance(model, str) and model in available()):
-            from geonp.estimator import pretrained
-
-            model = pretrained(model or default_model(target, calibration.get("covariates", ())))
+            if model is None:
+                model = default_model(target, calibration.get("covariates", ()))
+            model = resolve_model(model)
             if "progress" in kwargs:  # the calibration in fit shows bars too: quiet when predict is
                 model.set_params(progress=bool(kwargs["progress"]))
             if not model.is_fitted:
@@ -87,15 +87,12 @@ class _NPAccessor:
                 model.fit(self._obj, var=var, spatial_dims=kwargs.get("spatial_dims"),
                           time_dim=kwargs.get("time_dim"), crs=crs, target=target, **calibration)
             elif crs is not None or calibration:
-                raise ConfigError("this bundled model ships its own normalisation; crs=, trials=, exposure= and "
-                                  "covariates= apply only to models calibrated on your data.")
+                raise ConfigError("this model ships its own normalisation (a saved model, or a bundled one trained "
+                                  "on real data): crs=, trials=, exposure= and covariates= apply only to models "
+                                  "calibrated on your data (model=None or a bundled name without one).")
         elif crs is not None or calibration:
             raise ConfigError("crs=, trials=, exposure= and covariates= only apply when calibrating a bundled model "
                               "(model=None or a bundled name); a fitted model keeps what it was fitted with.")
-        elif isinstance(model, str) or hasattr(model, "__fspath__"):
-            from geonp.estimator import load
-
-            model = load(model)
         elif not isinstance(model, NeuralProcess):
             raise ConfigError(f"model must be a geonp.NeuralProcess, a saved model path or None; got "
                               f"{type(model).__name__}.")

@@ -16,9 +16,9 @@ def _parse_value(text: str):
 
 
 def _predict(args) -> None:
-    import geonp
     from geonp.errors import ConfigError
     from geonp.model_store import available
+    from geonp.persistence import resolve_model
 
     data = _open(args.data, "the data")
     if args.var is not None and args.var not in data.data_vars:
@@ -33,7 +33,7 @@ def _predict(args) -> None:
     target = args.factor if args.factor is not None else _open(args.target, "--target") if args.target else None
     model = args.model
     if model is not None and model not in available():
-        model = geonp.load(model)
+        model = resolve_model(model)
     context = data if args.covariates or args.trials else data[var]
     extra = {k: v for k, v in {"trials": args.trials, "covariates": args.covariates}.items() if v}
     pred = context.np.predict(target=target, model=model, var=var if context is data else None,

@@ -12,7 +12,6 @@ import inspect
 import math
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -50,16 +49,14 @@ TREND_MARGIN = 0.02  # a higher degree is kept only where it lowers that held-ou
 
 
 def _resolve_pretrained(spec):
-    from geonp.model_store import available, load_model, pretrained
+    from geonp.model_store import release
 
     if spec is None:
         return None
-    if isinstance(spec, str) and spec in available():
-        return pretrained(spec)
-    if Path(spec).is_dir():
-        return load_model(spec)
-    raise CheckpointError(f"pretrained={spec!r} is neither a bundled model ({available()}) nor a directory "
-                          "written by save().")
+    try:
+        return release(spec)
+    except CheckpointError as err:
+        raise CheckpointError(f"pretrained={err}") from None
 
 
 

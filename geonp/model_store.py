@@ -57,6 +57,17 @@ def pretrained(name: str = "gp2d-normal"):
     return load_model(PRETRAINED_DIR / name)
 
 
+def release(spec):
+    """``(config, params, metadata)`` of a bundled model by name, or of a folder written by ``save()`` or
+    ``benchmarks/train_bundled.py``: the one place a model name or path becomes weights."""
+    if isinstance(spec, str) and spec in available():
+        return pretrained(spec)
+    if isinstance(spec, str | Path) and Path(spec).is_dir():
+        return load_model(spec)
+    raise CheckpointError(f"{str(spec)!r} is neither a bundled model ({available()}) nor a directory written by save() "
+                          "or benchmarks/train_bundled.py.")
+
+
 # The bundled models a plain ``predict()`` (and ``fit(pretrained="auto")``) starts from, by what is asked for
 # (benchmarks/realdata.py decides, case by case): filling gaps (target=None) with the field model trained on
 # cloud gaps, which wins there by far; other targets (a finer grid, points) with gp2d-normal until the field

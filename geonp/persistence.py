@@ -42,7 +42,6 @@ def pretrained(name: str, **params) -> NeuralProcess:
     data without training: ``geonp.pretrained("prevalence-binomial").fit(ds, "positive", trials="examined",
     steps=0)``, or to fine-tune with ``steps > 0``.
     """
-    from geonp.estimator import NeuralProcess
     from geonp.model_store import PRETRAINED_DIR, available
     from geonp.model_store import pretrained as load_bundled
 
@@ -53,9 +52,31 @@ def pretrained(name: str, **params) -> NeuralProcess:
         model = load(PRETRAINED_DIR / name).set_params(**params)
         model.source_ = name  # attrs["geonp_model"] names it
         return model
+    return _ready_to_calibrate(name, config, params)
+
+
+def resolve_model(spec, **params) -> NeuralProcess:
+    """An estimator from a bundled model's name, a folder written by :meth:`NeuralProcess.save`, or a release
+    folder (``benchmarks/train_bundled.py``: weights without a fitted normalisation, ready to calibrate
+    with ``fit(steps=0)``): the one place the accessor, the command line, the flows and the benchmarks
+    turn a model name or path into an estimator."""
+    from geonp.model_store import available, release
+
+    if isinstance(spec, str) and spec in available():
+        return pretrained(spec, **params)
+    config, _, meta = release(user_path(spec, "a model (a bundled name or a folder)"))
+    if meta.get("kind") == "geonp.NeuralProcess":
+        return load(spec).set_params(**params)
+    return _ready_to_calibrate(str(Path(spec).resolve()), config, params)
+
+
+def _ready_to_calibrate(source: str, config, params: dict) -> NeuralProcess:
+    """An estimator starting from released weights without a fitted normalisation: ``fit(steps=0)`` calibrates it."""
+    from geonp.estimator import NeuralProcess
+
     params = {"likelihood": config.likelihood.to_dict(), "steps": 0, **params}
     params.setdefault("temporal", any(g.name == "time" for g in config.groups))
-    return NeuralProcess(pretrained=name, **params)
+    return NeuralProcess(pretrained=source, **params)
 
 
 def load(path) -> NeuralProcess:

@@ -31,6 +31,7 @@ from geonp import metrics
 from geonp.errors import ConfigError
 from geonp.features.coordinates import local_km
 from geonp.model_store import available
+from geonp.persistence import resolve_model
 from geonp.recipes import resolve, resolve_input
 
 
@@ -123,7 +124,7 @@ def run(base: Path, fine: str, output: str, var: str, coarse: str | None = None,
         target["elevation"] = elev
 
     started = time.perf_counter()
-    np_model = geonp.pretrained(model) if model in available() else geonp.load(resolve(base, model))
+    np_model = resolve_model(model if model in available() else resolve(base, model))
     if not np_model.is_fitted:  # a bundled model without its own normalisation: calibrate, no training
         np_model.fit(context, var, covariates=covariates, steps=0)
     pred = np_model.predict(context, target=target, progress=False)

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from geonp.errors import ConfigError
-from geonp.model_store import available, load_model, pretrained, save_model
+from geonp.model_store import available, release, save_model
 from geonp.nn.models import BSATNPConfig, initial_params
 from geonp.recipes import resolve
 from geonp.training.loop import TrainConfig, train
@@ -75,7 +75,7 @@ def run(base: Path, tasks: str, output: str, likelihood="normal", task_options: 
     sampler = make_sampler(tasks, task_options)
     source_meta = {}
     if init_from:
-        source = pretrained(init_from) if init_from in available() else load_model(resolve(base, init_from))
+        source = release(init_from if init_from in available() else resolve(base, init_from))
         source_config, source_params, source_meta = source
         config = dataclasses.replace(source_config, likelihood=likelihood, **(model or {}))
     else:

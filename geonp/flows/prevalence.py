@@ -221,13 +221,11 @@ def _random_rows(table: pd.DataFrame, max_points: int, seed: int) -> pd.DataFram
 
 
 def _binomial_model(base: Path, model: str):
-    """A bundled model by name, or a release folder (``train_bundled.py`` writes them) ready to calibrate."""
-    import geonp
+    """A bundled model by name, a saved model or a release folder (``train_bundled.py`` writes them)."""
     from geonp.model_store import available
+    from geonp.persistence import resolve_model
 
-    if model in available():
-        return geonp.pretrained(model)
-    return geonp.NeuralProcess(pretrained=str(resolve(base, model)), likelihood="binomial", steps=0)
+    return resolve_model(model if model in available() else resolve(base, model))
 
 
 def run(base: Path, surveys: str, output: str, lon: str = "lon", lat: str = "lat", positives: str = "positive",
