@@ -115,6 +115,8 @@ def main(argv=None) -> dict:
                                                                 "and, when it passes, write it into the package")
     parser.add_argument("--install-run", metavar="RELEASE", help="gate and install a release folder trained "
                                                                  "before, without training")
+    parser.add_argument("--gate-result", metavar="JSON", help="with --install-run: the last line of a release_gate run "
+                                                              "of that same folder, instead of running the gate again")
     parser.add_argument("--force", metavar="REASON", help="with --install: install even when the gate fails; "
                                                           "REASON is written into config.json")
     parser.add_argument("--init-from", metavar="RELEASE", help="continue this release folder (e.g. a run not "
@@ -132,7 +134,8 @@ def main(argv=None) -> dict:
         return evaluate(args.evaluate, spec, covariates=not args.without_covariates)
     name = spec["release"]
     if args.install_run:
-        return install(Path(args.install_run), name, args.force)
+        gated = json.loads(Path(args.gate_result).read_text().strip().splitlines()[-1]) if args.gate_result else None
+        return install(Path(args.install_run), name, args.force, gated)
     if args.init_from or name in available():
         release_config, _, release_meta = load_model(args.init_from) if args.init_from else pretrained(name)
         init_from = args.init_from or name
@@ -160,15 +163,19 @@ def main(argv=None) -> dict:
     return summary
 
 
-def install(release: Path, name: str, force: str | None = None) -> dict:
-    """Gate ``release`` against the installed ``name`` (``benchmarks/release_gate.py``) and copy it into the
-    package when the gate passes (or with ``force``, the reason); its ``config.json`` records the gate."""
+def install(release: Path, name: str, force: str | None = None, gated: dict | None = None) -> dict:
+    """Gate ``release`` against the installed ``name`` (``benchmarks/release_gate.py``; ``gated``: that gate's
+    result, run before on this folder) and copy it into the package when the gate passes (or with ``force``,
+    the reason); its ``config.json`` records the gate."""
     import shutil
 
     from benchmarks.release_gate import gate, markdown
 
+    if gated is not None and (Path(gated["candidate"]).resolve() != release.resolve() or gated["installed"] != name):
+        raise SystemExit(f"--gate-result gated {gated['candidate']} against {gated['installed']}, not {release} "
+                         f"against {name}: run the gate on this release.")
     if name in available():
-        result = gate(str(release.resolve()), name)
+        result = gated or gate(str(release.resolve()), name)
         print(markdown(result))
     else:  # a first release: nothing installed to gate against
         result = {"passed": True, "installed": None, "cases": {}, "why": "first release of this name"}

@@ -58,3 +58,13 @@ def test_forced_and_passing_installs_record_the_gate(release, monkeypatch):
     config = json.loads((train_bundled.PACKAGE / "prevalence-binomial" / "config.json").read_text())
     assert config["metadata"]["release_gate"]["passed"] and "forced" not in config["metadata"]["release_gate"]
     assert (train_bundled.PACKAGE / "prevalence-binomial" / "params.safetensors").read_bytes() == b"weights"
+
+
+def test_a_gate_result_of_another_release_is_refused(release, monkeypatch):
+    other = fake_gate(True)("runs/another-release", "prevalence-binomial")
+    with pytest.raises(SystemExit, match="run the gate on this release"):
+        train_bundled.install(release, "prevalence-binomial", gated=other)
+    same = fake_gate(True)(str(release), "prevalence-binomial")
+    monkeypatch.setattr(release_gate, "gate", lambda *a, **k: pytest.fail("the gate ran again"))
+    train_bundled.install(release, "prevalence-binomial", gated=same)
+    assert (train_bundled.PACKAGE / "prevalence-binomial" / "config.json").is_file()
