@@ -11,9 +11,10 @@
   the prevalence (lower is better). Standard errors of the mean difference by a bootstrap over
   locations. A model without covariate slots does not serve the ``+covariates`` cases (left out, said so).
 * **Gaussian field releases**: the ``realdata.py --quick`` cases (gap filling and downscaling), the
-  default path (``fit(steps=0)`` then ``predict``) of each model on the same cells. Per block (one
-  field's targets within one distance band from the data, :data:`benchmarks.realdata.DISTANCE_BINS`):
-  squared error and CRPS; standard errors by a bootstrap over blocks.
+  default path (``fit(steps=0)`` then ``predict``) of each model on the same cells. Per block (a run of
+  at most 256 nearby targets of one field within one distance band from the data,
+  :data:`benchmarks.realdata.DISTANCE_BINS`): squared error and CRPS; standard errors by a bootstrap
+  over blocks.
 
 A case **fails** when the candidate is worse than the installed release beyond noise: its mean
 log score lower (or its RMSE or CRPS higher) by more than :data:`Z` standard errors. The gate
@@ -117,16 +118,20 @@ def field_gate(candidate: str, installed: str, names=None) -> dict:
             blocks[who] = _blocks(cases[case]())
         realdata.MODEL = None
         row = {"served": True, "blocks": len(blocks["candidate"]["squared"]),
-               "rmse": _rmse_compare(blocks["candidate"], blocks["installed"]),
-               "crps": compare(blocks["candidate"]["crps"], blocks["installed"]["crps"], False)}
+               "rmse": _pooled_compare(blocks["candidate"], blocks["installed"], "squared"),
+               "crps": _pooled_compare(blocks["candidate"], blocks["installed"], "crps")}
         row["worse"] = row["rmse"]["worse"] or row["crps"]["worse"]
         out[case] = row
         print_row(case, row)
     return out
 
 
+BLOCK_TARGETS = 256  # targets per block at most: runs of consecutive (row-major, so nearby) targets
+
+
 def _blocks(result: dict) -> dict:
-    """Per block (field x distance band): summed squared error, summed CRPS, target count."""
+    """Per block (a run of at most :data:`BLOCK_TARGETS` nearby targets of one field within one distance band):
+    summed squared error, summed CRPS, target count."""
     from benchmarks.realdata import DISTANCE_BINS
     from geonp import metrics
 
@@ -134,25 +139,31 @@ def _blocks(result: dict) -> dict:
     for mean, std, truth, cells in result["geonp"]["_parts"]:
         band = np.digitize(cells, DISTANCE_BINS[1:-1])
         for b in np.unique(band):
-            inside = band == b
-            squared.append(float(np.sum((mean[inside] - truth[inside]) ** 2)))
-            crps.append(float(metrics.crps_gaussian(mean[inside], np.maximum(std[inside], 1e-9), truth[inside])))
-            counts.append(int(inside.sum()))
+            index = np.flatnonzero(band == b)
+            for run in np.array_split(index, int(np.ceil(index.size / BLOCK_TARGETS))):
+                squared.append(float(np.sum((mean[run] - truth[run]) ** 2)))
+                crps.append(float(metrics.crps_gaussian(mean[run], np.maximum(std[run], 1e-9), truth[run])) * run.size)
+                counts.append(int(run.size))
     return {"squared": np.array(squared), "crps": np.array(crps), "counts": np.array(counts)}
 
 
-def _rmse_compare(candidate: dict, installed: dict) -> dict:
-    """Pooled RMSE of both, and the SE of its difference by a bootstrap over blocks (the same blocks for both)."""
+def _pooled_compare(candidate: dict, installed: dict, key: str) -> dict:
+    """Pooled RMSE (``key="squared"``) or mean CRPS (``"crps"``) of both, and the SE of their difference by a
+    bootstrap over blocks (the same blocks for both)."""
     rng = np.random.default_rng(0)
     n = len(candidate["counts"])
     draws = rng.integers(0, n, size=(BOOTSTRAP, n))
-    pooled = lambda b, d: np.sqrt(b["squared"][d].sum(-1) / b["counts"][d].sum(-1))  # noqa: E731
+
+    def pooled(b, d):
+        per_target = b[key][d].sum(-1) / b["counts"][d].sum(-1)
+        return np.sqrt(per_target) if key == "squared" else per_target
+
     diff = pooled(candidate, draws) - pooled(installed, draws)
     full = np.arange(n)
-    rmse_c, rmse_i = float(pooled(candidate, full)), float(pooled(installed, full))
+    value_c, value_i = float(pooled(candidate, full)), float(pooled(installed, full))
     se = float(np.std(diff))
-    return {"candidate": round(rmse_c, 4), "installed": round(rmse_i, 4), "difference": round(rmse_c - rmse_i, 4),
-            "se": round(se, 4), "worse": bool(rmse_c - rmse_i > Z * se)}
+    return {"candidate": round(value_c, 4), "installed": round(value_i, 4), "difference": round(value_c - value_i, 4),
+            "se": round(se, 4), "worse": bool(value_c - value_i > Z * se)}
 
 
 # --------------------------------------------------------------------------- the gate

@@ -68,3 +68,17 @@ def test_a_gate_result_of_another_release_is_refused(release, monkeypatch):
     monkeypatch.setattr(release_gate, "gate", lambda *a, **k: pytest.fail("the gate ran again"))
     train_bundled.install(release, "prevalence-binomial", gated=same)
     assert (train_bundled.PACKAGE / "prevalence-binomial" / "config.json").is_file()
+
+
+def test_field_blocks_pool_errors_and_flag_a_worse_release():
+    rng = np.random.default_rng(1)
+    counts = rng.integers(50, 256, 40)
+    installed = {"squared": counts * rng.uniform(0.8, 1.2, 40), "crps": counts * rng.uniform(0.4, 0.6, 40),
+                 "counts": counts}
+    same = release_gate._pooled_compare(installed, installed, "squared")
+    assert same["difference"] == 0 and not same["worse"]
+    assert np.isclose(same["candidate"], np.sqrt(installed["squared"].sum() / counts.sum()))
+    worse = {**installed, "squared": installed["squared"] * 1.3, "crps": installed["crps"] * 1.2}
+    assert release_gate._pooled_compare(worse, installed, "squared")["worse"]
+    assert release_gate._pooled_compare(worse, installed, "crps")["worse"]
+    assert not release_gate._pooled_compare(installed, worse, "crps")["worse"]  # better is never worse
