@@ -11,7 +11,9 @@ which is what spreads the sites out (the "kriging believer" rule of batch design
 
 Criteria (higher is better):
 
-    "variance"     predictive variance at the candidate: survey where the map knows least
+    "variance"     predictive variance at the candidate: survey where the map knows least (count
+                   models: of the latent surface, the logit of the prevalence or the log of the
+                   rate, so that a prevalence near 0.5 does not look less known than one near 0)
     "exceedance"   p (1 - p), p = P(value > threshold) at the candidate: survey where it is
                    least sure on which side of the threshold the value lies
     "integrated"   minus the mean predictive variance over ``targets`` (the map) once the
@@ -90,7 +92,7 @@ def next_sites(model, context, candidates, n: int, criterion: str = "variance", 
     for _ in range(int(n)):
         pred = _predict(model, observed, sites[[y, x, *model.covariates_]], threshold)
         if criterion == "variance":
-            score = pred["std"].values ** 2
+            score = _latent_variance(pred, head)
         elif criterion == "exceedance":
             p = _exceedance(pred, head, threshold)
             score = p * (1.0 - p)
@@ -124,13 +126,30 @@ def _observations(model, context) -> pd.DataFrame:
     return frame[columns].dropna().reset_index(drop=True)
 
 
+# quantiles one standard deviation either side of the median: on the link scale they give the latent's spread
+_ONE_SD = (float(norm.cdf(-1.0)), float(norm.cdf(1.0)))
+_LINKS = {"binomial": lambda p: np.log(p / (1.0 - p)), "bernoulli": lambda p: np.log(p / (1.0 - p)),
+          "poisson": np.log}
+
+
 def _predict(model, observed: pd.DataFrame, target, threshold) -> xr.Dataset:
     head = model.config_.likelihood
     exceedance = [threshold] if threshold is not None and hasattr(head, "exceedance") else None
+    quantiles = _ONE_SD if head.name in _LINKS else None
     with warnings.catch_warnings():  # candidates far from the data are what a design looks for
         warnings.filterwarnings("ignore", message=".*lie farther than", category=UserWarning)
         return model.predict(dataframe_to_dataset(observed, "site"), target=target, exceedance=exceedance,
-                             progress=False)
+                             quantiles=quantiles, progress=False)
+
+
+def _latent_variance(pred: xr.Dataset, head) -> np.ndarray:
+    """Predictive variance per candidate: of the value (Gaussian), of the logit or log (count models)."""
+    if head.name not in _LINKS:
+        return pred["std"].values.reshape(-1) ** 2
+    q = pred["quantiles"].transpose(..., "quantile").values.reshape(-1, 2).astype(np.float64)
+    low, high = np.clip(q, 1e-9, 1 - 1e-9 if head.name != "poisson" else np.inf).T
+    link = _LINKS[head.name]
+    return ((link(high) - link(low)) / 2.0) ** 2
 
 
 def _exceedance(pred: xr.Dataset, head, threshold: float) -> np.ndarray:
