@@ -17,14 +17,10 @@ import os
 import re
 from pathlib import Path
 
-from geonp.errors import ConfigError, GeonpError
+from geonp.errors import CatalogError, ConfigError
 
 DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "catalogs" / "geonp.yaml"
 DRIVERS = ("netcdf", "zarr", "csv")
-
-
-class CatalogError(GeonpError):
-    """A catalog entry could not be read or opened."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,6 +36,26 @@ class CheckpointError(GeonpError, OSError):
     """A checkpoint is missing, corrupted, or was written by an incompatible version."""
 
 
+class DataError(GeonpError, ValueError):
+    """The data values cannot be used: all missing, not numeric, or a variable is missing."""
+
+
+class CoordinateError(GeonpError, ValueError):
+    """Spatial or time coordinates are missing, ambiguous, or unusable (NaN, duplicated, unordered)."""
+
+
+class NotFittedError(GeonpError, RuntimeError):
+    """The estimator was used before ``fit`` (or ``load``)."""
+
+
+class OutputExistsError(GeonpError, FileExistsError):
+    """The output path exists already and ``overwrite`` was not given."""
+
+
+class CatalogError(GeonpError):
+    """A catalog entry could not be read or opened."""
+
+
 def reject_unknown_fields(cls, d, what: str) -> None:
     """Raise :class:`ConfigError` when a saved dict has fields the dataclass ``cls`` does not know."""
     import dataclasses

@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import inspect
 
-from geonp.errors import ConfigError, GeonpError
+from geonp.errors import ConfigError, NotFittedError
 from geonp.fitting import ARCHITECTURES, FittingMixin
 from geonp.persistence import PersistenceMixin, load, pretrained
 from geonp.prediction import PredictionMixin
 
 __all__ = ["ARCHITECTURES", "NeuralProcess", "NotFittedError", "load", "pretrained"]
-
-
-class NotFittedError(GeonpError, RuntimeError):
-    """The estimator was used before ``fit`` (or ``load``)."""
 
 
 class NeuralProcess(FittingMixin, PredictionMixin, PersistenceMixin):

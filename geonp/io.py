@@ -26,13 +26,9 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from geonp.errors import GeonpError, user_path
+from geonp.errors import OutputExistsError, user_path
 
 MANIFEST_SUFFIX = ".progress.json"  # beside the partial store: <path>.partial.progress.json
-
-
-class OutputExistsError(GeonpError, FileExistsError):
-    """The output path exists already and ``overwrite`` was not given."""
 
 
 def _fingerprint(pred: xr.Dataset) -> str:

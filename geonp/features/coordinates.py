@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 import xarray as xr
 
-from geonp.errors import GeonpError
+from geonp.errors import CoordinateError
 
 LATITUDE_NAMES = ("latitude", "lat", "nav_lat", "rlat")
 LONGITUDE_NAMES = ("longitude", "lon", "long", "nav_lon", "rlon")
@@ -25,10 +25,6 @@ TIME_NAMES = ("time", "t", "date", "valid_time", "datetime")
 
 LATITUDE_UNITS = ("degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn")
 LONGITUDE_UNITS = ("degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese")
-
-
-class CoordinateError(GeonpError, ValueError):
-    """Spatial or time coordinates are missing, ambiguous, or unusable (NaN, duplicated, unordered)."""
 
 
 @dataclasses.dataclass(frozen=True)

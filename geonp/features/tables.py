@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from geonp.errors import GeonpError, InputShapeError, MetadataMismatchError
+from geonp.errors import DataError, InputShapeError, MetadataMismatchError
 from geonp.features.coordinates import (
     LATITUDE_NAMES,
     LONGITUDE_NAMES,
@@ -32,10 +32,6 @@ from geonp.features.coordinates import (
     hours_since,
 )
 from geonp.nn.bias import EARTH_RADIUS_KM
-
-
-class DataError(GeonpError, ValueError):
-    """The data values cannot be used: all missing, not numeric, or a variable is missing."""
 
 
 @dataclasses.dataclass
