@@ -170,9 +170,9 @@ class FittingMixin:
         table = tables_lib.to_table(data, columns, covariates, spatial_dims, time_dim, crs, temporal=self.temporal)
         table = counts_lib.with_unit_exposure(table, head)
         name = str(table.template.name)
-        self._check_observations(table, head, [name] + ([count_var] if count_var else []), "the training data")
-        table = counts_lib.pool_duplicate_sites(table, head, [name] + ([count_var] if count_var else []),
-                                                "the training data")
+        observation_names = [name] + ([count_var] if count_var else [])
+        self._check_observations(table, head, observation_names, "the training data")
+        table = counts_lib.pool_duplicate_sites(table, head, observation_names, "the training data")
         observed = tables_lib.require_observations(table, "the training data")
         _warn_constant_covariates(table, observed, covariates)
         self.started_from_ = self._starting_model(target, covariates)

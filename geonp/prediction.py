@@ -205,10 +205,9 @@ class PredictionMixin:
         ctx = tables_lib.to_table(context, self._context_var(context), self.covariates_, spatial_dims, time_dim,
                                   s.crs, temporal=self.temporal)
         ctx = with_unit_exposure(ctx, head)
-        self._check_observations(ctx, head, [self.var_] + ([self.count_var_] if self.count_var_ else []),
-                                 "the context")
-        ctx = pool_duplicate_sites(ctx, head, [self.var_] + ([self.count_var_] if self.count_var_ else []),
-                                              "the context")
+        observation_names = [self.var_] + ([self.count_var_] if self.count_var_ else [])
+        self._check_observations(ctx, head, observation_names, "the context")
+        ctx = pool_duplicate_sites(ctx, head, observation_names, "the context")
         _check_value_scale(ctx, s, head)
         if ctx.layout.kind != s.kind:
             raise MetadataMismatchError(

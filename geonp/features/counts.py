@@ -9,6 +9,7 @@ reported, never dropped silently.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -84,12 +85,10 @@ def pool_duplicate_sites(table, likelihood, names, what: str = "the data"):
     as two villages at distance zero. Nothing is lost (the counts add up); any other table comes
     back as it is.
     """
-    import warnings
-
     if likelihood.name not in ("binomial", "poisson") or table.values is None or not is_survey(table):
         return table
     values = table.values.copy()
-    observed = np.isfinite(values).all(axis=-1) & np.isfinite(table.x) & np.isfinite(table.y)
+    observed = table.observed()  # rows left out (a covariate missing) are neither pooled nor pooled into
     merged = np.zeros(observed.shape, bool)
     for t in range(table.num_tasks):
         rows = np.flatnonzero(observed[t])
