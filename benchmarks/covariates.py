@@ -37,14 +37,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks._surveys import Survey, geonp_method, summary
+from benchmarks._surveys import Survey, geonp_method, summary, survey_cases
 from benchmarks._surveys import cross_validate as survey_cv
 from geonp.flows.survey_baselines import binomial_glmm_latent, has_gpboost, kriging_latent
-from geonp.recipes import data_root
-
-DATA = data_root() / "disease_prevalence"
-TANZANIA = ["EVI", "Temperature", "Precipitation", "NTL"]
-
 
 # --------------------------------------------------------------------------- data
 
@@ -68,14 +63,10 @@ def simulated_surveys(seed: int, n: int = 300) -> pd.DataFrame:
                          "noise1": rng.normal(size=n), "noise2": rng.normal(size=n)})
 
 
-def tanzania() -> pd.DataFrame | None:
-    path = DATA / "tz_malaria_dhs2015.csv"
-    if not path.exists():
-        return None
-    frame = pd.read_csv(path).rename(columns={"Long": "lon", "Lat": "lat", "Pf": "positive", "Ex": "examined"})
-    frame["NTL"] = np.log1p(frame["NTL"])  # night lights span orders of magnitude
-    keep = frame[["lon", "lat", "positive", "examined", *TANZANIA]].dropna()
-    return keep.astype({"positive": float, "examined": float})
+def tanzania() -> Survey | None:
+    """The Tanzania DHS surveys with their covariates (``benchmarks/_surveys.py``), or None without the data."""
+    cases = survey_cases(["tanzania+covariates"])
+    return cases[0] if cases else None
 
 
 # --------------------------------------------------------------------------- methods: (loc, scale) of the logit
@@ -83,17 +74,14 @@ def tanzania() -> pd.DataFrame | None:
 
 
 def with_covariates(method, covariates: list[str]):
-    """``method`` given these ``covariates`` on every fold."""
-    return lambda train, test: method(train, test, covariates=covariates)
+    """``method`` and the ``covariates`` it is given on every fold."""
+    return method, tuple(covariates)
 
 
 def cross_validate(frame: pd.DataFrame, methods: dict, folds: int = 5, seed: int = 0) -> dict:
-    out = {}
-    for name, method in methods.items():
-        case = Survey(name, frame, ())
-        scores = summary(survey_cv(case, lambda a, b, covariates=(), m=method: m(a, b), folds, seed))
-        out[name] = scores
-    return out
+    """``methods``: name -> ``(method, covariates)``; every one on the same folds of ``frame``."""
+    return {name: summary(survey_cv(Survey(name, frame, covariates), method, folds, seed))
+            for name, (method, covariates) in methods.items()}
 
 
 def glmm(covariates: list[str]) -> dict:
@@ -127,13 +115,14 @@ def main():
         print(f"simulated {seed}: " + ", ".join(f"{m} {r['log_score']:.3f}/{r['crps']:.4f}"
                                                for m, r in runs[-1].items()), flush=True)
     result = {"model": args.model, "simulated": mean_over(runs)}
-    frame = tanzania()
-    if frame is not None:
+    case = tanzania()
+    if case is not None:
+        frame, covariates = case.frame, list(case.covariates)
         result["tanzania"] = cross_validate(frame, {
-            "geonp_covariates": with_covariates(geonp_method(model), TANZANIA),
+            "geonp_covariates": with_covariates(geonp_method(model), covariates),
             "geonp_none": with_covariates(geonp_method(model), []),
-            "baseline": with_covariates(kriging_latent, TANZANIA), **glmm(TANZANIA),
-            "geonp_every_covariate": with_covariates(geonp_method(model, select=False), TANZANIA)})
+            "baseline": with_covariates(kriging_latent, covariates), **glmm(covariates),
+            "geonp_every_covariate": with_covariates(geonp_method(model, select=False), covariates)})
         print("tanzania: " + ", ".join(f"{m} {r['log_score']:.3f}/{r['crps']:.4f}"
                                        for m, r in result["tanzania"].items()), flush=True)
     print(json.dumps(result))
