@@ -37,6 +37,7 @@ from scipy.stats import norm
 from geonp import options
 from geonp.errors import ConfigError
 from geonp.features.tables import dataframe_to_dataset
+from geonp.metrics_counts import LATENT_QUANTILES, LINKS, latent_from_quantiles
 
 CRITERIA = ("variance", "exceedance", "integrated")
 
@@ -126,16 +127,10 @@ def _observations(model, context) -> pd.DataFrame:
     return frame[columns].dropna().reset_index(drop=True)
 
 
-# quantiles one standard deviation either side of the median: on the link scale they give the latent's spread
-_ONE_SD = (float(norm.cdf(-1.0)), float(norm.cdf(1.0)))
-_LINKS = {"binomial": lambda p: np.log(p / (1.0 - p)), "bernoulli": lambda p: np.log(p / (1.0 - p)),
-          "poisson": np.log}
-
-
 def _predict(model, observed: pd.DataFrame, target, threshold) -> xr.Dataset:
     head = model.config_.likelihood
     exceedance = [threshold] if threshold is not None and hasattr(head, "exceedance") else None
-    quantiles = _ONE_SD if head.name in _LINKS else None
+    quantiles = LATENT_QUANTILES if head.name in LINKS else None
     with warnings.catch_warnings():  # candidates far from the data are what a design looks for
         warnings.filterwarnings("ignore", message=".*lie farther than", category=UserWarning)
         return model.predict(dataframe_to_dataset(observed, "site"), target=target, exceedance=exceedance,
@@ -144,12 +139,10 @@ def _predict(model, observed: pd.DataFrame, target, threshold) -> xr.Dataset:
 
 def _latent_variance(pred: xr.Dataset, head) -> np.ndarray:
     """Predictive variance per candidate: of the value (Gaussian), of the logit or log (count models)."""
-    if head.name not in _LINKS:
+    if head.name not in LINKS:
         return pred["std"].values.reshape(-1) ** 2
-    q = pred["quantiles"].transpose(..., "quantile").values.reshape(-1, 2).astype(np.float64)
-    low, high = np.clip(q, 1e-9, 1 - 1e-9 if head.name != "poisson" else np.inf).T
-    link = _LINKS[head.name]
-    return ((link(high) - link(low)) / 2.0) ** 2
+    quantiles = pred["quantiles"].transpose(..., "quantile").values.reshape(-1, len(LATENT_QUANTILES))
+    return latent_from_quantiles(quantiles, head.name, 1e-9)[1] ** 2
 
 
 def _exceedance(pred: xr.Dataset, head, threshold: float) -> np.ndarray:

@@ -18,8 +18,23 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import expit, logit
+from scipy.stats import norm
 
 from geonp.nn.likelihoods import Binomial
+
+# quantiles one standard deviation either side of the median: on the link scale a latent Gaussian head's are
+# loc - scale, loc, loc + scale exactly (the link is monotone)
+LATENT_QUANTILES = (float(norm.cdf(-1.0)), 0.5, float(norm.cdf(1.0)))
+LINKS = {"binomial": logit, "bernoulli": logit, "poisson": np.log}  # float64, for predictions already made
+
+
+def latent_from_quantiles(quantiles, likelihood: str, eps: float):
+    """``(loc [N], scale [N])`` of a count head's latent Gaussian from its predictive's :data:`LATENT_QUANTILES`
+    ``[N, 3]`` (prevalences clipped to ``[eps, 1 - eps]``, rates to ``>= eps``, so that the link is finite)."""
+    q = np.asarray(quantiles, np.float64)
+    lq = LINKS[likelihood](np.clip(q, eps, np.inf if likelihood == "poisson" else 1.0 - eps))
+    return lq[:, 1], (lq[:, 2] - lq[:, 0]) / 2.0
 
 
 def count_pmf(loc, scale, trials) -> list[np.ndarray]:
@@ -46,8 +61,6 @@ def count_score_table(loc, scale, positives, trials, level: float = 0.95) -> dic
     latent prevalence ``sigmoid(loc +- z scale)`` (the surface, without the binomial noise of n), to
     within half a person (0.5 / n: no open interval holds a prevalence of exactly 0 or 1).
     """
-    from scipy.stats import norm
-
     k = np.asarray(positives, int)
     n = np.asarray(trials, int)
     pmfs = count_pmf(loc, scale, n)
@@ -61,10 +74,9 @@ def count_score_table(loc, scale, positives, trials, level: float = 0.95) -> dic
         covered.append(lo <= ki <= hi)
         mean_prev.append(np.sum(pmf * np.arange(ni + 1)) / ni)
     z = norm.ppf(0.5 + level / 2)
-    sigmoid = lambda a: 1.0 / (1.0 + np.exp(-a))  # noqa: E731
     loc, scale = np.asarray(loc, float), np.asarray(scale, float)
     half = 0.5 / n
-    inside = (sigmoid(loc - z * scale) - half <= k / n) & (k / n <= sigmoid(loc + z * scale) + half)
+    inside = (expit(loc - z * scale) - half <= k / n) & (k / n <= expit(loc + z * scale) + half)
     return {"log_score": np.asarray(log_score), "crps": np.asarray(crps), "covered": np.asarray(covered),
             "prevalence_covered": inside, "mean_prevalence": np.asarray(mean_prev)}
 

@@ -45,17 +45,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy.special import logit
-from scipy.stats import norm
 
 from geonp.errors import ConfigError
 from geonp.features.tables import dataframe_to_dataset
 from geonp.flows.survey_baselines import binomial_glmm_latent, has_gpboost, kriging_latent
-from geonp.metrics_counts import count_scores
+from geonp.metrics_counts import LATENT_QUANTILES, count_scores, latent_from_quantiles
 from geonp.recipes import resolve, resolve_input
-
-# quantiles whose logits give the latent exactly: logit q50 = loc, logit q84 - logit q16 = 2 scale
-_Q = (float(norm.cdf(-1.0)), 0.5, float(norm.cdf(1.0)))
 
 
 def read_surveys(path, lon: str, lat: str, positives: str, examined: str, covariates=()) -> pd.DataFrame:
@@ -75,10 +70,9 @@ def geonp_latent(model, train: pd.DataFrame, test: pd.DataFrame):
     covariates the model was fitted with, ``model.covariates_``, at both)."""
     covariates = list(model.covariates_)
     target = dataframe_to_dataset(test[["lon", "lat", *covariates]], "point") if covariates else test[["lon", "lat"]]
-    pred = model.predict(_dataset(train, covariates), target=target, quantiles=_Q, progress=False)
-    q = pred["quantiles"].transpose("point", "quantile").values.astype(np.float64)
-    lq = logit(np.clip(q, 1e-7, 1 - 1e-7))
-    return lq[:, 1], np.maximum((lq[:, 2] - lq[:, 0]) / 2.0, 1e-3)
+    pred = model.predict(_dataset(train, covariates), target=target, quantiles=LATENT_QUANTILES, progress=False)
+    loc, scale = latent_from_quantiles(pred["quantiles"].transpose("point", "quantile").values, "binomial", 1e-7)
+    return loc, np.maximum(scale, 1e-3)
 
 
 def cross_validate(model, frame: pd.DataFrame, folds: int = 10, seed: int = 0) -> dict:
