@@ -389,6 +389,20 @@ def large_raster_timing(seed: int = 0) -> dict:
             "calibration": pred.attrs.get("geonp_calibration_std_scale")}
 
 
+def case_runners(data: dict, gap_methods, down_methods, covariates: bool = True) -> dict:
+    """``{case: run()}`` for every gap and downscaling case of ``data`` (:func:`fields`), each run scoring the
+    given methods; Norway's downscaling with elevation unless ``covariates`` is False."""
+    sea = ~np.isfinite(data["norway"][0].values)  # Norway's sea: one real field's missing pattern, on others
+    cases = {}
+    for name in ("uk", "norway", "global"):
+        for kind in ("clouds", "bigclouds", "random") + (("seamask",) if name != "norway" else ()):
+            cases[f"{name}-{kind}"] = lambda n=name, k=kind: gap_case(data[n], k, 0, gap_methods, sea)
+        for factor in (2, 4):
+            cov = data["norway_elevation"] if name == "norway" and covariates else None
+            cases[f"{name}-down{factor}x"] = lambda n=name, f=factor, c=cov: down_case(data[n], f, down_methods, c)
+    return cases
+
+
 def main():
     global FIT_BUDGET, MODEL
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -421,14 +435,7 @@ def main():
     down_methods = [m for m in ["geonp", *VARIANTS, "geonp_fitted", "nearest", "idw10", "bilinear", "bicubic",
                                 "bicubic_conserved", "kriging", "gp_ml", *vecchia]
                     if not only or m in only]
-    sea = ~np.isfinite(data["norway"][0].values)  # Norway's sea: one real field's missing pattern, on others
-    cases = {}
-    for name in ("uk", "norway", "global"):
-        for kind in ("clouds", "bigclouds", "random") + (("seamask",) if name != "norway" else ()):
-            cases[f"{name}-{kind}"] = lambda n=name, k=kind: gap_case(data[n], k, 0, gap_methods, sea)
-        for factor in (2, 4):
-            cov = data["norway_elevation"] if name == "norway" and not args.no_covariates else None
-            cases[f"{name}-down{factor}x"] = lambda n=name, f=factor, c=cov: down_case(data[n], f, down_methods, c)
+    cases = case_runners(data, gap_methods, down_methods, covariates=not args.no_covariates)
     wanted = [c for c in args.cases.split(",") if c] or list(cases)
     results = {}
     for case in wanted:

@@ -40,11 +40,10 @@ RELEASES = {"binomial": "prevalence-binomial", "normal": "field-normal"}
 
 
 def release_config(release: str):
-    """``(config, metadata)`` of a bundled name or a release folder."""
+    """The model config of a bundled name or a release folder."""
     from geonp.model_store import release as load_release
 
-    config, _, meta = load_release(release)
-    return config, meta
+    return load_release(release)[0]
 
 
 def bootstrap_se(differences: np.ndarray, seed: int = 0) -> float:
@@ -70,7 +69,7 @@ def survey_gate(candidate: str, installed: str, names=None, reference: bool = Tr
     from benchmarks._surveys import cross_validate, geonp_method, summary, survey_cases
     from geonp.flows.survey_baselines import binomial_glmm_latent, has_gpboost
 
-    slots = {release: release_config(release)[0].covariate_slots for release in (candidate, installed)}
+    slots = {release: release_config(release).covariate_slots for release in (candidate, installed)}
     out = {}
     for case in survey_cases(names):
         if case.covariates and not all(slots.values()):
@@ -98,25 +97,18 @@ def survey_gate(candidate: str, installed: str, names=None, reference: bool = Tr
 def field_gate(candidate: str, installed: str, names=None) -> dict:
     from benchmarks import realdata
 
-    data = realdata.fields(quick=True)
-    sea = ~np.isfinite(data["norway"][0].values)
-    cases = {}
-    for name in ("uk", "norway", "global"):
-        for kind in ("clouds", "bigclouds", "random") + (("seamask",) if name != "norway" else ()):
-            cases[f"{name}-{kind}"] = lambda n=name, k=kind: realdata.gap_case(data[n], k, 0, ["geonp"], sea)
-        for factor in (2, 4):
-            cov = data["norway_elevation"] if name == "norway" else None
-            cases[f"{name}-down{factor}x"] = lambda n=name, f=factor, c=cov: realdata.down_case(
-                data[n], f, ["geonp"], c)
+    cases = realdata.case_runners(realdata.fields(quick=True), ["geonp"], ["geonp"])
     out = {}
     for case in names or list(cases):
         print(case, flush=True)
         blocks = {}
-        for who, release in (("candidate", candidate), ("installed", installed)):
-            realdata.MODEL = release
-            realdata.Scoreboard.keep_parts = True
-            blocks[who] = _blocks(cases[case]())
-        realdata.MODEL = None
+        realdata.Scoreboard.keep_parts = True
+        try:
+            for who, release in (("candidate", candidate), ("installed", installed)):
+                realdata.MODEL = release  # the model realdata's geonp method runs
+                blocks[who] = _blocks(cases[case]())
+        finally:
+            realdata.MODEL, realdata.Scoreboard.keep_parts = None, False
         row = {"served": True, "blocks": len(blocks["candidate"]["squared"]),
                "rmse": _pooled_compare(blocks["candidate"], blocks["installed"], "squared"),
                "crps": _pooled_compare(blocks["candidate"], blocks["installed"], "crps")}
@@ -172,7 +164,7 @@ def _pooled_compare(candidate: dict, installed: dict, key: str) -> dict:
 def gate(candidate: str, installed: str | None = None, cases=None) -> dict:
     """Score ``candidate`` against ``installed`` (default: the bundled release of its likelihood) on every case
     its likelihood serves; ``{"passed", "candidate", "installed", "cases"}``."""
-    likelihood = release_config(candidate)[0].likelihood.name
+    likelihood = release_config(candidate).likelihood.name
     if likelihood not in RELEASES:
         raise SystemExit(f"no real cases gate a {likelihood} release yet (gated: {sorted(RELEASES)}).")
     installed = installed or RELEASES[likelihood]

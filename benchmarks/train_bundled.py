@@ -36,7 +36,7 @@ from pathlib import Path
 
 from geonp.features.far_context import FAR_FRACTION
 from geonp.flows import pretrain
-from geonp.model_store import available, load_model, pretrained
+from geonp.model_store import available
 from geonp.model_store import release as release_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +137,7 @@ def main(argv=None) -> dict:
         gated = json.loads(Path(args.gate_result).read_text().strip().splitlines()[-1]) if args.gate_result else None
         return install(Path(args.install_run), name, args.force, gated)
     if args.init_from or name in available():
-        release_config, _, release_meta = load_model(args.init_from) if args.init_from else pretrained(name)
+        release_config, _, release_meta = release_weights(args.init_from or name)
         init_from = args.init_from or name
         done = int(release_meta.get("total_steps", release_meta.get("steps", 0)))
         # inputs the release does not have yet (support, covariate slots) join with zero embedding rows
