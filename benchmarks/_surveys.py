@@ -13,7 +13,7 @@ Cases (``../shared/data/disease_prevalence`` or ``$GEONP_DATA``; a case whose fi
   temperature above its median (the first hour), positives 0/1.
 
 Leave-location-out cross-validation (10 folds of locations, seeded) gives per location a Gaussian
-on the logit (every method's ``(loc, scale)``), scored by :func:`geonp.metrics_counts.count_score_table`:
+on the logit (every method's ``(loc, scale)``), scored by :func:`geonp.scoring.counts.count_score_table`:
 log score of the counts, CRPS of the prevalence, 95% coverage of the counts and of the prevalence;
 on binary cases also the Brier score.
 """
@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from geonp.flows.prevalence import _binomial_model, _dataset, geonp_latent
-from geonp.metrics_counts import count_score_table
-from geonp.recipes import data_root
+from geonp.apps.flows.prevalence import _binomial_model, _dataset, geonp_latent
+from geonp.apps.recipes import data_root
+from geonp.scoring.counts import count_score_table
 
 FOLDS = 10
 
@@ -120,7 +120,7 @@ def idw_method(k: int = 10, power: float = 2.0, floor: float = 0.01):
     point forecast clipped to ``[floor, 1 - floor]``: the logit of it with a negligible spread."""
     from scipy.spatial import cKDTree
 
-    from geonp.flows.survey_baselines import _km
+    from geonp.apps.flows.survey_baselines import _km
 
     def predict(train, test, covariates=()):
         xs, xt = _km(train, test)
@@ -134,7 +134,7 @@ def idw_method(k: int = 10, power: float = 2.0, floor: float = 0.01):
 
 
 def baseline_methods() -> dict:
-    from geonp.flows.survey_baselines import binomial_glmm_latent, has_gpboost, kriging_latent
+    from geonp.apps.flows.survey_baselines import binomial_glmm_latent, has_gpboost, kriging_latent
 
     methods = {"kriging": kriging_latent, "idw10": idw_method()}
     if has_gpboost():

@@ -38,9 +38,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from geonp.estimator import ARCHITECTURES
-from geonp.evaluation import evaluate_gp
+from geonp.estimator.estimator import ARCHITECTURES
 from geonp.nn.models import BSATNPConfig, build_model, default_groups
+from geonp.scoring.evaluation import evaluate_gp
 from geonp.tasks.gp import GPTaskSampler
 from geonp.training.loop import TrainConfig, negative_log_likelihood, train
 

@@ -8,14 +8,14 @@ better, and CRPS on the prevalence scale), every method on the same folds:
 
 * ``geonp_covariates``: the model conditioned on the surveys with their covariates (``fit(steps=0)``,
   which keeps those that improve the model's leave-location-out score on each training fold:
-  :mod:`geonp.covariate_selection`);
+  :mod:`geonp.calibrate.covariates`);
 * ``geonp_every_covariate``: the same with ``select_covariates=False`` (every covariate given is used);
 * ``geonp_none``: the same model without covariates;
 * ``baseline``: regression kriging of the empirical logit: least squares on the covariates,
   ordinary kriging of the residuals (exponential variogram with a nugget), the trend added back;
   the prediction variance adds the trend's standard error and the nugget;
 * ``binomial_glmm``: binomial geostatistics with the covariates as fixed effects (GPBoost; what a
-  statistician would fit: :mod:`geonp.flows.survey_baselines`), when GPBoost is installed;
+  statistician would fit: :mod:`geonp.apps.flows.survey_baselines`), when GPBoost is installed;
 * ``noise_covariates`` (simulated only): the model given two covariates of pure noise
   instead of the informative ones, against ``geonp_none``: no worse is the target;
   ``noise_every_covariate``: the same without selection.
@@ -23,7 +23,7 @@ better, and CRPS on the prevalence scale), every method on the same folds:
 Data: ``simulated`` surveys (seeded; a smooth spatial field on the logit scale plus
 two smooth covariates with known effects; 300 locations of 20-100 examined) and
 the shared Tanzania DHS 2015 surveys (387 clusters; EVI, temperature,
-precipitation, night lights), skipped when the shared data (``geonp.recipes.data_root``) are absent.
+precipitation, night lights), skipped when the shared data (``geonp.apps.recipes.data_root``) are absent.
 
 Last line: JSON ``{"simulated": {method: {"log_score", "crps", ...}}, "tanzania": {...}}``.
 """
@@ -39,7 +39,7 @@ import pandas as pd
 
 from benchmarks._surveys import Survey, geonp_method, summary, survey_cases
 from benchmarks._surveys import cross_validate as survey_cv
-from geonp.flows.survey_baselines import binomial_glmm_latent, has_gpboost, kriging_latent
+from geonp.apps.flows.survey_baselines import binomial_glmm_latent, has_gpboost, kriging_latent
 
 # --------------------------------------------------------------------------- data
 

@@ -19,7 +19,7 @@ import argparse
 import json
 
 from benchmarks.speed import AFTER, BEFORE, BeforeGPTaskSampler
-from geonp.evaluation import evaluate_gp
+from geonp.scoring.evaluation import evaluate_gp
 from geonp.tasks.gp import GPTaskSampler
 from geonp.training.loop import TrainConfig, train
 

@@ -2,7 +2,7 @@
 
     python -m benchmarks.fuzz [--examples 1500] [--seed 0]
 
-Draws cases from :mod:`geonp.odd_inputs` (coordinates, values, shapes, options, targets, fits, checkpoints,
+Draws cases from :mod:`geonp.testing.odd_inputs` (coordinates, values, shapes, options, targets, fits, checkpoints,
 paths, aggregation, site selection) and prints the count of each outcome by kind, then every broken promise
 (a bare exception, or a wrong output) with its case. Exit code 1 when any promise is broken. The suite's
 ``tests/test_odd_inputs.py`` runs a few hundred of the same cases.
@@ -17,7 +17,7 @@ import time
 
 from hypothesis import HealthCheck, given, seed, settings
 
-from geonp import odd_inputs
+from geonp.testing import odd_inputs
 
 
 def main(argv=None) -> int:

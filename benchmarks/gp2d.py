@@ -19,9 +19,9 @@ import json
 import time
 from pathlib import Path
 
-from geonp.evaluation import evaluate_gp
-from geonp.model_store import load_model, pretrained, save_model
+from geonp.estimator.releases import load_model, pretrained, save_model
 from geonp.nn.models import BSATNPConfig
+from geonp.scoring.evaluation import evaluate_gp
 from geonp.tasks.gp import GPTaskSampler
 from geonp.training.loop import TrainConfig, train
 

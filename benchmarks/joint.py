@@ -7,7 +7,7 @@ On a GP grid (RBF, 6 km length scale, noise 0.1, as tests/xr/test_gp_reference.p
 a fraction of cells observed, every method draws the unobserved cells and the variance
 of each quadrant's mean over the draws is divided by the exact posterior's:
 
-    oracle-joint   the coarse-to-fine sampler with the exact GP's conditionals (geonp.joint)
+    oracle-joint   the coarse-to-fine sampler with the exact GP's conditionals (geonp.predict.joint)
     joint          predict(samples=n, joint=True) with a bundled model (its own spread)
     marginal       predict(samples=n): independent draws per cell
 
@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 import geonp
-from geonp.joint import joint_draws
+from geonp.predict.joint import joint_draws
 from geonp.testing import (
     exact_gp_conditional,
     gp_grid,

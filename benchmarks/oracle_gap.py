@@ -32,11 +32,11 @@ import time
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
-from geonp import metrics
-from geonp.evaluation import field_predictions
+from geonp.apps.flows import pretrain
+from geonp.estimator.releases import available, load_model, pretrained
 from geonp.features.far_context import FAR_FRACTION
-from geonp.flows import pretrain
-from geonp.model_store import available, load_model, pretrained
+from geonp.scoring import metrics
+from geonp.scoring.evaluation import field_predictions
 from geonp.tasks.fields import FIELD_KERNELS, LAYOUTS
 from geonp.tasks.kernels import covariance
 

@@ -109,9 +109,9 @@ def embed(lon, lat) -> np.ndarray:
 
 def conserved(mean: np.ndarray, coarse: xr.DataArray, fine: xr.DataArray) -> np.ndarray:
     """``mean`` on the fine grid shifted so that each coarse cell's (area-weighted) mean is kept,
-    as geonp's ``predict(conserve="auto")`` does (:mod:`geonp.conservation`): the same correction
+    as geonp's ``predict(conserve="auto")`` does (:mod:`geonp.predict.conserve`): the same correction
     applied to a baseline, to show what it is worth on its own."""
-    from geonp import conservation
+    from geonp.predict import conserve as conservation
 
     nest = conservation.nesting(coarse.latitude.values, coarse.longitude.values, fine.latitude.values,
                                 fine.longitude.values)
@@ -130,8 +130,8 @@ FIT_STEPS, FIT_BUDGET = 500, 300.0  # geonp_fitted: fit(time_budget=300), the do
 def _model(context, target, **fit_options):
     """The model the accessor's default path uses (the bundled default, calibrated on ``context`` for
     ``target`` by ``fit(steps=0)``), or the ``--model`` calibrated the same way."""
-    from geonp.accessor import default_model
-    from geonp.persistence import resolve_model
+    from geonp.estimator import resolve_model
+    from geonp.xr.accessor import default_model
 
     model = resolve_model(MODEL or default_model(target, fit_options.get("covariates", ())), progress=False)
     if not model.is_fitted:
@@ -176,7 +176,7 @@ def geonp_downscale_variants(coarse: xr.DataArray, fine: xr.DataArray, wanted, c
         return geonp_variants(coarse, target, wanted)
     name = "t2m"
     if MODEL is not None:  # a model trained with elevation ships its variable's name
-        from geonp.persistence import resolve_model
+        from geonp.estimator import resolve_model
 
         shipped = resolve_model(MODEL)
         name = shipped.var_ if shipped.is_fitted else name
@@ -195,7 +195,7 @@ DISTANCE_BINS = (0.0, 1.5, 3.0, 6.0, 12.0, 25.0, np.inf)  # cells from the neare
 
 
 def scores(mean, std, truth) -> dict:
-    from geonp import metrics
+    from geonp.scoring import metrics
 
     out = {"rmse": float(metrics.rmse(mean, truth)), "mae": float(metrics.mae(mean, truth))}
     if std is None:

@@ -41,7 +41,7 @@ RELEASES = {"binomial": "prevalence-binomial", "normal": "field-normal"}
 
 def release_config(release: str):
     """The model config of a bundled name or a release folder."""
-    from geonp.model_store import release as load_release
+    from geonp.estimator.releases import release as load_release
 
     return load_release(release)[0]
 
@@ -67,7 +67,7 @@ def compare(candidate: np.ndarray, installed: np.ndarray, higher_is_better: bool
 
 def survey_gate(candidate: str, installed: str, names=None, reference: bool = True) -> dict:
     from benchmarks._surveys import cross_validate, geonp_method, summary, survey_cases
-    from geonp.flows.survey_baselines import binomial_glmm_latent, has_gpboost
+    from geonp.apps.flows.survey_baselines import binomial_glmm_latent, has_gpboost
 
     slots = {release: release_config(release).covariate_slots for release in (candidate, installed)}
     out = {}
@@ -125,7 +125,7 @@ def _blocks(result: dict) -> dict:
     """Per block (a run of at most :data:`BLOCK_TARGETS` nearby targets of one field within one distance band):
     summed squared error, summed CRPS, target count."""
     from benchmarks.realdata import DISTANCE_BINS
-    from geonp import metrics
+    from geonp.scoring import metrics
 
     squared, crps, counts = [], [], []
     for mean, std, truth, cells in result["geonp"]["_parts"]:

@@ -9,7 +9,7 @@ Every case of ``benchmarks/_surveys.py`` (Gambia, Tanzania, western Kenya, each 
 covariates; a binary map), 10-fold leave-location-out, every method on the same folds:
 ``geonp`` (the model fitted without training on each training fold, its covariates chosen by its own
 leave-location-out selection), ``binomial_glmm`` (binomial geostatistics by Laplace maximum
-likelihood, GPBoost: ``geonp.flows.survey_baselines``), ``kriging`` (of the empirical logit;
+likelihood, GPBoost: ``geonp.apps.flows.survey_baselines``), ``kriging`` (of the empirical logit;
 regression kriging with covariates) and ``idw10`` (the 10 nearest, a point forecast).
 Scores: log score of the held-out counts (higher is better), CRPS of the prevalence, 95% coverage
 of the counts and of the prevalence, Brier score on binary cases, seconds.
@@ -39,7 +39,7 @@ def describe(case) -> dict:
     import numpy as np
     from scipy.spatial import cKDTree
 
-    from geonp.flows.survey_baselines import _km
+    from geonp.apps.flows.survey_baselines import _km
 
     frame = case.frame
     xs, _ = _km(frame, frame.iloc[:1])

@@ -34,10 +34,10 @@ import argparse
 import json
 from pathlib import Path
 
+from geonp.apps.flows import pretrain
+from geonp.estimator.releases import available
+from geonp.estimator.releases import release as release_weights
 from geonp.features.far_context import FAR_FRACTION
-from geonp.flows import pretrain
-from geonp.model_store import available
-from geonp.model_store import release as release_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -212,7 +212,7 @@ class _NoCovariates:
 
 
 def evaluate(release: str, spec: dict, covariates: bool = True) -> dict:
-    from geonp.evaluation import evaluate_fields
+    from geonp.scoring.evaluation import evaluate_fields
 
     if spec["tasks"] != "fields":
         raise SystemExit(f"--evaluate scores field models against the exact GP; {spec['release']} is scored by "

@@ -5,16 +5,16 @@
 
 __version__ = "0.1.0"
 
-from geonp import accessor as _accessor  # noqa: E402,F401  (registers .np)
 from geonp import design  # noqa: E402,F401  (geonp.design.next_sites)
-from geonp.aggregate import aggregate  # noqa: E402
 from geonp.errors import GeonpError  # noqa: E402
-from geonp.estimator import ARCHITECTURES, NeuralProcess, NotFittedError, load, pretrained  # noqa: E402
+from geonp.estimator.estimator import ARCHITECTURES, NeuralProcess, NotFittedError, load, pretrained  # noqa: E402
+from geonp.xr import accessor as _accessor  # noqa: E402,F401  (registers .np)
+from geonp.xr.aggregate import aggregate  # noqa: E402
 
 
 def plot(ds, variables=("mean", "std"), **kwargs):
-    """Maps of a prediction (mean and uncertainty side by side); see :func:`geonp.maps.plot`."""
-    from geonp.maps import plot as _plot
+    """Maps of a prediction (mean and uncertainty side by side); see :func:`geonp.xr.maps.plot`."""
+    from geonp.xr.maps import plot as _plot
 
     return _plot(ds, variables, **kwargs)
 

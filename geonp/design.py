@@ -37,7 +37,7 @@ from scipy.stats import norm
 from geonp import options
 from geonp.errors import ConfigError
 from geonp.features.tables import dataframe_to_dataset
-from geonp.metrics_counts import LATENT_QUANTILES, LINKS, latent_from_quantiles
+from geonp.scoring.counts import LATENT_QUANTILES, LINKS, latent_from_quantiles
 
 CRITERIA = ("variance", "exceedance", "integrated")
 

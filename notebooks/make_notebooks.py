@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 import geonp
-from geonp.recipes import data_root
+from geonp.apps.recipes import data_root
 
 SMALL = os.environ.get("GEONP_NOTEBOOK_SIZE", "small") == "small"  # CI runs the small sizes
 DATA = data_root()
@@ -27,7 +27,7 @@ books = {
 "01-quickstart.ipynb": [
 ("md", "# geonp quickstart: fill the gaps of a field\n\nA field on a lon/lat grid with 90% of its cells missing (scattered gaps plus a block, like a cloud). `da.np.predict()` fills every cell with the bundled `gp2d-normal` model, calibrated on this data without training, and returns mean and standard deviation as an `xr.Dataset` with the units kept. Nothing is downloaded."),
 ("code", SETUP),
-("code", """from geonp.demo import synthetic_field
+("code", """from geonp.apps.demo import synthetic_field
 
 truth = synthetic_field(seed=0)
 if SMALL:
@@ -50,7 +50,7 @@ xr.open_dataset(OUT / "quickstart.nc")["mean"].attrs"""),
 ("md", "# Downscaling ERA5 2 m temperature\n\nERA5 over the UK, 1 degree (block-averaged) to 0.25 degree, scored on the fine cells against bilinear and bicubic interpolation and ordinary kriging, all in one run (`recipes/downscale-uk-1deg.yaml`). The full recipe scores 24 time steps; this notebook uses 2 when `GEONP_NOTEBOOK_SIZE=small`."),
 ("code", SETUP),
 ("code", """import pandas as pd
-from geonp.recipes import run_recipe
+from geonp.apps.recipes import run_recipe
 
 if not (DATA / "era5_t2m_uk").is_dir():
     print(f"the shared ERA5 sample is not in {DATA}; set GEONP_DATA to run this notebook")
@@ -62,7 +62,7 @@ else:
     pred = xr.open_dataset(OUT / "downscale-uk" / "downscaled.nc")
     fig = pred.np.plot(["truth", "mean", "std", "error"])"""),
 ("md", "With elevation as a covariate (ERA5-Land, central Norway, 0.3 to 0.1 degree) the bundled `t2m-elevation` model takes the elevation in its tokens: `recipes/downscale-norway.yaml`."),
-("code", """from geonp.model_store import available
+("code", """from geonp.estimator.releases import available
 
 if (DATA / "era5land_t2m_norway_krigr").is_dir() and "t2m-elevation" in available():
     norway = run_recipe("../recipes/downscale-norway.yaml", {"output": str(OUT / "downscale-norway"), "plot": not SMALL})
@@ -73,7 +73,7 @@ if (DATA / "era5land_t2m_norway_krigr").is_dir() and "t2m-elevation" in availabl
 ("code", SETUP),
 ("code", """import pandas as pd
 from geonp.features.tables import dataframe_to_dataset
-from geonp.flows.prevalence import cross_validate, read_surveys
+from geonp.apps.flows.prevalence import cross_validate, read_surveys
 
 path = DATA / "disease_prevalence" / "gambia_villages.csv"
 have_data = path.is_file()
@@ -126,8 +126,8 @@ if have_data:
 "04-epidemic-surface.ipynb": [
 ("md", "# Filling in an epidemic surface\n\nAn SIR epidemic simulated on a lattice (in JAX); a fraction of the cells is observed and the bundled `sir-categorical` model, trained on 64 x 64 lattices, predicts the probability of each state everywhere. The recipe `recipes/epidemic-1024.yaml` does this at 1024 x 1024 from ~100K observed cells; this notebook uses 128 x 128 when `GEONP_NOTEBOOK_SIZE=small`."),
 ("code", SETUP),
-("code", """from geonp.flows.epidemic import simulate_observations, nearest_baseline
-from geonp.model_store import available
+("code", """from geonp.apps.flows.epidemic import simulate_observations, nearest_baseline
+from geonp.estimator.releases import available
 
 size = 128 if SMALL else 512
 truth, observed = simulate_observations(size, beta=0.25, gamma=0.1, steps=40 if SMALL else 120, seeds=6,

@@ -1,3 +1,5 @@
+"""Shared settings (one jax cache, cores split between workers) and the small fields and models of the tests."""
+
 import atexit
 import os
 import shutil
@@ -47,3 +49,36 @@ def pytest_collection_modifyitems(config, items):
     """
     long_modules = {item.path for item in items if item.path.suffix == ".ipynb" or item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in long_modules)  # stable: the order within each group stays
+
+
+# The small fields and models shared by the tests (session-wide: built once, only where a test asks).
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from geonp.testing import TINY, smooth_field, with_gaps  # noqa: E402,F401
+
+
+@pytest.fixture(scope="session")
+def field():
+    return smooth_field(np.arange(50.0, 56.0, 0.25), np.arange(-4.0, 3.0, 0.25))  # 3 x 24 x 28
+
+
+@pytest.fixture(scope="session")
+def gappy(field):
+    return with_gaps(field)
+
+
+@pytest.fixture(scope="session")
+def calibrated(gappy):
+    """The bundled model calibrated on the gappy field (no training)."""
+    import geonp
+
+    return geonp.NeuralProcess(pretrained="gp2d-normal", steps=0).fit(gappy)
+
+
+@pytest.fixture(scope="session")
+def tiny(gappy):
+    """A tiny model trained for a few steps (for fit/save/load mechanics, not accuracy)."""
+    import geonp
+
+    return geonp.NeuralProcess(steps=12, seed=3, **TINY).fit(gappy)

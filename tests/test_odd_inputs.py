@@ -1,10 +1,10 @@
 """A property-based fuzz of the public API: every odd input ends in a GeonpError or a finite, correctly shaped
-output with its inputs untouched (geonp.odd_inputs; the longer run is benchmarks/fuzz.py)."""
+output with its inputs untouched (geonp.testing.odd_inputs; the longer run is benchmarks/fuzz.py)."""
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from geonp import odd_inputs
+from geonp.testing import odd_inputs
 
 PROMISE = ("typed error", "correct output")
 

@@ -1,7 +1,7 @@
 """A field's large-scale drift: a low-order polynomial in space, fitted to each field's observations.
 
 A neural process conditions each cell of targets on its nearest observations
-(:func:`geonp.tiling.neighbourhoods`), and inside a gap wider than their reach
+(:func:`geonp.predict.context.neighbourhoods`), and inside a gap wider than their reach
 it reverts towards their level. Real fields carry drifts larger than any
 neighbourhood (the equator-to-pole contrast of a global temperature field, a
 valley-to-mountain gradient), and a gap across one hides a level that the gap's
@@ -26,7 +26,7 @@ grid's own box.
 Whether a drift helps depends on the field: where the neighbourhoods already see the
 large scales, a polynomial only adds extrapolation error. ``fit`` chooses between none
 and degree 2 (``AUTO_DEGREES``) on held-out cells in the data's own gap shapes
-(:mod:`geonp.calibration`); the degree is part of the model's
+(:mod:`geonp.calibrate.calibration`); the degree is part of the model's
 :class:`~geonp.features.scaling.FeatureScaling`, the coefficients are refitted on every
 field a prediction conditions on.
 """

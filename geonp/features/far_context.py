@@ -2,7 +2,7 @@
 and at prediction.
 
 A cell of targets conditions on its nearest observations (as many as the model
-was trained with, :func:`geonp.tiling.neighbourhoods`); inside a gap wider than
+was trained with, :func:`geonp.predict.context.neighbourhoods`); inside a gap wider than
 their reach, that is the gap's rim and nothing of the field's larger-scale
 structure beyond it. A model trained with far context (``far`` > 0 in its
 scaling) gives ``far`` of its slots to farther observations:

@@ -67,7 +67,7 @@ class FeatureScaling:
     # divided by the context's std; "global": neither
     covariate_slots: int = 0  # K > 0: the model takes up to K covariates as [x_0..x_{K-1}, used_0..used_{K-1}]
     far_context: int = 0  # of a cell's context slots, how many go to far observations (geonp.features.far_context)
-    covariates_ignored: tuple[str, ...] = ()  # given but left out by held-out selection (geonp.covariate_selection):
+    covariates_ignored: tuple[str, ...] = ()  # given but left out by held-out selection (geonp.calibrate.covariates):
     # a slot model sees them as unused slots
     trend_degree: int = 0  # > 0: each field's polynomial drift of this degree is fitted to its observations and
     # the model fills in the residual (geonp.features.drift); chosen by fit on held-out cells

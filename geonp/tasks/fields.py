@@ -23,7 +23,7 @@ prediction time look alike. Each task picks one layout:
                  (downscaling; the block mean is exact: the mean of the latent over its cells);
                  the batch tells a model so: ``meta_ctx["support"] = log2(b)`` (0 for the other layouts)
 
-and then chooses context and targets as :func:`geonp.tiling.neighbourhoods` does at
+and then chooses context and targets as :func:`geonp.predict.context.neighbourhoods` does at
 prediction time: a centre (inside a gap, for most gap tasks), the ``n`` observations nearest
 to it (``n`` from tens up to ``num_context``) and the ``num_target`` cells nearest to it.
 With ``far_fraction`` > 0, a full context gives that share of its slots to farther

@@ -23,10 +23,10 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from geonp import checkpoints
 from geonp.errors import ConfigError
 from geonp.nn.models import BSATNPConfig, build_model, initial_params
 from geonp.tasks.batch import Batch
+from geonp.training import checkpoints
 from geonp.training.optim import make_optimizer
 from geonp.training.prefetch import Prefetcher
 from geonp.training.reuse import StepBatches, resolve_reuse
@@ -162,7 +162,7 @@ def train(config: BSATNPConfig, sampler, train_config: TrainConfig = TrainConfig
     """Meta-train a BSA-TNP on tasks from ``sampler`` (anything with ``sample(key, batch_size)``).
 
     Validation batches come from ``validation_sampler`` (default: ``sampler`` with another seed).
-    ``validator(step, params) -> dict`` (e.g. :class:`geonp.fine_tuning.BestOnHeldOut`) also scores the
+    ``validator(step, params) -> dict`` (e.g. :class:`geonp.estimator.fine_tune.BestOnHeldOut`) also scores the
     parameters at step 0 and at every validation; its ``held_out_crps`` then decides early stopping, and its
     record joins the history and the progress bar.
     """

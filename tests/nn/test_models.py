@@ -120,7 +120,7 @@ def test_unknown_config_field_says_to_upgrade():
 def test_every_architecture_config_round_trips_through_json(arch):
     import json
 
-    from geonp.estimator import ARCHITECTURES
+    from geonp.estimator.estimator import ARCHITECTURES
 
     config = BSATNPConfig(**ARCHITECTURES[arch])
     again = BSATNPConfig.from_dict(json.loads(json.dumps(config.to_dict())))

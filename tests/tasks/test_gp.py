@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from geonp import metrics
 from geonp.errors import ConfigError
+from geonp.scoring import metrics
 from geonp.tasks import kernels
 from geonp.tasks.gp import GPTaskSampler, shift_batch
 from geonp.tasks.oracle import gp_posterior

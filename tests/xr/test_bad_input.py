@@ -10,8 +10,7 @@ import geonp
 from geonp.errors import ConfigError, GeonpError, MetadataMismatchError
 from geonp.features.coordinates import CoordinateError
 from geonp.features.tables import DataError
-
-from .conftest import smooth_field, with_gaps
+from geonp.testing import smooth_field, with_gaps
 
 
 def test_non_monotonic_and_duplicate_coordinates(gappy, calibrated):

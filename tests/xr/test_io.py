@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from geonp import io as gio
-from geonp.tiling import TilePredictor
+from geonp.predict.context import TilePredictor
+from geonp.xr import io as gio
 
 
 @pytest.fixture()

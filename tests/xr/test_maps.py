@@ -15,8 +15,8 @@ from cartopy.mpl.feature_artist import FeatureArtist  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 
 import geonp  # noqa: E402
-from geonp import maps  # noqa: E402
 from geonp.errors import ConfigError  # noqa: E402
+from geonp.xr import maps  # noqa: E402
 
 # the PNGs are kept here when GEONP_MAPS_DIR is set (to look at them), else in pytest's tmp_path
 KEEP = os.environ.get("GEONP_MAPS_DIR")

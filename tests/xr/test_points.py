@@ -8,8 +8,7 @@ import pytest
 import xarray as xr
 
 import geonp
-
-from .conftest import TINY
+from geonp.testing import TINY
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "disease_prevalence"
 

@@ -7,8 +7,7 @@ import pytest
 import xarray as xr
 
 import geonp  # noqa: F401  (registers .np)
-
-from .conftest import TINY
+from geonp.testing import TINY
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 UK = DATA / "era5_t2m_uk" / "era5_t2m_uk_2019-03_0p25deg.nc"

@@ -1,0 +1,465 @@
+"""Uncertainty calibrated on the user's own data: hold out cells in the data's own gap shapes, predict them.
+
+``fit`` (also with ``steps=0``) calls :func:`calibrate` on a gridded Gaussian
+field. ``max_fields`` times (on as many different fields -- time steps,
+members ... -- as the data have, several masks on one field when fewer) it hides
+observed cells under the data's own missing-value pattern, shifted by a
+random offset so that the gap shapes land on observed ground (where the data
+have no gaps at all: blobs of smoothed noise), keeping whole gaps until about
+a quarter of the observed cells are held out (more would leave the held-out
+cells with sparser context than the real gaps have) and only gaps ringed by
+observations, as real gaps are (:func:`ringed_by_observations`),
+predicts the hidden cells from the rest exactly as ``predict`` would, and
+compares the truth with the predictive distribution.
+
+The calibration depends on how far a target lies from its nearest observation
+(:class:`SpreadCalibration`): a model can be well calibrated at a gap's edge
+and badly overconfident deep inside it, and there its own spread says little
+about its error (it misses variation on scales larger than its context). So
+the calibrated standard deviation is
+
+    std_cal(d) = sqrt((a(d) * std)^2 + (tau(d) * s)^2)    d: distance to the nearest observation,
+                                                         s: std of the observations conditioned on
+
+with ``a(d)`` a factor on the model's own spread (below 1 where the model is
+underconfident) and ``tau(d)`` the spread it misses, added in quadrature, in
+units of the standard deviation of the observations each target is conditioned
+on (so a field, or a tile, twice as variable gets twice the spread). The
+held-out cells are split into up to ``MAX_BINS`` bins
+of their distance to the nearest remaining observation (at least ``MIN_BIN``
+cells each); in a bin whose intervals already cover 95%, ``a`` shrinks them to
+95% and ``tau = 0``; otherwise ``a = 1`` and ``tau`` is the smallest spread that
+makes the bin's 95% intervals cover 95%. A second candidate is a factor alone
+(``tau = 0``, ``a`` the bin's 95% factor); the one with the lower held-out
+negative log likelihood is kept (the floor wins where the model's spread does not track its error, the
+factor where it does, e.g. on a smooth GP field). Both are then made non-decreasing with
+distance (weighted isotonic regression: farther from data is never more
+certain) and interpolated linearly between the bins' median distances
+(constant beyond the first and last). Because the held-out cells are the
+data's own gap shapes, their distances span those of the real gaps. (A single
+factor on the model's spread, the first version, matched coverage but made
+deep-gap intervals ~3x too wide in CRPS on a 300 x 500 cloud-gapped raster.)
+
+The calibration scales ``std``, every quantile's distance from the mean and
+the samples' spread by ``std_cal / std``. The spread calibration does not move the mean; the
+kriging blend learned on the same held-out cells does (:mod:`geonp.calibrate.kriging`: each
+neighbourhood also kriged, blended in by distance to data, ``calibration_["kriging"]``), and the
+spread is calibrated on the blended mean's errors. It is
+stored with the model (``calibration_["by_distance"]``, distances in km on the
+sphere or CRS units, ``tau`` in context standard deviations) and reported, with the
+held-out scores before and after it, in the model's ``calibration_`` and
+``history_`` and in every prediction's attrs; ``calibration_["std_scale"]`` is
+the median of ``std_cal / std`` over the held-out cells.
+
+Not calibrated (``calibration_["status"]`` says why): count likelihoods
+(binomial, Poisson, categorical), point (survey) data, and data with fewer
+than ``MIN_HELD_OUT`` cells that can be held out with context left to predict them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import xarray as xr
+from scipy import ndimage
+from scipy.optimize import brentq, isotonic_regression
+from scipy.stats import norm
+
+from geonp.calibrate import held_out
+from geonp.errors import ConfigError
+
+MIN_HELD_OUT = 30
+MIN_BIN = 250  # held-out cells per distance bin (fewer: the 95% quantile is too noisy to split on)
+MAX_BINS = 8
+Z95 = float(norm.ppf(0.975))
+
+
+@dataclasses.dataclass(frozen=True)
+class SpreadCalibration:
+    """``std_cal = sqrt((a(d) std)^2 + (tau(d) s)^2)``, ``d`` a target's distance to its nearest observation,
+    ``s`` the std of the observations it was conditioned on.
+
+    ``distance`` (increasing; km on the sphere, CRS units when projected) are the knots of
+    ``scale`` (``a``) and ``floor`` (``tau``, in context standard deviations); between knots both are linear,
+    beyond them constant. The default changes nothing.
+    """
+
+    distance: tuple[float, ...] = (0.0,)
+    scale: tuple[float, ...] = (1.0,)
+    floor: tuple[float, ...] = (0.0,)
+    growth: float = 0.0  # d tau / d distance beyond the last knot (the knots' mean slope)
+    ceiling: float = 0.0  # ... up to the spread of the data themselves
+
+    def __post_init__(self):
+        knots = (self.distance, self.scale, self.floor)
+        if not (len(self.distance) >= 1 and len({len(k) for k in knots}) == 1
+                and all(np.isfinite(k).all() for k in knots) and np.all(np.diff(self.distance) > 0)
+                and min(self.scale) > 0 and min(self.floor) >= 0
+                and np.isfinite(self.growth) and self.growth >= 0 and np.isfinite(self.ceiling)):
+            raise ConfigError("a spread calibration needs increasing finite distances with one scale > 0 and one "
+                              f"floor >= 0 each, and a finite growth >= 0; got {self.to_dict()}.")
+
+    def std(self, std, distance, unit=1.0) -> np.ndarray:
+        """The calibrated std of targets with model std ``std`` at ``distance``; ``tau`` is in units of
+        ``unit``, the std of the observations each target was conditioned on (same shapes)."""
+        distance = np.asarray(distance, np.float64)
+        a = np.interp(distance, self.distance, self.scale)
+        tau = np.interp(distance, self.distance, self.floor)
+        if self.growth > 0:  # deeper into gaps than any held-out cell: the error keeps growing
+            beyond = np.minimum(self.floor[-1] + self.growth * (distance - self.distance[-1]),
+                                max(self.ceiling, self.floor[-1]))
+            tau = np.where(distance > self.distance[-1], beyond, tau)
+        return np.sqrt((a * np.asarray(std, np.float64)) ** 2 + (tau * np.asarray(unit, np.float64)) ** 2)
+
+    @property
+    def is_identity(self) -> bool:
+        return all(a == 1.0 for a in self.scale) and all(t == 0.0 for t in self.floor)
+
+    def to_dict(self) -> dict:
+        return {"distance": list(self.distance), "scale": list(self.scale), "floor": list(self.floor),
+                "growth": self.growth, "ceiling": self.ceiling}
+
+    @classmethod
+    def from_calibration(cls, calibration: dict | None) -> SpreadCalibration:
+        """From a model's ``calibration_`` (a lone ``std_scale``, from before the distance bins: constant)."""
+        calibration = calibration or {}
+        table = calibration.get("by_distance")
+        if table:
+            return cls(*(tuple(float(v) for v in table[k]) for k in ("distance", "scale", "floor")),
+                       growth=float(table.get("growth", 0.0)), ceiling=float(table.get("ceiling", 0.0)))
+        return cls(scale=(float(calibration.get("std_scale", 1.0)),))
+
+
+def scale_from_errors(z: np.ndarray) -> float:
+    """The std factor that makes the central 95% interval cover 95% of ``z = (y - mean) / std``."""
+    return float(np.quantile(np.abs(z), 0.95) / Z95)
+
+
+def floor_from_errors(error: np.ndarray, std: np.ndarray) -> float:
+    """The smallest ``tau`` with which ``sqrt(std^2 + tau^2)`` intervals cover 95% of ``error`` (0 if they do)."""
+    error = np.abs(error)
+    covered = lambda tau: float(np.mean(error <= Z95 * np.sqrt(std**2 + tau**2))) - 0.95  # noqa: E731
+    if covered(0.0) >= 0:
+        return 0.0
+    return float(brentq(covered, 0.0, float(error.max()) / Z95 + 1e-12, xtol=1e-6 * float(error.max())))
+
+
+def fit_by_distance(error: np.ndarray, std: np.ndarray, distance: np.ndarray,
+                    ceiling: float = 0.0) -> SpreadCalibration:
+    """:class:`SpreadCalibration` of held-out cells: their errors ``y - mean``, model std, distances ``[N]``,
+    all three in the units ``tau`` is to be in (divide by each cell's context std first).
+
+    ``ceiling``: the spread of the data in those units; beyond the farthest held-out cells ``tau``
+    keeps growing at the knots' mean slope up to it.
+    """
+    knots, factors, scales, floors, counts = [], [], [], [], []
+    for inside in distance_groups(distance, int(np.clip(error.size // MIN_BIN, 1, MAX_BINS))):
+        e, s = error[inside], std[inside]
+        knots.append(float(np.median(distance[inside])))
+        factors.append(scale_from_errors(e / s))
+        scales.append(min(1.0, factors[-1]))
+        floors.append(floor_from_errors(e, s) if scales[-1] == 1.0 else 0.0)
+        counts.append(inside.size)
+    monotone = lambda v: isotonic_regression(v, weights=counts, increasing=True).x  # noqa: E731
+    knots = tuple(round(k, 6) for k in knots)
+    floors = monotone(floors)
+    growth = (floors[-1] - floors[0]) / (knots[-1] - knots[0]) if len(knots) > 1 else 0.0
+    with_floor = SpreadCalibration(knots, tuple(round(float(a), 4) for a in monotone(scales)),
+                                   tuple(round(float(t), 6) for t in floors), growth=float(f"{growth:.6g}"),
+                                   ceiling=round(float(ceiling), 6))
+    factor_only = SpreadCalibration(knots, tuple(round(float(a), 4) for a in monotone(factors)),
+                                    tuple(0.0 for _ in knots))
+    # the form that scores better on the held-out cells (log score): a floor where the model's spread
+    # does not track its error (deep gaps), a factor where it does
+    def nll(c):
+        sd = c.std(std, distance)
+        return float(np.mean(0.5 * (error / sd) ** 2 + np.log(sd)))
+
+    return min((with_floor, factor_only), key=nll)
+
+
+def distance_groups(distance: np.ndarray, bins: int, min_bin: int = MIN_BIN) -> list:
+    """Indices of ``distance`` in up to ``bins`` groups of about equal size, by increasing distance.
+
+    Equal distances (a grid has many) stay in one group, and no group is smaller than ``min_bin / 2``,
+    so the groups' medians increase strictly.
+    """
+    order = np.argsort(distance, kind="stable")
+    d, n = distance[order], distance.size
+    cuts = [0]
+    for b in range(1, bins):
+        cut = int(np.searchsorted(d, d[int(b * n / bins)], side="left"))
+        if cut - cuts[-1] >= min_bin // 2 and n - cut >= min_bin // 2:
+            cuts.append(cut)
+    cuts.append(n)
+    return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def summarise(mean, std, truth) -> dict:
+    from geonp.scoring import metrics
+
+    return {"rmse": round(float(metrics.rmse(mean, truth)), 5),
+            "crps": round(float(metrics.crps_gaussian(mean, std, truth)), 5),
+            "cov95": round(float(metrics.coverage(mean, std, truth, 0.95)), 4)}
+
+
+TARGET_SAMPLE = 20_000  # target distances kept to match the held-out cells to
+MIN_CANDIDATES = 1500  # hidden cells to draw the matched ones from: on small grids, masks are added up to ...
+MAX_MASKS = 12  # ... this many
+CLUSTER_SIDE = 8  # cells: held-out errors farther apart than this are taken as independent
+
+
+@dataclasses.dataclass
+class HeldOutDraw:
+    """The masks of held-out gaps drawn on a gridded field (:func:`draw_held_out`): ``stacked`` the data as
+    ``[*others, y, x]``, ``fields`` its values ``[F, ny, nx]``, ``candidates`` per mask ``(field, labels, where,
+    distance, priority, cluster)``, the targets' distances they are matched to, and the draw's random state."""
+
+    stacked: xr.DataArray
+    others: list
+    fields: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    candidates: list
+    target_distance: np.ndarray
+    matched_to: str
+    rng: np.random.Generator
+    order: list
+    mask_shapes: str = ""
+
+    def field(self, i: int) -> xr.DataArray:
+        """Field ``i`` of the data (one time step, member ...), as ``[y, x]``."""
+        if not self.others:
+            return self.stacked
+        index = np.unravel_index(i, self.stacked.shape[:-2])
+        return self.stacked[dict(zip(self.others, index, strict=True))]
+
+
+def draw_held_out(model, data: xr.DataArray, spatial_dims: tuple[str, str], max_fields: int = 4, seed: int = 0,
+                  block: int | str = "neighbourhood", target_distance: np.ndarray | None = None) -> HeldOutDraw | str:
+    """Masks of the data's own gap shapes laid on observed cells, with each hidden cell's distance to the data
+    left (:mod:`geonp.calibrate.held_out`); a phrase saying why when none can be drawn."""
+    from geonp.features.tables import euclidean_embedding
+
+    ydim, xdim = spatial_dims
+    others = [d for d in data.dims if d not in spatial_dims]
+    stacked = data.transpose(*others, ydim, xdim)
+    fields = stacked.values.reshape((-1,) + stacked.shape[-2:])
+    observed_all = np.isfinite(fields)
+    rng = np.random.default_rng(seed)
+    order = [i for i in rng.permutation(len(fields)) if observed_all[i].sum() >= 2 * MIN_HELD_OUT][:max_fields]
+    if not order:
+        return "too few observations to hold any out"
+    # few fields: several masks on each; a small grid: more masks, until enough cells can be held out
+    order = [order[k % len(order)] for k in range(max(max_fields, MAX_MASKS))]
+    masks, how = held_out.gap_masks(observed_all[order[0]], [~o for o in observed_all], rng, len(order))
+    lat, lon = np.meshgrid(data[ydim].values, data[xdim].values, indexing="ij")
+    points = euclidean_embedding(model.scaling_.kind, lon.ravel(), lat.ravel())  # [ny * nx, E]
+    matched_to = "the targets given to fit"
+    if target_distance is None:
+        target_distance = held_out.missing_cell_distances(points, observed_all[sorted(set(order))], TARGET_SAMPLE,
+                                                          np.random.default_rng(seed))
+        matched_to = "the data's missing cells" if target_distance.size else "none (no missing cells, no targets)"
+    candidates = []
+    for k, (i, mask) in enumerate(zip(order, masks, strict=True)):
+        if k >= max_fields and sum(c[2].size for c in candidates) >= MIN_CANDIDATES:
+            break
+        candidate = _candidate(model, observed_all[i], mask, points, block, rng)
+        candidates += [(i, *candidate)] if candidate else []
+    if not candidates:
+        return "the data's gaps are larger than the observed area can host as held-out gaps"
+    return HeldOutDraw(stacked, others, fields, lat, lon, candidates, target_distance, matched_to, rng, order, how)
+
+
+class ScoredGaps(NamedTuple):
+    """One mask's scored cells: ``mask`` its index among the draw's candidates, ``field`` the field it lies on,
+    ``hidden [ny, nx]`` the gaps scored, whole (the mask's others stay observed), ``where [n]`` the flat indices
+    of the cells scored and ``cluster [n]`` their error clusters (:func:`error_clusters`, within the mask)."""
+
+    mask: int
+    field: int
+    hidden: np.ndarray
+    where: np.ndarray
+    cluster: np.ndarray
+
+
+def scored_gaps(draw: HeldOutDraw, max_targets: int) -> list[ScoredGaps]:
+    """The cells to score on each mask of ``draw``, matched over all masks to the targets' distances; masks
+    with none are left out."""
+    chosen = _matched(draw.candidates, draw.target_distance, max_targets)
+    out = []
+    for k, (i, labels, where, _, _, cluster) in enumerate(draw.candidates):
+        where, cluster = where[chosen[k]], cluster[chosen[k]]
+        if where.size:
+            out.append(ScoredGaps(k, i, np.isin(labels, np.unique(labels.ravel()[where])), where, cluster))
+    return out
+
+
+def clusters_apart(gaps: list[ScoredGaps]) -> np.ndarray:
+    """``[n]`` the error clusters of every scored cell, relabelled 0.. and kept apart between masks."""
+    out, offset = [], 0
+    for gap in gaps:
+        labels = np.unique(gap.cluster, return_inverse=True)[1].reshape(-1)
+        out.append(offset + labels)
+        offset += int(labels.max()) + 1 if labels.size else 0
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariates: dict,
+              max_fields: int = 4, max_targets: int = 3000, seed: int = 0, block: int | str = "neighbourhood",
+              cache: dict | None = None, target_distance: np.ndarray | None = None) -> dict:
+    """Hold out cells of ``data`` (a gridded field, any extra dims are fields) and learn the spread calibration
+    and the kriging blend on them.
+
+    ``model`` is a fitted :class:`geonp.NeuralProcess` (its ``calibration_`` is not used here, but for
+    the kriging kernel); ``covariates`` maps names to DataArrays on the same grid; ``spatial_dims`` are
+    the grid's (y, x) dims; ``target_distance``: the distances of the targets ``predict`` will be asked
+    for to their nearest observation (km / CRS units); ``None``: the data's own missing cells. The
+    cells scored are drawn to match them (:mod:`geonp.calibrate.held_out`), about ``max_targets`` per mask;
+    ``block``: the side of the squares they are taken in, by default about a prediction
+    neighbourhood's (:func:`geonp.calibrate.held_out.neighbourhood_side`), so that they cost few model calls;
+    ``cache``: a dict shared by calls on the same data, so that a mask already predicted with the same
+    normalisation (e.g. by ``trend="auto"``'s comparison; the masks of one seed come in the same order)
+    is not predicted again.
+    """
+    draw = draw_held_out(model, data, spatial_dims, max_fields, seed, block, target_distance)
+    if isinstance(draw, str):
+        return {"status": f"not calibrated: {draw}, so no choice can be checked; the network's own mean and spread "
+                          "are used", "std_scale": 1.0}
+    fields, lat, lon, candidates, order = draw.fields, draw.lat, draw.lon, draw.candidates, draw.order
+    target_distance, matched_to = draw.target_distance, draw.matched_to
+    means, stds, truths, distances, units, krigeds, clusters, folds = ([] for _ in range(8))
+    for k, i, hidden, where, cluster in scored_gaps(draw, max_targets):
+        offset = 1 + max((int(c.max()) for c in clusters if c.size), default=0)  # clusters of masks apart
+        field = draw.field(i)
+        key = (str(model.scaling_), tuple(covariates), i, hidden.tobytes(), where.tobytes())
+        channels = None if cache is None else cache.get(key)
+        if channels is None:
+            channels = predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_dims)
+            if cache is not None:
+                cache[key] = channels
+        mean, std, distance, unit, kriged = channels
+        truth = field.values.ravel()[where]
+        ok = np.isfinite(mean) & np.isfinite(std) & (std > 0)
+        folds.append(np.full(int(ok.sum()), k % 2))
+        for store, values in zip((means, stds, truths, distances, units, krigeds, clusters),
+                                 (mean, std, truth, distance, unit, kriged,
+                                  offset + np.unique(cluster, return_inverse=True)[1].reshape(-1)), strict=True):
+            store.append(values[ok])
+    held_out_cells = sum(m.size for m in means)
+    if held_out_cells < MIN_HELD_OUT:
+        return {"status": f"not calibrated: only {held_out_cells} cells could be held out (need {MIN_HELD_OUT})",
+                "std_scale": 1.0}
+    mean, std, truth, distance, unit, kriged, cluster, fold = (np.concatenate(a) for a in (
+        means, stds, truths, distances, units, krigeds, clusters, folds))
+    unit = np.where(unit > 0, unit, 1.0)
+    units = "km" if model.scaling_.kind == "geographic" else "crs units"
+    design = held_out.report(distance, target_distance, matched_to, units)
+    blended, kriging = blend_kriging(model, mean, kriged, truth, distance, unit, cluster, design["reach"], fold)
+    finite = [np.where(np.isfinite(fields[i]), fields[i], np.nan).astype(np.float64) for i in set(order)]  # inf: NaN
+    ceiling = float(np.sqrt(np.mean([np.nanvar(f) for f in finite])) / np.median(unit))
+    spread = fit_by_distance((truth - blended) / unit, std / unit, distance, ceiling)
+    calibrated = spread.std(std, distance, unit)
+    # the network's own mean with a spread calibrated on its errors: what fit's choices of drift and covariates
+    # compare (they shape what the network sees; the kriging blend is learned on top of them)
+    network = (fit_by_distance((truth - mean) / unit, std / unit, distance, ceiling).std(std, distance, unit)
+               if kriging else calibrated)
+    return {"status": "calibrated", "std_scale": round(float(np.median(calibrated / std)), 4),
+            "by_distance": spread.to_dict(), "held_out_cells": int(held_out_cells),
+            "fields": len({c[0] for c in candidates}),
+            "masks": len(candidates), "mask_shapes": draw.mask_shapes, "held_out_design": design,
+            **({"kriging": kriging} if kriging else {}),
+            "before": summarise(mean, std, truth), "after": summarise(blended, calibrated, truth),
+            "network": summarise(mean, network, truth)}
+
+
+def _candidate(model, observed, mask, points, block, rng) -> tuple | None:
+    """One mask's ``(gaps [ny, nx], cells [n], distance [n], priority [n], cluster [n])``: its gaps labelled
+    (0: not hidden), its hidden cells (flat indices), their distance to the observations left, the order to
+    take them in (ringed gaps first, then squares in random order: :func:`geonp.calibrate.held_out.matched_selection`)
+    and their error cluster (:func:`error_clusters`); None where the mask hides too little or too much. A
+    cell's distance depends on its own gap alone (gaps are apart), so gaps not scored can be left observed."""
+    hidden = mask & observed
+    if hidden.sum() < 5 or (observed & ~hidden).sum() < 2:
+        return None
+    where = np.flatnonzero(hidden.ravel())
+    distance = held_out.distances_to_remaining(points, observed, hidden)
+    ringed = held_out.ringed_by_observations(hidden, observed).ravel()[where]
+    side = held_out.neighbourhood_side(observed & ~hidden, model.max_context) if block == "neighbourhood" else block
+    rank = held_out.square_rank(where, hidden.shape, int(side), rng)
+    labels = ndimage.label(hidden, structure=held_out.EIGHT)[0]
+    depth = ndimage.distance_transform_edt(hidden).ravel()[where]  # cells from the gap's rim
+    clusters = error_clusters(where, labels.ravel()[where], depth, hidden.shape)
+    return labels, where, distance, rank + (~ringed) * (rank.max() + 1), clusters
+
+
+def error_clusters(cells: np.ndarray, gap: np.ndarray, depth: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``[n]`` a label per held-out cell whose errors are taken as independent of other labels': its gap, cut
+    into squares of ``CLUSTER_SIDE`` cells, twice as wide for every doubling of the cell's ``depth`` in the gap
+    beyond a quarter of that (errors deep in a gap vary smoothly over about its depth: one big cloud is not
+    one sample, nor are its neighbouring cells many)."""
+    rows, cols = np.unravel_index(cells, shape)
+    level = np.ceil(np.log2(np.maximum(depth, 1.0) * 4.0 / CLUSTER_SIDE)).clip(0, 20).astype(np.int64)
+    side = CLUSTER_SIDE * 2**level
+    squares = (rows // side) * (shape[1] + 1) + cols // side
+    return (gap.astype(np.int64) * 32 + level) * (shape[0] * (shape[1] + 1) + 1) + squares
+
+
+def _matched(candidates: list, target_distance: np.ndarray, max_targets: int) -> list:
+    """Per candidate mask, the positions of its cells to score: matched over all masks together to the
+    targets' distances (:func:`geonp.calibrate.held_out.matched_selection`)."""
+    distance = np.concatenate([c[3] for c in candidates])
+    priority = np.concatenate([c[4] for c in candidates])
+    mask_of = np.concatenate([np.full(c[2].size, k) for k, c in enumerate(candidates)])
+    count = held_out.feasible_count(distance, target_distance, max_targets * len(candidates))
+    chosen = held_out.matched_selection(distance, priority, target_distance, count)
+    starts = np.concatenate([[0], np.cumsum([c[2].size for c in candidates])])
+    return [chosen[mask_of[chosen] == k] - starts[k] for k in range(len(candidates))]
+
+
+def predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_dims) -> tuple:
+    """The held-out cells ``where`` of ``field`` predicted from the rest, as ``predict`` would (network's own
+    mean and spread): ``(mean, std, distance_to_data, context_std, kriging_mean)``, each ``[n]``."""
+    ydim, xdim = spatial_dims
+    masked = field.where(~xr.DataArray(hidden, dims=(ydim, xdim)))
+    context = masked.to_dataset(name=str(field.name or "value"))
+    points = xr.Dataset(coords={ydim: ("point", lat.ravel()[where]), xdim: ("point", lon.ravel()[where])})
+    for name, cov in covariates.items():
+        context[name] = cov
+        points[name] = ("point", np.asarray(cov.transpose(ydim, xdim).values).ravel()[where])
+    with warnings.catch_warnings():  # what fit has warned about already, or will at predict
+        warnings.filterwarnings("ignore", message=".*(from any observation|infinite)", category=UserWarning)
+        pred = model.predict(context, target=points, progress=False, calibrated=False, distance=True,
+                             spatial_dims=tuple(spatial_dims))
+    return tuple(np.asarray(pred[v]).ravel() if v in pred else np.full(where.size, np.nan)
+                 for v in ("mean", "std", "distance_to_data", "context_std", "kriging_mean"))
+
+
+def blend_kriging(model, mean, kriged, truth, distance, unit, cluster=None, reach=None, fold=None) -> tuple[np.ndarray,
+                                                                                                  dict | None]:
+    """The held-out cells' blended means and the model's kriging (:mod:`geonp.calibrate.kriging`) with the blend
+    weights learned on them, with its held-out RMSE beside the network's and kriging's alone; ``(mean, None)``
+    when the model has no kriging kernel. ``cluster``: each cell's error cluster (:func:`error_clusters`; the
+    weights are kept only where the blend's gain is clear of its spread over clusters); ``reach``: the
+    farthest held-out distance (beyond it the weight is 0); ``fold``: each cell's mask parity (the weights
+    are cross-checked between them)."""
+    from geonp.calibrate import kriging as local_kriging
+    from geonp.calibrate.kriging import LocalKriging, fit_weights
+
+    kernel = LocalKriging.from_calibration(getattr(model, "calibration_", None))
+    usable = np.isfinite(kriged)
+    if kernel is None or not usable.any():
+        return mean, None
+    kriged = np.where(usable, kriged, mean)  # no kriging there: the network's mean
+    groups = distance_groups(distance, int(np.clip(mean.size // local_kriging.MIN_BIN, 1, MAX_BINS)),
+                             local_kriging.MIN_BIN)
+    knots, weights = fit_weights((truth - mean) / unit, (truth - kriged) / unit, distance, groups, cluster, fold)
+    reach = float(distance.max()) if reach is None else float(reach)
+    kernel = dataclasses.replace(kernel, distance=knots, weight=weights, reach=round(reach, 6))
+    blended = mean + kernel.weights(distance) * (kriged - mean)
+    rmse = lambda m: round(float(np.sqrt(np.mean((m - truth) ** 2))), 5)  # noqa: E731
+    return blended, {**kernel.to_dict(), "held_out_rmse": {"network": rmse(mean), "kriging": rmse(kriged),
+                                                           "blended": rmse(blended)}}

@@ -1,0 +1,1 @@
+"""Proper scores and coverage for Gaussian fields (``metrics``) and counts (``counts``)."""

@@ -1,0 +1,130 @@
+"""The neighbourhood kriging beside the network (geonp.calibrate.kriging), against the exact GP."""
+
+import jax
+import numpy as np
+import pytest
+
+from geonp.calibrate import kriging as local_kriging
+from geonp.calibrate.kriging import LocalKriging
+from geonp.errors import ConfigError
+from geonp.tasks import kernels
+from geonp.tasks.gp import GPTaskSampler
+from geonp.tasks.oracle import gp_posterior
+
+
+@pytest.mark.parametrize("kernel", ["matern12", "matern32", "matern52"])
+def test_kriging_mean_is_the_exact_gp_posterior_mean_given_the_true_kernel(kernel):
+    sampler = GPTaskSampler(kernels=(kernel,), num_context=(128, local_kriging.MAX_POINTS), num_target=64)
+    batch, hyper = sampler.sample(jax.random.PRNGKey(3), 2)
+    oracle, _ = gp_posterior(batch, hyper, (kernel,))
+    for b in range(2):
+        m = np.asarray(batch.mask_ctx[b], bool)
+        k = LocalKriging(kernel, float(hyper.lengthscale[b]), float(hyper.noise_std[b]) ** 2 - local_kriging.JITTER)
+        mean = k.mean(np.asarray(batch.meta_ctx["space"][b])[m], np.asarray(batch.y_ctx[b])[m, 0],
+                      np.asarray(batch.meta_tgt["space"][b]))
+        np.testing.assert_allclose(mean, oracle[b, :, 0], rtol=1e-6, atol=1e-6)
+
+
+def test_a_large_context_is_kriged_on_its_nearest_points_at_little_cost_in_accuracy():
+    rng = np.random.default_rng(4)
+    ctx, tgt = rng.uniform(0, 30, (700, 2)), rng.uniform(12, 18, (50, 2))
+    cov = kernels.covariance("matern32", ctx, ctx, 3.0) + 0.01 * np.eye(700)
+    z = np.linalg.cholesky(cov) @ rng.standard_normal(700)
+    k = LocalKriging("matern32", 3.0, 0.01)
+    full = kernels.covariance("matern32", tgt, ctx, 3.0) @ np.linalg.solve(cov, z)
+    near = k.mean(ctx, z, tgt)
+    assert np.sqrt(np.mean((near - full) ** 2)) < 0.02 * np.std(full)
+
+
+def test_kernel_fit_recovers_the_length_scale_and_noise_of_gp_data():
+    rng = np.random.default_rng(0)
+    truth = LocalKriging("matern32", 3.0, 0.01)
+    sets = []
+    for _ in range(6):
+        points = rng.uniform(0, 20, size=(256, 2))
+        cov = kernels.covariance("matern32", points, points, truth.length_scale) + truth.noise * np.eye(256)
+        z = np.linalg.cholesky(cov) @ rng.standard_normal(256)
+        sets.append((points, (z - z.mean()) / z.std()))
+    fitted = local_kriging.fit_kernel(sets)
+    assert fitted.kernel in ("matern32", "matern52")
+    assert 3.0 / 1.6 < fitted.length_scale < 3.0 * 1.6
+    assert 1e-3 <= fitted.noise <= 0.03
+    assert local_kriging.fit_kernel([]) is None
+
+
+def test_translating_the_points_does_not_change_the_kriging_mean():
+    rng = np.random.default_rng(1)
+    ctx, tgt, z = rng.uniform(0, 10, (80, 2)), rng.uniform(0, 10, (30, 2)), rng.standard_normal(80)
+    k = LocalKriging("matern52", 2.0, 0.05)
+    np.testing.assert_allclose(k.mean(ctx, z, tgt), k.mean(ctx + 1e3, z, tgt + 1e3), atol=1e-8)
+
+
+def test_blend_weights_follow_the_better_mean_and_never_grow_with_distance():
+    rng = np.random.default_rng(2)
+    n = 2000
+    distance = rng.uniform(0, 10, n)
+    truth = rng.standard_normal(n)
+    # near the data kriging is nearly exact, far from it pure noise; the network is equally noisy everywhere
+    kriged = truth + np.where(distance < 5, 0.1, 3.0) * rng.standard_normal(n)
+    network = truth + 0.5 * rng.standard_normal(n)
+    groups = [np.flatnonzero((distance >= a) & (distance < a + 2.5)) for a in (0, 2.5, 5, 7.5)]
+    knots, weights = local_kriging.fit_weights(truth - network, truth - kriged, distance, groups)
+    assert list(knots) == sorted(knots)
+    assert weights[0] > 0.9 and weights[-1] < 0.1
+    assert all(a >= b for a, b in zip(weights[:-1], weights[1:], strict=False))
+    blend = LocalKriging(length_scale=1e9, distance=knots, weight=weights)  # a kernel that does not cap them
+    assert blend.blends and blend.weights([0.0])[0] == weights[0] and blend.weights([99.0])[0] == weights[-1]
+    # the cap: never above the share of variance the nearest observation explains under the kernel
+    short = LocalKriging(length_scale=1.0, distance=knots, weight=weights)
+    d = np.array([0.0, 0.5, 2.0, 5.0])
+    np.testing.assert_allclose(short.weights(d), np.minimum(np.interp(d, knots, weights), short.explained(d)))
+    assert short.weights([0.0])[0] == weights[0] and short.weights([5.0])[0] < 0.05
+    assert not LocalKriging().blends and LocalKriging().weights([1.0])[0] == 0.0
+
+
+def test_a_singular_system_gives_nan_not_an_error(monkeypatch):
+    from scipy.linalg import LinAlgError
+
+    import geonp.calibrate.kriging
+
+    def singular(*args, **kwargs):
+        raise LinAlgError("not positive definite")
+
+    monkeypatch.setattr(geonp.calibrate.kriging, "cho_factor", singular)
+    out = LocalKriging("matern32", 1.0, 0.0).mean(np.zeros((3, 2)), np.zeros(3), np.ones((2, 2)))
+    assert np.isnan(out).all()
+    with pytest.raises(ConfigError, match="noise"):  # a negative nugget is refused where it is made
+        LocalKriging("matern32", 1.0, -1.0)
+
+
+def test_blas_threads_are_restored_after_the_solves():
+    from threadpoolctl import ThreadpoolController
+
+    before = [m["num_threads"] for m in ThreadpoolController().select(user_api="blas").info()]
+    LocalKriging("matern32", 1.0, 0.1).mean(np.random.default_rng(0).random((40, 2)), np.ones(40), np.zeros((3, 2)))
+    assert [m["num_threads"] for m in ThreadpoolController().select(user_api="blas").info()] == before
+
+
+def test_blend_weights_taper_to_zero_at_the_held_out_reach_and_stay_zero_beyond():
+    blend = LocalKriging(length_scale=1e9, distance=(1.0, 3.0), weight=(0.8, 0.6), reach=5.0)
+    w = blend.weights([0.0, 1.0, 3.0, 4.0, 5.0, 50.0])
+    np.testing.assert_allclose(w, [0.8, 0.8, 0.6, 0.3, 0.0, 0.0], atol=1e-12)
+    assert LocalKriging.from_calibration({"kriging": blend.to_dict()}) == blend
+    assert "reach" not in LocalKriging().to_dict()  # no reach: an old model, constant beyond the last knot
+
+
+def test_blend_weight_is_kept_only_where_its_gain_is_clear_across_gaps():
+    rng = np.random.default_rng(5)
+    n = 3000
+    truth = rng.standard_normal(n)
+    network = truth + 0.5 * rng.standard_normal(n)
+    distance = np.ones(n)
+    gaps = np.repeat(np.arange(30), 100)
+    # kriging no better: the network's mean shifted by an error of its own in each gap
+    kriged = network + rng.normal(0.0, 0.3, 30)[gaps]
+    _, weights = local_kriging.fit_weights(truth - network, truth - kriged, distance, [np.arange(n)], gaps)
+    assert weights == (0.0,)
+    clear = truth + 0.1 * rng.standard_normal(n)  # kriging better in every gap
+    _, weights = local_kriging.fit_weights(truth - network, truth - clear, distance, [np.arange(n)], gaps)
+    assert weights[0] > 0.9
+    assert not local_kriging.clear_gain(np.ones(100), np.zeros(100))  # one gap: no evidence
