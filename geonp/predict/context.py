@@ -37,6 +37,8 @@ from geonp.features.scaling import TASK_RADIUS, FeatureScaling, task_covariates
 from geonp.features.support import SUPPORT
 from geonp.nn.bias import bias_family
 from geonp.nn.models import BSATNPConfig
+from geonp.predict import stages as stages_lib
+from geonp.predict.channels import ChannelLayout
 from geonp.predict.network import predict_raw
 from geonp.tasks.batch import Batch
 
@@ -183,17 +185,32 @@ class TilePredictor:
                 f"{self.num_channels} channels, tasks {self.task_shape})")
 
     @property
-    def num_channels(self) -> int:
+    def layout(self) -> ChannelLayout:
         head = self.config.likelihood
-        if head.name == "categorical":
-            return head.num_classes + self.num_samples + 2 * self.distance_channel
-        return (2 + len(self.quantiles) + len(self.thresholds) + self.num_samples
-                + (2 + self.kriging_channel) * self.distance_channel)
+        categorical = head.name == "categorical"
+        return ChannelLayout(classes=head.num_classes if categorical else 0,
+                             quantiles=0 if categorical else len(self.quantiles),
+                             thresholds=0 if categorical else len(self.thresholds), samples=self.num_samples,
+                             distance=self.distance_channel, kriging=self.kriging_channel and not categorical)
+
+    @property
+    def num_channels(self) -> int:
+        return self.layout.size
 
     @property
     def kriging_channel(self) -> bool:
         """With ``distance_channel``: also the kriging mean, unblended (the calibration learns the blend)."""
         return self.kriging is not None and self.config.likelihood.name == "normal"
+
+    @property
+    def stages(self) -> tuple:
+        """The post-processing stages on, in order (:mod:`geonp.predict.stages`)."""
+        if self.config.likelihood.name != "normal":
+            return ()
+        on = [stages_lib.kriging_blend(self.kriging)] if self.kriging_channel and self.kriging.blends else []
+        if not self.spread.is_identity:
+            on.append(stages_lib.spread_calibration(self.spread, self.scaling))
+        return tuple(on)
 
     def __call__(self, x, y, *rest, block_info=None):
         hours = rest[0] if self.temporal else None
@@ -246,8 +263,9 @@ class TilePredictor:
                                                              tgt_time, tgt_cov)
             offset[:], scale[:] = task_offset, task_scale
         head = self.config.likelihood
-        blend = self.kriging_channel and self.kriging.blends
-        kriged = np.full(x.size, np.nan) if blend or (self.kriging_channel and self.distance_channel) else None
+        steps = self.stages
+        blends = self.kriging_channel and self.kriging.blends
+        kriged = np.full(x.size, np.nan) if blends or (self.kriging_channel and self.distance_channel) else None
         for start in range(0, len(groups), GROUPS_PER_CALL):
             chunk = groups[start:start + GROUPS_PER_CALL]
             batch, standardisations = self._group_batch(task, chunk, tgt_space, tgt_time, tgt_cov)
@@ -259,31 +277,15 @@ class TilePredictor:
                     kriged[t_idx] = self.kriging.mean(self.context.embedding[task][c_idx],
                                                       batch.y_ctx[i, : c_idx.size, 0], emb[t_idx])
         raw = raw[None]  # [1, N, outputs]
-        level = offset + self.context.drift(task, emb)  # the residual's offset plus the field's drift, if any
-        summary = _head_summary(head, raw)
-        calibrate = head.name == "normal" and not self.spread.is_identity
-        if calibrate or blend or self.distance_channel:
-            nearest = self.context.distance_to_nearest(task, emb)  # [N] km / CRS units
-            unit = s.unscale_std(scale)  # [N, Dy] each target's context std, the data's units
-        factor = 1.0  # the calibration widens (or narrows) every distance from the mean by std_cal / std
-        shift = 0.0  # the kriging blend moves the mean, and every quantile and sample with it
-        if head.name == "categorical":
-            channels = [np.asarray(summary["probs"][0])]  # [N, K]
-        else:
-            mean = np.asarray(summary["mean"][0])
-            if blend:  # [N, 1] w(d) (m_k - m_n), standardised units (geonp.calibrate.kriging)
-                shift = np.nan_to_num(self.kriging.weights(nearest) * (kriged - mean[:, 0]))[:, None]  # no kriging: 0
-            std = s.unscale_std(np.asarray(summary["std"][0]) * scale)  # [N, 1] the data's units
-            if calibrate:
-                # tau is in units of each target's context std: a field twice as variable gets twice the spread
-                calibrated = self.spread.std(std, nearest[:, None], unit)
-                factor = np.where(std > 0, calibrated / np.where(std > 0, std, 1.0), 1.0)
-            channels = [s.unscale_mean((mean + shift) * scale + level), std * factor]
-        spread = (lambda v: mean + shift + factor * (v - mean)) if calibrate or blend else (lambda v: v)  # noqa: E731
-        for q in self.quantiles:
-            channels.append(s.unscale_mean(spread(np.asarray(head.quantile(raw, q)[0])) * scale + level))
-        for t in self.thresholds:  # count heads only (never calibrated)
-            channels.append(np.asarray(head.exceedance(raw, t)[0]))
+        known = steps or self.distance_channel  # distance to data and the context's std, where a stage needs them
+        at = stages_lib.Targets(nearest=self.context.distance_to_nearest(task, emb) if known else None,
+                                unit=s.unscale_std(scale) if known else None, kriged=kriged)
+        # the residual's offset plus the field's drift, if any ("drift": the context holds residuals from it)
+        marginals = stages_lib.Marginals(raw=raw, summary=_head_summary(head, raw), scale=scale,
+                                         level=offset + self.context.drift(task, emb))
+        for stage in steps:
+            marginals = stage(marginals, at)
+        draws = None
         if self.num_samples:
             key = jax.random.PRNGKey(self.seed)
             for i in location:
@@ -302,12 +304,9 @@ class TilePredictor:
                 draws = (draws - offset) / scale  # each target's standardised units, as the marginal draws
             else:
                 draws = np.asarray(head.sample(raw, key, self.num_samples))[:, 0]  # [S, N, 1]
-            channels.extend(s.unscale_mean(spread(d) * scale + level) for d in draws)
-        if self.distance_channel:
-            channels += [nearest[:, None], unit[:, :1]]
-            if self.kriging_channel:
-                channels.append(s.unscale_mean(kriged[:, None] * scale + level))
-        return np.concatenate(channels, axis=-1).astype(np.float32)
+        layout = self.layout
+        return stages_lib.channels(marginals, head, s, layout, self.quantiles if not layout.classes else (),
+                                   self.thresholds if not layout.classes else (), draws, at)
 
     def _group_batch(self, task, groups, tgt_space, tgt_time, tgt_cov):
         """One padded :class:`Batch` of ``len(groups)`` tasks (target indices, context indices), and the value

@@ -272,11 +272,9 @@ class PredictionMixin:
         if head.standardise:
             value_attrs.update(ctx.template.attrs)
         value_attrs.setdefault("name", self.var_)
-        out = prediction_dataset(channels, value_attrs, quantiles, int(samples), source_attrs, provenance,
+        out = prediction_dataset(channels, value_attrs, predictor.layout, quantiles, source_attrs, provenance,
                                  thresholds=thresholds, classes=_class_labels(head, value_attrs),
-                                 distance_units=(provenance["halo_units"] if distance else None),
-                                 kriging_mean=bool(distance) and predictor.kriging_channel,
-                                 joint_samples=bool(joint))
+                                 distance_units=provenance["halo_units"], joint_samples=bool(joint))
         if target is not None and head.name == "normal" and "conservation" not in without:
             out = self._conserved(out, ctx, lazy, conserve)
         out = out.transpose(*[d for d in tgt.original_dims if d in out.dims], ...)

@@ -7,6 +7,8 @@ import datetime
 import numpy as np
 import xarray as xr
 
+from geonp.predict.channels import ChannelLayout
+
 
 def _variable_attrs(source: dict, what: str) -> dict:
     attrs = {k: source[k] for k in ("units", "standard_name") if k in source}
@@ -17,27 +19,21 @@ def _variable_attrs(source: dict, what: str) -> dict:
     return attrs
 
 
-def prediction_dataset(channels: xr.DataArray, value_attrs: dict, quantiles=(), num_samples: int = 0,
+def prediction_dataset(channels: xr.DataArray, value_attrs: dict, layout: ChannelLayout, quantiles=(),
                        attrs: dict | None = None, provenance: dict | None = None, thresholds=(),
-                       classes=None, distance_units: str | None = None, joint_samples: bool = False,
-                       kriging_mean: bool = False) -> xr.Dataset:
-    """Split a ``[..., channel]`` array into CF variables.
+                       classes=None, distance_units: str | None = None, joint_samples: bool = False) -> xr.Dataset:
+    """Split a ``[..., channel]`` array laid out as ``layout`` (:mod:`geonp.predict.channels`) into CF variables.
 
-    Channels: mean, std, quantiles..., exceedance probabilities..., samples...; or, with
-    ``classes`` (a categorical model), one probability per class, then samples; with
-    ``distance_units``, last, each target's distance to its nearest observation and the std of
-    the observations it was conditioned on, and (``kriging_mean``) the neighbourhood's simple-kriging
-    mean before any blend (:mod:`geonp.calibrate.kriging`).
+    ``classes``: a categorical model's class names; ``distance_units``: the units of the distance to
+    data (with ``layout.distance``).
     """
     if classes is not None:
         variables = _class_variables(channels, value_attrs, classes)
-        start = len(classes)
     else:
-        variables = _moment_variables(channels, value_attrs, quantiles, thresholds)
-        start = 2 + len(quantiles) + len(thresholds)
-    if num_samples:
-        s = channels.isel(channel=slice(start, start + num_samples)).rename(channel="sample")
-        s = s.assign_coords(sample=np.arange(num_samples))
+        variables = _moment_variables(channels, value_attrs, layout, quantiles, thresholds)
+    if layout.samples:
+        s = channels.isel(channel=layout.sample).rename(channel="sample")
+        s = s.assign_coords(sample=np.arange(layout.samples))
         if joint_samples:
             sample_attrs = _variable_attrs(value_attrs, "joint samples of the predictive distribution")
             sample_attrs["comment"] = ("draws coherent across the points of each task (autoregressive, coarse to "
@@ -50,15 +46,17 @@ def prediction_dataset(channels: xr.DataArray, value_attrs: dict, quantiles=(), 
             sample_attrs["flag_values"] = np.arange(len(classes), dtype=np.int16)
             sample_attrs["flag_meanings"] = " ".join(classes)
         variables["samples"] = s.transpose("sample", ...).assign_attrs(sample_attrs)
-    if distance_units is not None:
-        last = -1 - bool(kriging_mean)
-        variables["distance_to_data"] = channels.isel(channel=last - 1, drop=True).assign_attrs(
-            {"long_name": "distance to the nearest observation", "units": distance_units})
-        variables["context_std"] = channels.isel(channel=last, drop=True).assign_attrs(
+    if layout.distance:
+        variables["distance_to_data"] = channels.isel(channel=layout.diagnostic("distance_to_data"), drop=True
+                                                      ).assign_attrs({"long_name": "distance to the nearest "
+                                                                      "observation", "units": distance_units})
+        variables["context_std"] = channels.isel(channel=layout.diagnostic("context_std"), drop=True).assign_attrs(
             _variable_attrs(value_attrs, "standard deviation of the observations conditioned on"))
-        if kriging_mean:
-            variables["kriging_mean"] = channels.isel(channel=-1, drop=True).assign_attrs(
-                _variable_attrs(value_attrs, "simple-kriging mean of each neighbourhood (unblended)"))
+        if layout.kriging:
+            variables["kriging_mean"] = channels.isel(channel=layout.diagnostic("kriging_mean"), drop=True
+                                                      ).assign_attrs(_variable_attrs(
+                                                          value_attrs, "simple-kriging mean of each neighbourhood "
+                                                          "(unblended)"))
     out = xr.Dataset(variables)
     out.attrs.update(attrs or {})
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -84,7 +82,8 @@ def _class_variables(channels: xr.DataArray, value_attrs: dict, classes) -> dict
     return {"probs": probs, "mode": mode}
 
 
-def _moment_variables(channels: xr.DataArray, value_attrs: dict, quantiles, thresholds) -> dict:
+def _moment_variables(channels: xr.DataArray, value_attrs: dict, layout: ChannelLayout, quantiles,
+                      thresholds) -> dict:
     """``mean``, ``std``, ``quantiles`` (dim ``quantile``), ``exceedance`` (dim ``threshold``)."""
     mean = channels.isel(channel=0, drop=True)
     std = channels.isel(channel=1, drop=True)
@@ -96,14 +95,13 @@ def _moment_variables(channels: xr.DataArray, value_attrs: dict, quantiles, thre
         "std": std.assign_attrs(std_attrs),
     }
     if len(quantiles):
-        q = channels.isel(channel=slice(2, 2 + len(quantiles))).rename(channel="quantile")
+        q = channels.isel(channel=layout.quantile).rename(channel="quantile")
         q = q.assign_coords(quantile=("quantile", np.asarray(quantiles, np.float64),
                                       {"long_name": "probability of the predictive quantile", "units": "1"}))
         variables["quantiles"] = q.transpose("quantile", ...).assign_attrs(
             _variable_attrs(value_attrs, "predictive quantiles"))
     if len(thresholds):
-        start = 2 + len(quantiles)
-        e = channels.isel(channel=slice(start, start + len(thresholds))).rename(channel="threshold")
+        e = channels.isel(channel=layout.threshold).rename(channel="threshold")
         threshold_attrs = {"long_name": "exceedance threshold", **{k: v for k, v in value_attrs.items()
                                                                    if k == "units"}}
         e = e.assign_coords(threshold=("threshold", np.asarray(thresholds, np.float64), threshold_attrs))
