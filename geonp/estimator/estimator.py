@@ -228,10 +228,12 @@ def _check_saved_state(model: NeuralProcess) -> None:
     """Build everything ``predict`` reads from a loaded model's metadata, so a bad field fails at load."""
     import numpy as np
 
+    from geonp.predict import provenance
+
     model._check_training_options()
-    spread, kriging = model._spread(), model._kriging(True)
-    model._calibration_attrs(spread, kriging)
-    model._held_out_attrs(np.array([0.0, 1.0]))
+    calibration = model.calibration_
+    provenance.calibration_attrs(calibration, provenance.spread(calibration), provenance.kriging(calibration, True))
+    provenance.held_out_attrs(calibration, np.array([0.0, 1.0]))
     names = [model.var_, *model.covariates_, *([model.count_var_] if model.count_var_ is not None else [])]
     if not all(isinstance(n, str) for n in names):
         raise ConfigError(f"var, count_var and covariates must be names; got {names}.")

@@ -376,8 +376,10 @@ class FittingMixin:
 
         if target is None:
             return None
-        tgt = self._target_table(data, table, target, spatial_dims, time_dim)
-        task_map, observed = self._task_map(table, tgt), table.observed()
+        from geonp.predict import targets
+
+        tgt = targets.target_table(self, data, table, target, spatial_dims, time_dim)
+        task_map, observed = targets.task_map(table, tgt), table.observed()
         rng = np.random.default_rng(self.seed)
         per_task = max(1, calibration.TARGET_SAMPLE // max(len(task_map), 1))
         xs, ys = np.asarray(tgt.x).reshape(len(task_map), -1), np.asarray(tgt.y).reshape(len(task_map), -1)

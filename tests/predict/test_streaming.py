@@ -73,7 +73,9 @@ def test_cmanp_folds_only_the_new_points_into_its_conditioned_state(field, monke
     assert pred.attrs["geonp_context_rule"].startswith("all, folded")
 
     # all observations folded at once, in the frame the first ones set, predict the same
-    labels, parts, _ = model._stream_parts(obs)
+    from geonp.predict import conditioning
+
+    labels, parts, _ = conditioning.stream_parts(model, obs)
     at_once = streaming.fold(model.config_, model.params_, model.scaling_,
                              streaming.TaskState(state.frame, None, 0), parts["space"][0], None,
                              parts["covariates"][0], parts["values"][0])
