@@ -230,7 +230,7 @@ def fit_weights(error_network, error_kriging, distance, groups: list, cluster=No
 
     ``error_network = truth - m_n``, ``error_kriging = truth - m_k`` (same units), ``distance`` to the
     nearest observation, ``groups``: index arrays of cells by increasing distance
-    (:func:`geonp.calibrate.calibration.distance_groups`), ``cluster``: each cell's error cluster (cells of one
+    (:func:`geonp.calibrate.spread.distance_groups`), ``cluster``: each cell's error cluster (cells of one
     gap share their errors), ``fold``: 0 or 1 per cell (held-out masks apart). In each group the weight
     minimising the squared error of ``m_n + w (m_k - m_n)``, clipped to [0, 1], is kept only where the
     gain in squared error is ``CLEAR_GAIN`` standard error above 0 (over the clusters, at least 3 of

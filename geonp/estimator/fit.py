@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from geonp import options
+from geonp.calibrate import choices
 from geonp.calibrate import covariates as selection_lib
 from geonp.errors import CheckpointError, ConfigError
 from geonp.estimator import fine_tune as fine_tuning
@@ -39,15 +39,9 @@ ARCHITECTURES = {
     "tnp-d": {"attention": "dense", "bias": "none", "embed_coordinates": True},  # coordinates in the tokens
     "cmanp": {"family": "cmanp", "bias": "none", "embed_coordinates": True},  # constant memory latents
 }
-# the drift's choice: 4 masks of up to 1,000 held-out cells in 16 x 16 squares. It chose as the calibration's full
-# set did on every field of the full real-data benchmark's UK and Norway cloud cases, at a third of the cost; 2 masks
-# chose a drift on 2 of 8 UK fields where it doubled the error in the real gaps
-TREND_FIELDS, TREND_TARGETS, TREND_BLOCK = 4, 1000, "neighbourhood"
-BEYOND_REACH_WARNING = 0.1  # of the targets beyond every held-out cell's distance to data: fit warns
 # fine-tuning a model: half its tasks hide one contiguous gap (prediction's task), at a small learning rate
 FINE_TUNING_GAP_SHARE, FINE_TUNING_RATE, FINE_TUNING_WARMUP, SCRATCH_RATE = 0.5, 1e-4, 20, 5e-4
 NETWORK_SIZES = ("num_blocks", "width", "num_heads", "head_dim", "ff_dim")
-TREND_MARGIN = 0.02  # a higher degree is kept only where it lowers that held-out CRPS by 2% or more
 
 
 def _resolve_pretrained(spec):
@@ -164,7 +158,7 @@ class FittingMixin:
             if len(var) != 1:
                 raise ConfigError(f"var={var!r}: one variable per model; fit one model per variable.")
             var = var[0]
-        count_var = _count_variable(head, trials, exposure)
+        count_var = counts_lib.count_variable(head, trials, exposure)
         columns = [var, count_var] if count_var else var
         table = tables_lib.to_table(data, columns, covariates, spatial_dims, time_dim, crs, temporal=self.temporal)
         table = counts_lib.with_unit_exposure(table, head)
@@ -182,7 +176,7 @@ class FittingMixin:
             table.layout.kind, _snapshots(table, observed, self.seed), table.values[observed][:, :1], [name],
             table.covariates[observed], list(covariates),
             window_points=self.window_points, hours=hours, crs=table.layout.crs,
-            value_attrs=[_value_attrs(head, table.template, count_var)], seed=self.seed,
+            value_attrs=[counts_lib.value_attrs(head, table.template, count_var)], seed=self.seed,
             standardise=head.standardise, center=context_rule["center"],
         )
         scaling = dataclasses.replace(scaling, covariate_slots=config.covariate_slots,
@@ -202,10 +196,11 @@ class FittingMixin:
         if self.steps > 0:
             state = self._train(state, table, observed, (data, name, covariates, head, target, spatial_dims, time_dim))
         state = state.replace(params=jax.tree_util.tree_map(np.asarray, state.params))
-        state, selection = self._select_covariates(state, data, table, observed, name, count_var, covariates)
-        state, on_grid = self._calibrate(state, data, table, name, covariates, head, (target, spatial_dims, time_dim))
+        state, selection = choices.select_covariates(self, state, data, table, observed, name, count_var, covariates)
+        state, on_grid = choices.calibrate(self, state, data, table, name, covariates, head,
+                                           (target, spatial_dims, time_dim))
         selection = selection or on_grid
-        if selection is None and self._selects_covariates(state, covariates):
+        if selection is None and choices.selects_covariates(self, state, covariates):
             selection = selection_lib.every_covariate("only surveys of one time and gridded Gaussian fields that "
                                                       "can be calibrated are", covariates)
         # the calibration and the choices join the last record of the history (a record of its own after steps=0)
@@ -226,49 +221,6 @@ class FittingMixin:
         """Covariates given to ``fit`` that held-out selection left out (``select_covariates``)."""
         return tuple(self.scaling_.covariates_ignored)
 
-    def _selects_covariates(self, state: FittedModel, covariates) -> bool:
-        """Whether ``fit`` chooses among ``covariates``: a slot model given some, with ``select_covariates``."""
-        return bool(self.select_covariates and state.config.covariate_slots and covariates)
-
-    def _select_covariates(self, state: FittedModel, data, table, observed, name, count_var,
-                           covariates) -> tuple[FittedModel, dict | None]:
-        """Keep the covariates that improve the held-out log score (:mod:`geonp.calibrate.covariates`)."""
-        if not self._selects_covariates(state, covariates):
-            return state, None
-        if not counts_lib.is_survey(table) or self.temporal or observed.shape[0] != 1:
-            return state, None  # grids choose on the calibration's held-out cells (_calibrate)
-        rows = np.flatnonzero(observed[0])
-        if rows.size < selection_lib.MIN_LOCATIONS:
-            why = (f"{rows.size} locations (need {selection_lib.MIN_LOCATIONS} for {selection_lib.FOLDS}-fold "
-                   "cross-validation)")
-            return state, selection_lib.every_covariate(why, covariates)
-        ds, _ = tables_lib.as_dataset(data, name)
-        point_dim = table.point_dims[0]
-        ds = ds[[name] + ([count_var] if count_var else []) + list(covariates)].isel({point_dim: rows})
-        lined_up = all(np.allclose(np.asarray(ds[c].values, np.float64), along[0, rows], equal_nan=True)
-                       for c, along in ((table.layout.x, table.x), (table.layout.y, table.y)) if c in ds.coords)
-        if not lined_up:  # the table's points are not the data's in order: never score the wrong sites
-            return state, selection_lib.every_covariate("the surveys' points could not be matched to the data's "
-                                                        "rows", covariates)
-        result = selection_lib.select_for_survey(self._with_state(state), ds, point_dim, list(covariates),
-                                                 table.values[0, rows], self.seed)
-        result = {"status": "selected by leave-location-out log score", **result}
-        state = self._ignore_covariates(state, result["ignored"], result, "leave-location-out log score on this data",
-                                        "log score")
-        return state, result
-
-    def _ignore_covariates(self, state: FittedModel, ignored, choice, criterion: str, metric: str) -> FittedModel:
-        """``state`` with ``ignored`` left out of the model's slots, and a warning saying so."""
-        if not ignored:
-            return state
-        label = selection_lib.label
-        best, full = choice["scores"][label(choice["kept"])], choice["scores"][label(state.covariates)]
-        warnings.warn(f"covariate(s) {ignored} did not improve the model's {criterion} ({metric} {best:.4f} "
-                      f"without, {full:.4f} with every covariate); the model ignores them (covariates_ignored_). "
-                      f"Pass select_covariates=False to keep them; fit's history holds every subset's score.",
-                      UserWarning, stacklevel=4)
-        return state.with_scaling(covariates_ignored=tuple(ignored))
-
     def _fixed_trend(self, head, config) -> int:
         """The drift's degree before any choice: the one asked for, 0 with ``"auto"`` (chosen in _calibrate)."""
         if self.trend == "auto" or not self.trend:
@@ -277,133 +229,6 @@ class FittingMixin:
             raise ConfigError(f"trend={self.trend!r}: a drift is fitted to Gaussian values conditioned on per "
                               f"neighbourhood; this is a {head.name} model ({config.family}). Use trend=0.")
         return int(self.trend)
-
-    def _choose_trend(self, state: FittedModel, data, spatial, covariates, cache: dict,
-                      target_distance) -> tuple[FittedModel, dict]:
-        """With ``trend="auto"``: the drift's degree (none or 2, :data:`geonp.features.drift.AUTO_DEGREES`)
-        with the lowest calibrated CRPS on held-out cells (the network's own mean: the kriging blend,
-        :mod:`geonp.calibrate.kriging`, is learned afterwards on top of the choice).
-
-        Both are calibrated on the same (smaller) held-out set; a higher degree is kept only
-        where it lowers the CRPS by ``TREND_MARGIN`` over the best lower one, since a polynomial
-        that wins by a hair on held-out cells can still extrapolate badly into the real gaps.
-        """
-        from geonp.calibrate import calibration
-
-        scores = {}
-        for degree in drift_lib.AUTO_DEGREES:
-            candidate = self._with_state(state.with_scaling(trend_degree=degree))
-            result = calibration.calibrate(candidate, data, spatial, covariates, max_fields=TREND_FIELDS,
-                                           max_targets=TREND_TARGETS, seed=self.seed, block=TREND_BLOCK,
-                                           cache=cache, target_distance=target_distance)
-            if result["status"] == "calibrated":
-                scores[degree] = result["network"]["crps"]  # the network's own (the blend comes after)
-        chosen = 0
-        for degree in sorted(scores):
-            if chosen not in scores or scores[degree] < (1.0 - TREND_MARGIN) * scores[chosen]:
-                chosen = degree
-        state = state.with_scaling(trend_degree=chosen)
-        if not scores:
-            return state, {"degree": 0, "status": "no drift: no cells could be held out to choose one"}
-        return state, {"degree": chosen, "status": "chosen by calibrated CRPS on held-out cells",
-                "crps_by_degree": {str(d): v for d, v in scores.items()}}
-
-    def _calibrate(self, state: FittedModel, data, table, name, covariates, head,
-                   targets=(None, None, None)) -> tuple[FittedModel, dict | None]:
-        """Held-out calibration of the predictive spread on this data (see :mod:`geonp.calibrate.calibration`).
-
-        A slot model on a grid also chooses its covariates here: every subset is calibrated on the
-        same held-out cells and the one with the lowest calibrated CRPS of the network's own mean is kept
-        (with its calibration and kriging blend).
-        ``targets``: ``(target, spatial_dims, time_dim)`` as ``predict`` will be given them: the held-out
-        cells are matched to their distances to the data (:meth:`_target_distances`).
-        Returns ``(state with its calibration, covariate selection or None)``.
-        """
-        from geonp.calibrate import calibration
-
-        ds, why = self._gaussian_grid(data, table, name, head)
-        if ds is None:
-            return state.replace(calibration={"status": f"not calibrated: {why}", "std_scale": 1.0}), None
-        spatial = table.layout.spatial
-        working = self._with_state(state)
-        target_distance = working._target_distances(data, table, *targets)
-        # the neighbourhood kriging's kernel, fitted once on the data; its blend is learned with the spread
-        kernel = None if state.config.family == "cmanp" else working._kriging_kernel(table)
-        calibrating = {"status": "calibrating", **({"kriging": kernel.to_dict()} if kernel else {})}
-        state = state.replace(calibration=calibrating)
-        select = self._selects_covariates(state, covariates)
-        candidates = selection_lib.subsets(covariates) if select else [tuple(covariates)]
-        given = {c: ds[c] for c in covariates}
-        cache = {}  # held-out predictions shared by the drift's comparison and the calibration
-        if self.trend != "auto":
-            trend = {"degree": state.scaling.trend_degree, "status": "fixed by trend="}
-        elif state.config.family == "cmanp":
-            trend = {"degree": 0, "status": "no drift: a constant-memory model folds raw values"}
-        else:
-            state, trend = self._choose_trend(state, ds[name], spatial, given, cache, target_distance)
-        results = {}
-        for subset in tqdm(candidates, desc=f"calibrating {len(candidates)} covariate subsets", unit="subset",
-                           disable=not (self.progress and select), mininterval=1.0):
-            candidate = self._with_state(selection_lib.with_subset(state, covariates, subset))
-            results[subset] = calibration.calibrate(candidate, ds[name], spatial, given, seed=self.seed, cache=cache,
-                                                    target_distance=target_distance)
-        scored = {s: r["network"]["crps"] for s, r in results.items() if r["status"] == "calibrated"}
-        chosen = min(scored, key=lambda s: scored[s]) if scored else tuple(covariates)  # ties: the full set
-        result = {**results[chosen], "trend": trend}
-        if result["status"] != "calibrated":
-            warnings.warn(f"{result['status']}; the predictive spread is the model's own, uncalibrated.",
-                          UserWarning, stacklevel=3)
-        elif result["held_out_design"].get("targets_beyond_reach", 0.0) > BEYOND_REACH_WARNING:
-            warnings.warn(f"{result['held_out_design']['note']} (calibration_['held_out_design']).", UserWarning,
-                          stacklevel=3)
-        state = state.replace(calibration=result)
-        if not select:
-            return state, None
-        if not scored:
-            return state, selection_lib.every_covariate("no held-out cells", covariates)
-        ignored = [c for c in covariates if c not in chosen]
-        choice = {"status": "selected by calibrated CRPS on the held-out cells", "kept": list(chosen),
-                  "ignored": ignored, "scores": {selection_lib.label(s): v for s, v in scored.items()}}
-        return self._ignore_covariates(state, ignored, choice, "held-out CRPS on this data", "crps"), choice
-
-    def _target_distances(self, data, table, target, spatial_dims, time_dim) -> np.ndarray | None:
-        """``[n]`` the distances (km / CRS units) from ``target`` (``predict``'s) to the nearest observation of
-        its task, at most ``calibration.TARGET_SAMPLE`` of them; ``None`` for ``target=None`` (the held-out
-        design then takes the data's missing cells)."""
-        from scipy.spatial import cKDTree
-
-        from geonp.calibrate import calibration
-
-        if target is None:
-            return None
-        from geonp.predict import targets
-
-        tgt = targets.target_table(self, data, table, target, spatial_dims, time_dim)
-        task_map, observed = targets.task_map(table, tgt), table.observed()
-        rng = np.random.default_rng(self.seed)
-        per_task = max(1, calibration.TARGET_SAMPLE // max(len(task_map), 1))
-        xs, ys = np.asarray(tgt.x).reshape(len(task_map), -1), np.asarray(tgt.y).reshape(len(task_map), -1)
-        distances = []
-        for c, x, y in zip(task_map, xs, ys, strict=True):
-            keep = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
-            if not observed[c].any() or keep.size == 0:
-                continue
-            keep = rng.choice(keep, size=per_task, replace=False) if keep.size > per_task else keep
-            tree = cKDTree(tables_lib.euclidean_embedding(self.scaling_.kind, table.x[c, observed[c]],
-                                                          table.y[c, observed[c]]))
-            distances.append(tree.query(tables_lib.euclidean_embedding(self.scaling_.kind, x[keep], y[keep]))[0])
-        return np.concatenate(distances) if distances else None
-
-    def _kriging_kernel(self, table):
-        """The kernel of :mod:`geonp.calibrate.kriging`, by the likelihood of a few neighbourhoods of ``table``."""
-        from geonp.calibrate import kriging as local_kriging
-
-        rng = np.random.default_rng(self.seed)
-        observed = table.observed()
-        tasks = rng.permutation(np.flatnonzero(observed.sum(axis=1) >= 8))[: local_kriging.FIT_SETS]
-        parts = self._observed_by_task(table, observed, self.scaling_, tasks)
-        values = [v.reshape(len(v), -1)[:, 0] for v in parts["values"]]
-        return local_kriging.fit_kernel(local_kriging.neighbourhood_sets(parts["embedding"], values, rng))
 
     @staticmethod
     def _check_observations(table, head, names, what):
@@ -513,7 +338,7 @@ class FittingMixin:
         ds, _ = self._gaussian_grid(data, table, name, head)
         if ds is None:
             return None
-        target_distance = self._target_distances(data, table, target, spatial_dims, time_dim)
+        target_distance = choices.target_distances(self, data, table, target, spatial_dims, time_dim)
         return fine_tuning.held_out_check(self, ds[name], table.layout.spatial, {c: ds[c] for c in covariates},
                                           target_distance, self.seed, observed)
 
@@ -569,35 +394,3 @@ def _with_covariates(config: BSATNPConfig, params, x_dim: int, seed: int):
 
     config = dataclasses.replace(config, x_dim=x_dim)
     return config, transplant(params, initial_params(config, seed))[0]
-
-
-def _count_variable(head, trials, exposure) -> str | None:
-    """The second observation column's variable (binomial: trials, poisson: exposure), checked against the head."""
-    if head.name == "binomial":
-        if trials is None:
-            raise ConfigError("a binomial model needs trials='<variable with the number examined>' (var holds the "
-                              "positives); for 0/1 data use likelihood='bernoulli'.")
-        if exposure is not None:
-            raise ConfigError("exposure= belongs to a poisson model; a binomial one takes trials=.")
-        return str(trials)
-    if head.name == "poisson":
-        if trials is not None:
-            raise ConfigError("trials= belongs to a binomial model; a poisson one takes exposure= (optional).")
-        return None if exposure is None else str(exposure)
-    if trials is not None or exposure is not None:
-        raise ConfigError(f"trials=/exposure= are for binomial/poisson models; this one is {head.name!r}.")
-    return None
-
-
-def _value_attrs(head, template, count_var) -> dict:
-    """Attributes of what the model predicts: the variable itself, or a prevalence/rate/state of it."""
-    attrs = {k: v for k, v in template.attrs.items() if isinstance(v, str | int | float)}
-    name = str(template.name)
-    if head.name in ("binomial", "bernoulli"):
-        of = f"{name} / {count_var}" if count_var else name
-        return {"long_name": f"prevalence ({of})", "units": "1", "name": name}
-    if head.name == "poisson":
-        per = f" per unit of {count_var}" if count_var else ""
-        return {"long_name": f"rate of {name}{per}", "units": "1" if not count_var else f"1/({count_var})",
-                "name": name}
-    return attrs

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from geonp.errors import ConfigError
 from geonp.features.tables import DataError
 
 
@@ -152,3 +153,35 @@ def check_point_coordinates(table) -> None:
             f"{table.layout.y} is NaN): {_where(table, missing)}. Geocode them or drop those rows explicitly "
             "(e.g. df.dropna(subset=[...]))."
         )
+
+
+def count_variable(head, trials, exposure) -> str | None:
+    """The second observation column's variable (binomial: trials, poisson: exposure), checked against the head."""
+    if head.name == "binomial":
+        if trials is None:
+            raise ConfigError("a binomial model needs trials='<variable with the number examined>' (var holds the "
+                              "positives); for 0/1 data use likelihood='bernoulli'.")
+        if exposure is not None:
+            raise ConfigError("exposure= belongs to a poisson model; a binomial one takes trials=.")
+        return str(trials)
+    if head.name == "poisson":
+        if trials is not None:
+            raise ConfigError("trials= belongs to a binomial model; a poisson one takes exposure= (optional).")
+        return None if exposure is None else str(exposure)
+    if trials is not None or exposure is not None:
+        raise ConfigError(f"trials=/exposure= are for binomial/poisson models; this one is {head.name!r}.")
+    return None
+
+
+def value_attrs(head, template, count_var) -> dict:
+    """Attributes of what the model predicts: the variable itself, or a prevalence/rate/state of it."""
+    attrs = {k: v for k, v in template.attrs.items() if isinstance(v, str | int | float)}
+    name = str(template.name)
+    if head.name in ("binomial", "bernoulli"):
+        of = f"{name} / {count_var}" if count_var else name
+        return {"long_name": f"prevalence ({of})", "units": "1", "name": name}
+    if head.name == "poisson":
+        per = f" per unit of {count_var}" if count_var else ""
+        return {"long_name": f"rate of {name}{per}", "units": "1" if not count_var else f"1/({count_var})",
+                "name": name}
+    return attrs

@@ -141,7 +141,7 @@ def joint_draws(conditional, context: dict, values, targets: dict, num_samples: 
 
 
 def network_conditional(predictor):
-    """The network's conditional for :func:`joint_draws`: a :class:`geonp.predict.context.TilePredictor`'s model and
+    """The network's conditional for :func:`joint_draws`: a :class:`geonp.predict.tiles.TilePredictor`'s model and
     scaling; values in the context's scaled units (:meth:`FeatureScaling.scale_values`)."""
     head = predictor.config.likelihood
     if head.name not in JOINT_HEADS:

@@ -1,7 +1,7 @@
 """Prediction with a fitted :class:`geonp.NeuralProcess`, as a short sequence of named steps.
 
 ``predict`` checks its options (:mod:`geonp.predict.options`), reads the context and the targets
-(:mod:`geonp.predict.targets`), builds a :class:`~geonp.predict.context.TilePredictor` (context by count,
+(:mod:`geonp.predict.targets`), builds a :class:`~geonp.predict.tiles.TilePredictor` (context by count,
 the network call, the post-processing stages of :mod:`geonp.predict.stages`), computes its tiles, and
 turns the channels into a CF Dataset (:mod:`geonp.xr.outputs`) that says what was done
 (:mod:`geonp.predict.provenance`); on a finer nested grid, each coarse cell's mean is kept
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from geonp.calibrate.calibration import SpreadCalibration
+from geonp.calibrate.spread import SpreadCalibration
 from geonp.errors import ConfigError, MetadataMismatchError
 from geonp.features import tables as tables_lib
 from geonp.features.counts import pool_duplicate_sites, with_unit_exposure
@@ -24,7 +24,8 @@ from geonp.features.drift import with_drift
 from geonp.predict import conditioning, provenance, targets
 from geonp.predict import conserve as conservation
 from geonp.predict import options as predict_options
-from geonp.predict.context import ContextSet, TilePredictor
+from geonp.predict.context import ContextSet
+from geonp.predict.tiles import TilePredictor
 from geonp.xr.outputs import prediction_dataset
 from geonp.xr.progress import TileProgress
 

@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 
 from geonp.calibrate import held_out
-from geonp.calibrate.calibration import SpreadCalibration
 from geonp.calibrate.kriging import LocalKriging
+from geonp.calibrate.spread import SpreadCalibration
 from geonp.features.scaling import TASK_RADIUS
 from geonp.predict.context import ContextSet, distances_to_data
 

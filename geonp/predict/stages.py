@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from geonp.calibrate.calibration import SpreadCalibration
 from geonp.calibrate.kriging import LocalKriging
+from geonp.calibrate.spread import SpreadCalibration
 from geonp.features.scaling import FeatureScaling
 from geonp.predict.channels import ChannelLayout
 

@@ -18,7 +18,8 @@ from geonp.features.grids import refined_grid
 from geonp.features.scaling import MAX_STANDARDISED
 from geonp.features.support import TRAINED_UP_TO, support_between
 from geonp.features.tables import DataError, covariate_alignment_hint
-from geonp.predict.context import TilePredictor, auto_halo
+from geonp.predict.context import auto_halo
+from geonp.predict.tiles import TilePredictor
 from geonp.xr.progress import TILE_PREFIX
 
 

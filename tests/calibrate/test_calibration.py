@@ -10,6 +10,7 @@ from scipy import ndimage
 
 import geonp
 from geonp.calibrate import calibration, held_out
+from geonp.calibrate import spread as spread_lib
 from geonp.calibrate.kriging import LocalKriging
 from geonp.errors import ConfigError
 from geonp.predict.context import ContextSet, neighbourhoods
@@ -95,7 +96,7 @@ def test_calibration_widens_overconfident_intervals_and_is_reported_and_saved(tm
     assert table["scale"] == sorted(table["scale"]) and table["floor"] == sorted(table["floor"])
     pred = model.predict(cloudy, progress=False, quantiles=[0.1])
     raw = model.predict(cloudy, progress=False, calibrated=False, distance=True, quantiles=[0.1])
-    std = calibration.SpreadCalibration.from_calibration(cal).std(raw["std"], raw["distance_to_data"],
+    std = spread_lib.SpreadCalibration.from_calibration(cal).std(raw["std"], raw["distance_to_data"],
                                                                   raw["context_std"])
     np.testing.assert_allclose(pred["std"], std, rtol=1e-5)
     factor = pred["std"] / raw["std"]
@@ -130,16 +131,16 @@ def test_spread_by_distance_covers_near_and_far_and_never_narrows_farther_out():
     distance = np.repeat(np.arange(1.0, 41.0), 100)  # grid-like: many equal distances
     std = rng.uniform(0.1, 1.0, distance.size)  # the model's spread: right near data, then too small
     error = rng.standard_normal(distance.size) * np.sqrt(std**2 + (distance > 10) * (0.05 * distance) ** 2)
-    spread = calibration.fit_by_distance(error, std, distance)
-    assert len(spread.distance) == calibration.MAX_BINS and np.all(np.diff(spread.distance) > 0)
+    spread = spread_lib.fit_by_distance(error, std, distance)
+    assert len(spread.distance) == spread_lib.MAX_BINS and np.all(np.diff(spread.distance) > 0)
     assert np.all(np.diff(spread.scale) >= 0) and np.all(np.diff(spread.floor) >= 0)
     assert spread.floor[0] < 0.1 and 1.2 < spread.floor[-1] < 2.4  # the missing spread, 0.05 d, far out
     calibrated = spread.std(std, distance)
-    for group in calibration.distance_groups(distance, 4):  # about 95% near the data and far from it
-        assert abs(np.mean(np.abs(error[group]) <= calibration.Z95 * calibrated[group]) - 0.95) < 0.04
-    wide = calibration.fit_by_distance(rng.standard_normal(400) * 0.5, np.ones(400), np.ones(400))
+    for group in spread_lib.distance_groups(distance, 4):  # about 95% near the data and far from it
+        assert abs(np.mean(np.abs(error[group]) <= spread_lib.Z95 * calibrated[group]) - 0.95) < 0.04
+    wide = spread_lib.fit_by_distance(rng.standard_normal(400) * 0.5, np.ones(400), np.ones(400))
     assert len(wide.scale) == 1 and 0.4 < wide.scale[0] < 0.6 and wide.floor == (0.0,)  # underconfident: shrunk
-    old = calibration.SpreadCalibration.from_calibration({"std_scale": 2.5})  # saved before the distance bins
+    old = spread_lib.SpreadCalibration.from_calibration({"std_scale": 2.5})  # saved before the distance bins
     assert old.std(np.array([1.0, 2.0]), np.array([0.0, 1e6])).tolist() == [2.5, 5.0]
 
 
@@ -178,7 +179,10 @@ def test_count_models_are_not_calibrated_and_say_why():
     from geonp.estimator.state import FittedModel
 
     empty = FittedModel(config=None, params={}, scaling=None, var="v")  # nothing is read: nothing is calibrated
-    state, selection = geonp.NeuralProcess(pretrained="gp2d-normal")._calibrate(empty, None, None, "v", (), _Head())
+    from geonp.calibrate import choices
+
+    model = geonp.NeuralProcess(pretrained="gp2d-normal")
+    state, selection = choices.calibrate(model, empty, None, None, "v", (), _Head())
     status = state.calibration
     assert status["std_scale"] == 1.0 and "binomial" in status["status"] and selection is None
 

@@ -52,7 +52,6 @@ def test_a_grid_updated_with_new_cells_predicts_as_the_merged_grid():
 def test_cmanp_folds_only_the_new_points_into_its_conditioned_state(field, monkeypatch):
     from geonp.predict import streaming
     from geonp.testing import with_gaps
-
     from tests.estimator.test_architectures import TINY
 
     obs = with_gaps(field.isel(time=0), fraction=0.5)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from geonp.predict.context import TilePredictor
+from geonp.predict.tiles import TilePredictor
 from geonp.xr import io as gio
 
 
