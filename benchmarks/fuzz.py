@@ -17,7 +17,7 @@ import time
 
 from hypothesis import HealthCheck, given, seed, settings
 
-from geonp.testing import odd_inputs
+from geonp.testing import odd_cases, odd_inputs
 
 
 def main(argv=None) -> int:
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     @seed(args.seed)
     @settings(max_examples=args.examples, deadline=None, database=None, derandomize=False,
               suppress_health_check=list(HealthCheck))
-    @given(odd_inputs.cases())
+    @given(odd_cases.cases())
     def draw(case):
         outcomes.append((case.kind, odd_inputs.check(case)))
 

@@ -4,14 +4,14 @@ output with its inputs untouched (geonp.testing.odd_inputs; the longer run is be
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from geonp.testing import odd_inputs
+from geonp.testing import odd_cases, odd_inputs
 
 PROMISE = ("typed error", "correct output")
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
-@given(odd_inputs.cases())
+@given(odd_cases.cases())
 def test_every_odd_input_ends_in_a_typed_error_or_a_correct_output(case):
     outcome = odd_inputs.check(case)
     assert outcome.kind in PROMISE, f"{outcome.kind}: {outcome.case}\n{outcome.detail}"

@@ -1,6 +1,6 @@
-"""Odd inputs beyond fit and predict (:mod:`geonp.testing.odd_inputs` draws and checks them all): corrupted
-saved models, odd paths for save/load/to_zarr/to_netcdf, region aggregates, survey sites, surveys, models by
-name, and the command line."""
+"""Every odd case (:func:`cases`): those of fit and predict (:mod:`geonp.testing.odd_inputs`, which also holds
+the promise and its checker) and those of the other public entry points: corrupted saved models, odd paths for
+save/load/to_zarr/to_netcdf, region aggregates, survey sites, surveys, models by name, and the command line."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import xarray as xr
 from hypothesis import strategies as st
 
 from geonp.errors import GeonpError
+from geonp.testing import odd_inputs
 from geonp.testing.odd_inputs import (
     Case,
     _finite_prediction,
@@ -354,3 +355,20 @@ def cli_cases(draw) -> Case:
 
     return Case("cli", f"geonp predict {data} {extra}", run, (),
                 lambda written: None if written else "exit 0 without the output file")
+
+
+def cases() -> st.SearchStrategy:
+    """Every kind of odd case, predict weighted most (it has the most options)."""
+    from geonp.testing.odd_cases import (
+        aggregate_cases,
+        checkpoint_cases,
+        cli_cases,
+        model_cases,
+        path_cases,
+        site_cases,
+        survey_cases,
+    )
+
+    return st.one_of(odd_inputs.predict_cases(), odd_inputs.predict_cases(), odd_inputs.predict_cases(),
+                     odd_inputs.fit_cases(), checkpoint_cases(),
+                     path_cases(), aggregate_cases(), site_cases(), model_cases(), cli_cases(), survey_cases())

@@ -11,8 +11,9 @@ Anything else is a broken promise: ``"bare exception"`` (numpy, scipy, jax or Py
 ``"wrong output"`` (non-finite or misshapen where the data had an answer, or an input changed).
 
 ``tests/test_odd_inputs.py`` draws a few hundred cases with hypothesis; ``benchmarks/fuzz.py`` draws
-thousands and counts the outcomes. Cases are built by :func:`cases` (a hypothesis strategy) and run by
-:func:`check`. Grids keep a few fixed shapes so that compiled networks are reused (a case takes ~0.1 s).
+thousands and counts the outcomes. Cases are built by :func:`geonp.testing.odd_cases.cases` (a hypothesis
+strategy) and run by :func:`check`. Grids keep a few fixed shapes so that compiled networks are reused (a case
+takes ~0.1 s).
 hypothesis is a test dependency: import this module from tests and benchmarks only.
 """
 
@@ -355,19 +356,3 @@ def fit_cases(draw) -> Case:
 
 
 # --------------------------------------------------------------------------- checkpoints and paths
-
-
-def cases() -> st.SearchStrategy:
-    """Every kind of odd case, predict weighted most (it has the most options)."""
-    from geonp.testing.odd_cases import (
-        aggregate_cases,
-        checkpoint_cases,
-        cli_cases,
-        model_cases,
-        path_cases,
-        site_cases,
-        survey_cases,
-    )
-
-    return st.one_of(predict_cases(), predict_cases(), predict_cases(), fit_cases(), checkpoint_cases(),
-                     path_cases(), aggregate_cases(), site_cases(), model_cases(), cli_cases(), survey_cases())
