@@ -192,6 +192,6 @@ def kriging_kernel(model, table):
     rng = np.random.default_rng(model.seed)
     observed = table.observed()
     tasks = rng.permutation(np.flatnonzero(observed.sum(axis=1) >= 8))[: local_kriging.FIT_SETS]
-    parts = model._observed_by_task(table, observed, model.scaling_, tasks)
+    parts = tables_lib.observed_by_task(table, observed, model.scaling_, tasks, model.temporal)
     values = [v.reshape(len(v), -1)[:, 0] for v in parts["values"]]
     return local_kriging.fit_kernel(local_kriging.neighbourhood_sets(parts["embedding"], values, rng))

@@ -164,7 +164,7 @@ class FittingMixin:
         table = counts_lib.with_unit_exposure(table, head)
         name = str(table.template.name)
         observation_names = [name] + ([count_var] if count_var else [])
-        self._check_observations(table, head, observation_names, "the training data")
+        counts_lib.check_observations(table, head, observation_names, "the training data")
         table = counts_lib.pool_duplicate_sites(table, head, observation_names, "the training data")
         observed = tables_lib.require_observations(table, "the training data")
         _warn_constant_covariates(table, observed, covariates)
@@ -230,50 +230,12 @@ class FittingMixin:
                               f"neighbourhood; this is a {head.name} model ({config.family}). Use trend=0.")
         return int(self.trend)
 
-    @staticmethod
-    def _check_observations(table, head, names, what):
-        """Clear errors for illegal counts or coordinate-less survey rows; a warning for what is left out."""
-        counts_lib.check_point_coordinates(table)
-        for label, array in (("value", table.values), ("covariate", table.covariates)):
-            infinite = int(np.isinf(array).any(axis=-1).sum()) if array is not None and array.size else 0
-            if infinite:
-                warnings.warn(f"{what}: {infinite} point(s) hold an infinite {label} (+-inf); they are treated as "
-                              f"missing, like NaN. Replace them (e.g. data.where(np.isfinite(data))) to silence "
-                              "this, or fix the fill value upstream.", UserWarning, stacklevel=3)
-        if not head.standardise:
-            counts_lib.check_counts(table, head, names)
-        if counts_lib.is_survey(table) or table.covariates.shape[-1]:  # grids: cells whose covariate is missing
-            excluded = counts_lib.excluded_points(table, names)
-            if excluded:
-                reasons = ", ".join(f"{n} ({why})" for why, n in excluded.items())
-                hint = tables_lib.covariate_alignment_hint(excluded.get("a covariate missing", 0),
-                                                           int(np.isfinite(table.values).any(axis=-1).sum()))
-                warnings.warn(f"{what}: left out {reasons}; they carry no usable observation.{hint}", UserWarning,
-                              stacklevel=3)
-
-    def _observed_by_task(self, table, observed, scaling, tasks) -> dict:
-        """Per task, the observed points as model inputs: lists of ``[n, ...]`` arrays.
-
-        ``embedding`` is Euclidean in km (geographic) or CRS units, for neighbourhood queries;
-        ``space``/``time`` are the bias features; covariates and values are standardised.
-        """
-        parts = {k: [] for k in ("embedding", "space", "time", "hours", "covariates", "values")}
-        for t in tasks:
-            m = observed[t]
-            x, y = table.x[t, m], table.y[t, m]
-            parts["embedding"].append(tables_lib.euclidean_embedding(scaling.kind, x, y))
-            parts["space"].append(scaling.space_features(x, y))
-            parts["hours"].append(table.hours[t, m] if table.hours is not None else None)
-            parts["time"].append(scaling.time_features(table.hours[t, m]) if self.temporal else None)
-            parts["covariates"].append(scaling.scale_covariates(table.covariates[t, m]))
-            parts["values"].append(scaling.scale_values(table.values[t, m]))
-        return parts
-
     def _patch_sampler(self, table, observed, scaling, tasks, gap_share: float = 0.0):
         from geonp.tasks.patches import PatchSampler
 
         # a model with a drift trains on the residuals it will predict (geonp.features.drift)
-        parts = drift_lib.with_drift(self._observed_by_task(table, observed, scaling, tasks), scaling.trend_degree)
+        parts = tables_lib.observed_by_task(table, observed, scaling, tasks, self.temporal)
+        parts = drift_lib.with_drift(parts, scaling.trend_degree)
         # windows are nearest neighbours in model units, across space and (temporal models) time
         embedding = [e / scaling.space_unit if t is None else np.concatenate([e / scaling.space_unit, t], -1)
                      for e, t in zip(parts["embedding"], parts["time"], strict=True)]
@@ -318,7 +280,7 @@ class FittingMixin:
             validate_every=max(10, 10 * math.ceil(self.steps / (100 if validator is None else 200))),
             validation_batches=2, time_budget=self.time_budget, patience=self.patience, progress=self.progress,
         )
-        result = train(self._data_config(config, scaling), sampler, tc, params=params, validation_sampler=val_sampler,
+        result = train(scaling.model_config(config), sampler, tc, params=params, validation_sampler=val_sampler,
                        validator=validator)
         if validator is None:
             return state.replace(params=result.params, history=result.history, steps_trained=result.step)
@@ -353,12 +315,6 @@ class FittingMixin:
         if not all(d in ds[name].dims for d in table.layout.spatial):
             return None, "the spatial coordinates are not grid dimensions"
         return ds, None
-
-    @staticmethod
-    def _data_config(config: BSATNPConfig, scaling: FeatureScaling) -> BSATNPConfig:
-        """The model config with the space group's metric for this data (same parameters)."""
-        groups = tuple(scaling.space_group(g) if g.name == "space" else g for g in config.groups)
-        return dataclasses.replace(config, groups=groups)
 
 
 def _snapshots(table, observed, seed: int, limit: int = 16) -> list:

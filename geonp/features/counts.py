@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 from geonp.errors import ConfigError
-from geonp.features.tables import DataError
+from geonp.features.tables import DataError, covariate_alignment_hint
 
 
 def _where(table, rows: np.ndarray, limit: int = 5) -> str:
@@ -185,3 +185,24 @@ def value_attrs(head, template, count_var) -> dict:
         return {"long_name": f"rate of {name}{per}", "units": "1" if not count_var else f"1/({count_var})",
                 "name": name}
     return attrs
+
+
+def check_observations(table, head, names, what) -> None:
+    """Clear errors for illegal counts or coordinate-less survey rows; a warning for what is left out."""
+    check_point_coordinates(table)
+    for label, array in (("value", table.values), ("covariate", table.covariates)):
+        infinite = int(np.isinf(array).any(axis=-1).sum()) if array is not None and array.size else 0
+        if infinite:
+            warnings.warn(f"{what}: {infinite} point(s) hold an infinite {label} (+-inf); they are treated as "
+                          f"missing, like NaN. Replace them (e.g. data.where(np.isfinite(data))) to silence "
+                          "this, or fix the fill value upstream.", UserWarning, stacklevel=3)
+    if not head.standardise:
+        check_counts(table, head, names)
+    if is_survey(table) or table.covariates.shape[-1]:  # grids: cells whose covariate is missing
+        excluded = excluded_points(table, names)
+        if excluded:
+            reasons = ", ".join(f"{n} ({why})" for why, n in excluded.items())
+            hint = covariate_alignment_hint(excluded.get("a covariate missing", 0),
+                                                       int(np.isfinite(table.values).any(axis=-1).sum()))
+            warnings.warn(f"{what}: left out {reasons}; they carry no usable observation.{hint}", UserWarning,
+                          stacklevel=3)

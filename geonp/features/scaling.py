@@ -109,6 +109,12 @@ class FeatureScaling:
 
     # ------------------------------------------------------------------ groups
 
+    def model_config(self, config):
+        """``config`` (a :class:`~geonp.nn.models.BSATNPConfig`) with the space group's metric for this data
+        (same parameters)."""
+        groups = tuple(self.space_group(g) if g.name == "space" else g for g in config.groups)
+        return dataclasses.replace(config, groups=groups)
+
     def space_group(self, template: CoordinateGroup) -> CoordinateGroup:
         """The model's space group with this data's metric: great-circle on lon/lat, or Euclidean.
 

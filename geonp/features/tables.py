@@ -273,3 +273,22 @@ def require_observations(table: PointTable, what: str = "the data") -> np.ndarra
         raise DataError(f"{what} has no observed value: every value of {names} (or a covariate) is NaN. A "
                         "neural process needs observations to condition on; check the selection or the fill value.")
     return observed
+
+
+def observed_by_task(table, observed, scaling, tasks, temporal: bool) -> dict:
+    """Per task, the observed points as model inputs: lists of ``[n, ...]`` arrays.
+
+    ``embedding`` is Euclidean in km (geographic) or CRS units, for neighbourhood queries;
+    ``space``/``time`` are the bias features; covariates and values are standardised.
+    """
+    parts = {k: [] for k in ("embedding", "space", "time", "hours", "covariates", "values")}
+    for t in tasks:
+        m = observed[t]
+        x, y = table.x[t, m], table.y[t, m]
+        parts["embedding"].append(euclidean_embedding(scaling.kind, x, y))
+        parts["space"].append(scaling.space_features(x, y))
+        parts["hours"].append(table.hours[t, m] if table.hours is not None else None)
+        parts["time"].append(scaling.time_features(table.hours[t, m]) if temporal else None)
+        parts["covariates"].append(scaling.scale_covariates(table.covariates[t, m]))
+        parts["values"].append(scaling.scale_values(table.values[t, m]))
+    return parts

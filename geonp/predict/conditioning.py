@@ -22,7 +22,7 @@ def stream_parts(model, data):
                                 temporal=model.temporal)
     table = with_unit_exposure(table, model.config_.likelihood)
     observed = tables_lib.require_observations(table, "the context")
-    parts = model._observed_by_task(table, observed, s, range(table.num_tasks))
+    parts = tables_lib.observed_by_task(table, observed, s, range(table.num_tasks), model.temporal)
     keys = [np.stack([table.x[t, observed[t]], table.y[t, observed[t]]], -1) for t in range(table.num_tasks)]
     return table.task_labels, parts, keys
 

@@ -18,6 +18,7 @@ import xarray as xr
 
 from geonp.calibrate.spread import SpreadCalibration
 from geonp.errors import ConfigError, MetadataMismatchError
+from geonp.features import counts as counts_lib
 from geonp.features import tables as tables_lib
 from geonp.features.counts import pool_duplicate_sites, with_unit_exposure
 from geonp.features.drift import with_drift
@@ -170,7 +171,7 @@ class PredictionMixin:
                                   s.crs, temporal=self.temporal)
         ctx = with_unit_exposure(ctx, head)
         observation_names = [self.var_] + ([self.count_var_] if self.count_var_ else [])
-        self._check_observations(ctx, head, observation_names, "the context")
+        counts_lib.check_observations(ctx, head, observation_names, "the context")
         ctx = pool_duplicate_sites(ctx, head, observation_names, "the context")
         targets.check_value_scale(ctx, s, head)
         if ctx.layout.kind != s.kind:
@@ -183,9 +184,9 @@ class PredictionMixin:
     def _tile_predictor(self, ctx, observed, tgt, task_map, opts, stream) -> TilePredictor:
         """The callable each tile runs: context by count, the network, the stages that are on."""
         s, off = self.scaling_, opts.stages_off
-        parts = self._observed_by_task(ctx, observed, s, range(ctx.num_tasks))
+        parts = tables_lib.observed_by_task(ctx, observed, s, range(ctx.num_tasks), self.temporal)
         return TilePredictor(
-            config=self._data_config(self.config_, s), params=self.params_, scaling=s,
+            config=s.model_config(self.config_), params=self.params_, scaling=s,
             context=ContextSet(**with_drift(parts, 0 if stream is not None or "drift" in off else s.trend_degree)),
             task_shape=tuple(tgt.template.sizes[d] for d in tgt.task_dims),
             task_map=task_map, halo=targets.halo_distance(self, opts.halo),
