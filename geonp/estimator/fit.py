@@ -154,39 +154,12 @@ class FittingMixin:
         if not (self.trend == "auto" or (self.trend in drift_lib.DEGREES and not isinstance(self.trend, bool))):
             raise ConfigError(f"trend must be 'auto' or a polynomial degree in {drift_lib.DEGREES} (0: no drift), "
                               f"got {self.trend!r}.")
-        if isinstance(var, list | tuple):
-            if len(var) != 1:
-                raise ConfigError(f"var={var!r}: one variable per model; fit one model per variable.")
-            var = var[0]
         count_var = counts_lib.count_variable(head, trials, exposure)
-        columns = [var, count_var] if count_var else var
-        table = tables_lib.to_table(data, columns, covariates, spatial_dims, time_dim, crs, temporal=self.temporal)
-        table = counts_lib.with_unit_exposure(table, head)
+        table, observed = self._training_table(data, var, count_var, covariates, head, spatial_dims, time_dim, crs)
         name = str(table.template.name)
-        observation_names = [name] + ([count_var] if count_var else [])
-        counts_lib.check_observations(table, head, observation_names, "the training data")
-        table = counts_lib.pool_duplicate_sites(table, head, observation_names, "the training data")
-        observed = tables_lib.require_observations(table, "the training data")
-        _warn_constant_covariates(table, observed, covariates)
         started_from = self._starting_model(target, covariates)
         config, params0, scaling0, context_rule = self._start(len(covariates), started_from)
-
-        hours = table.hours[observed] if table.hours is not None else None
-        scaling = fit_scaling(
-            table.layout.kind, _snapshots(table, observed, self.seed), table.values[observed][:, :1], [name],
-            table.covariates[observed], list(covariates),
-            window_points=self.window_points, hours=hours, crs=table.layout.crs,
-            value_attrs=[counts_lib.value_attrs(head, table.template, count_var)], seed=self.seed,
-            standardise=head.standardise, center=context_rule["center"],
-        )
-        scaling = dataclasses.replace(scaling, covariate_slots=config.covariate_slots,
-                                      far_context=context_rule["far_context"],
-                                      trend_degree=self._fixed_trend(head, config))
-        if scaling0 is not None and self.steps == 0:
-            # a fitted model re-used without training keeps the length units it learned in;
-            # values and covariates are re-standardised on this data
-            scaling = dataclasses.replace(scaling, space_unit=scaling0.space_unit, time_unit=scaling0.time_unit)
-
+        scaling = self._scaling(table, observed, count_var, covariates, head, config, scaling0, context_rule)
         if self.steps == 0 and params0 is None:
             raise ConfigError("steps=0 only calibrates a pretrained model; pass pretrained='auto' or a bundled or "
                               "saved model, or steps > 0 to train a new network.")
@@ -203,18 +176,46 @@ class FittingMixin:
         if selection is None and choices.selects_covariates(self, state, covariates):
             selection = selection_lib.every_covariate("only surveys of one time and gridded Gaussian fields that "
                                                       "can be calibrated are", covariates)
-        # the calibration and the choices join the last record of the history (a record of its own after steps=0)
-        history = [dict(r) for r in state.history] or [{"step": 0}]
-        history[-1]["calibration"] = state.calibration
-        if state.fine_tuning is not None:
-            history[-1]["fine_tuning"] = state.fine_tuning
-        if selection is not None:
-            history[-1]["covariate_selection"] = selection
         # the new state replaces the old one whole, only now: a fit that fails leaves the previous fit as it was.
         # The observations condition()/update() kept belong to the previous fit (a stream is folded with its
         # parameters): they are forgotten
-        self.state_, self.context_, self.stream_ = state.replace(history=history), None, None
+        self.state_, self.context_, self.stream_ = _with_choices_recorded(state, selection), None, None
         return self
+
+    def _training_table(self, data, var, count_var, covariates, head, spatial_dims, time_dim, crs):
+        """The data as a checked table (counts pooled by site), and its observed mask ``[tasks, points]``."""
+        if isinstance(var, list | tuple):
+            if len(var) != 1:
+                raise ConfigError(f"var={var!r}: one variable per model; fit one model per variable.")
+            var = var[0]
+        columns = [var, count_var] if count_var else var
+        table = tables_lib.to_table(data, columns, covariates, spatial_dims, time_dim, crs, temporal=self.temporal)
+        table = counts_lib.with_unit_exposure(table, head)
+        observation_names = [str(table.template.name)] + ([count_var] if count_var else [])
+        counts_lib.check_observations(table, head, observation_names, "the training data")
+        table = counts_lib.pool_duplicate_sites(table, head, observation_names, "the training data")
+        observed = tables_lib.require_observations(table, "the training data")
+        _warn_constant_covariates(table, observed, covariates)
+        return table, observed
+
+    def _scaling(self, table, observed, count_var, covariates, head, config, scaling0, context_rule) -> FeatureScaling:
+        """The normalisation of coordinates, values and covariates learned on the observations."""
+        hours = table.hours[observed] if table.hours is not None else None
+        scaling = fit_scaling(
+            table.layout.kind, _snapshots(table, observed, self.seed), table.values[observed][:, :1],
+            [str(table.template.name)], table.covariates[observed], list(covariates),
+            window_points=self.window_points, hours=hours, crs=table.layout.crs,
+            value_attrs=[counts_lib.value_attrs(head, table.template, count_var)], seed=self.seed,
+            standardise=head.standardise, center=context_rule["center"],
+        )
+        scaling = dataclasses.replace(scaling, covariate_slots=config.covariate_slots,
+                                      far_context=context_rule["far_context"],
+                                      trend_degree=self._fixed_trend(head, config))
+        if scaling0 is not None and self.steps == 0:
+            # a fitted model re-used without training keeps the length units it learned in;
+            # values and covariates are re-standardised on this data
+            scaling = dataclasses.replace(scaling, space_unit=scaling0.space_unit, time_unit=scaling0.time_unit)
+        return scaling
 
     @property
     def covariates_ignored_(self) -> tuple[str, ...]:
@@ -315,6 +316,18 @@ class FittingMixin:
         if not all(d in ds[name].dims for d in table.layout.spatial):
             return None, "the spatial coordinates are not grid dimensions"
         return ds, None
+
+
+def _with_choices_recorded(state: FittedModel, selection: dict | None) -> FittedModel:
+    """``state`` whose last history record (one of its own after ``steps=0``) holds the calibration, what
+    fine-tuning did and the covariate selection."""
+    history = [dict(r) for r in state.history] or [{"step": 0}]
+    history[-1]["calibration"] = state.calibration
+    if state.fine_tuning is not None:
+        history[-1]["fine_tuning"] = state.fine_tuning
+    if selection is not None:
+        history[-1]["covariate_selection"] = selection
+    return state.replace(history=history)
 
 
 def _snapshots(table, observed, seed: int, limit: int = 16) -> list:
