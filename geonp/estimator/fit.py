@@ -353,7 +353,7 @@ def _warn_constant_covariates(table, observed, names) -> None:
         if values.size and np.nanstd(values) == 0:
             warnings.warn(f"covariate {name!r} takes one value ({float(values.flat[0]):g}) at every observation: it "
                           "carries no information for the model (and is scaled to 0). Drop it, or use data where "
-                          "it varies.", UserWarning, stacklevel=3)
+                          "it varies.", UserWarning, stacklevel=4)
 
 
 def _with_covariates(config: BSATNPConfig, params, x_dim: int, seed: int):

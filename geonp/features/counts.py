@@ -109,7 +109,7 @@ def pool_duplicate_sites(table, likelihood, names, what: str = "the data"):
     warnings.warn(f"{what}: {int(merged.sum())} survey row(s) share their coordinates with an earlier row "
                   f"({_where(table, merged)}); their {' and '.join(repr(n) for n in names)} were added to that row's, "
                   "one location surveyed more than once. Aggregate the rows yourself (e.g. df.groupby([lon, lat])"
-                  ".sum()) to silence this.", UserWarning, stacklevel=3)
+                  ".sum()) to silence this.", UserWarning, stacklevel=4)
     return dataclasses.replace(table, values=values)
 
 
@@ -195,7 +195,7 @@ def check_observations(table, head, names, what) -> None:
         if infinite:
             warnings.warn(f"{what}: {infinite} point(s) hold an infinite {label} (+-inf); they are treated as "
                           f"missing, like NaN. Replace them (e.g. data.where(np.isfinite(data))) to silence "
-                          "this, or fix the fill value upstream.", UserWarning, stacklevel=3)
+                          "this, or fix the fill value upstream.", UserWarning, stacklevel=4)
     if not head.standardise:
         check_counts(table, head, names)
     if is_survey(table) or table.covariates.shape[-1]:  # grids: cells whose covariate is missing
@@ -205,4 +205,4 @@ def check_observations(table, head, names, what) -> None:
             hint = covariate_alignment_hint(excluded.get("a covariate missing", 0),
                                                        int(np.isfinite(table.values).any(axis=-1).sum()))
             warnings.warn(f"{what}: left out {reasons}; they carry no usable observation.{hint}", UserWarning,
-                          stacklevel=3)
+                          stacklevel=4)

@@ -125,6 +125,6 @@ def far_from_data(state, context: ContextSet, task_map, tgt, gaps_only: bool = F
             "from any observation (beyond the neighbourhood a training task covers): there the prediction "
             "falls back towards the prior (the neighbourhood mean, a wide spread). They are counted in "
             "attrs['geonp_far_from_data']; add observations or restrict the targets to trust them.",
-            UserWarning, stacklevel=4)
+            UserWarning, stacklevel=3)
     return {**attrs, "far_from_data": n,
             **held_out_attrs(state.calibration, distance[distance > 0] if gaps_only else distance)}

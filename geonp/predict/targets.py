@@ -139,7 +139,7 @@ def support(model, ctx, tgt, joint: bool) -> float:
         warnings.warn(f"the context cells are {2 ** support:.1f} times the target cells' side; the model was "
                       f"trained on block means of up to {2 ** TRAINED_UP_TO:.0f}x, so it extrapolates here. "
                       "Downscale in steps (e.g. 4x, then 2x) or check against a held-out fine field.",
-                      UserWarning, stacklevel=3)
+                      UserWarning, stacklevel=4)
     return support
 
 

@@ -130,3 +130,16 @@ def test_space_unit_comes_from_single_fields_not_stacked_time_steps(field):
     one = geonp.NeuralProcess(pretrained="gp2d-normal", steps=0).fit(field.isel(time=0)).scaling_.space_unit
     many = geonp.NeuralProcess(pretrained="gp2d-normal", steps=0).fit(field).scaling_.space_unit
     assert many == pytest.approx(one, rel=0.1)
+
+
+def test_warnings_about_the_data_point_at_the_users_own_call(gappy):
+    import warnings
+
+    field = gappy.isel(time=[0]).copy()
+    field.values[0, 0, 0] = np.inf
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = geonp.NeuralProcess(pretrained="gp2d-normal", steps=0, progress=False).fit(field)
+        model.predict(field, progress=False)
+    infinite = [w for w in caught if "infinite value" in str(w.message)]
+    assert len(infinite) == 2 and all(w.filename == __file__ for w in infinite)  # fit's, then predict's
