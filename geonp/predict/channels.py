@@ -24,30 +24,22 @@ class ChannelLayout:
     kriging: bool = False  # with distance: the unblended kriging mean
 
     @property
-    def summary(self) -> slice:
-        """The head's summary: mean and std, or the class probabilities."""
-        return slice(0, self.classes or 2)
+    def blocks(self) -> dict[str, slice]:
+        """Each block of channels, in order: ``summary`` (mean and std, or the class probabilities), ``quantile``,
+        ``threshold``, ``sample``, ``diagnostics`` (distance_to_data, context_std and, with ``kriging``,
+        kriging_mean)."""
+        widths = {"summary": self.classes or 2, "quantile": self.quantiles, "threshold": self.thresholds,
+                  "sample": self.samples, "diagnostics": (2 + self.kriging) * self.distance}
+        blocks, start = {}, 0
+        for name, width in widths.items():
+            blocks[name], start = slice(start, start + width), start + width
+        return blocks
 
-    @property
-    def quantile(self) -> slice:
-        start = self.summary.stop
-        return slice(start, start + self.quantiles)
-
-    @property
-    def threshold(self) -> slice:
-        start = self.quantile.stop
-        return slice(start, start + self.thresholds)
-
-    @property
-    def sample(self) -> slice:
-        start = self.threshold.stop
-        return slice(start, start + self.samples)
-
-    @property
-    def diagnostics(self) -> slice:
-        """distance_to_data, context_std and (``kriging``) kriging_mean."""
-        start = self.sample.stop
-        return slice(start, start + (2 + self.kriging) * self.distance)
+    summary = property(lambda self: self.blocks["summary"])
+    quantile = property(lambda self: self.blocks["quantile"])
+    threshold = property(lambda self: self.blocks["threshold"])
+    sample = property(lambda self: self.blocks["sample"])
+    diagnostics = property(lambda self: self.blocks["diagnostics"])
 
     @property
     def size(self) -> int:
