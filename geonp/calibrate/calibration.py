@@ -111,6 +111,14 @@ class HeldOutDraw:
         index = np.unravel_index(i, self.stacked.shape[:-2])
         return self.stacked[dict(zip(self.others, index, strict=True))]
 
+    def covariates_of(self, i: int, covariates: dict) -> dict:
+        """``covariates`` on field ``i``, each ``[y, x]``: one with the data's extra dims (a covariate that
+        changes with time) is taken at the field's index along them; one without is the same on every field."""
+        index = dict(zip(self.others, np.unravel_index(i, self.stacked.shape[:-2]), strict=True)) if self.others else {}
+        spatial = self.stacked.dims[-2:]
+        return {name: cov.isel({d: k for d, k in index.items() if d in cov.dims}).transpose(*spatial)
+                for name, cov in covariates.items()}
+
 
 def draw_held_out(model, data: xr.DataArray, spatial_dims: tuple[str, str], max_fields: int = 4, seed: int = 0,
                   block: int | str = "neighbourhood", target_distance: np.ndarray | None = None) -> HeldOutDraw | str:
@@ -212,7 +220,8 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
         key = (str(model.scaling_), tuple(covariates), i, hidden.tobytes(), where.tobytes())
         channels = None if cache is None else cache.get(key)
         if channels is None:
-            channels = predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_dims)
+            channels = predict_held_out(model, field, hidden, where, lat, lon, draw.covariates_of(i, covariates),
+                                        spatial_dims)
             if cache is not None:
                 cache[key] = channels
         mean, std, distance, unit, kriged = channels
@@ -296,14 +305,15 @@ def _matched(candidates: list, target_distance: np.ndarray, max_targets: int) ->
 
 def predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_dims) -> tuple:
     """The held-out cells ``where`` of ``field`` predicted from the rest, as ``predict`` would (network's own
-    mean and spread): ``(mean, std, distance_to_data, context_std, kriging_mean)``, each ``[n]``."""
+    mean and spread): ``(mean, std, distance_to_data, context_std, kriging_mean)``, each ``[n]``.
+    ``covariates``: on this field, each ``[y, x]`` (:meth:`HeldOutDraw.covariates_of`)."""
     ydim, xdim = spatial_dims
     masked = field.where(~xr.DataArray(hidden, dims=(ydim, xdim)))
     context = masked.to_dataset(name=str(field.name or "value"))
     points = xr.Dataset(coords={ydim: ("point", lat.ravel()[where]), xdim: ("point", lon.ravel()[where])})
     for name, cov in covariates.items():
         context[name] = cov
-        points[name] = ("point", np.asarray(cov.transpose(ydim, xdim).values).ravel()[where])
+        points[name] = ("point", np.asarray(cov.values).ravel()[where])
     with warnings.catch_warnings():  # what fit has warned about already, or will at predict
         warnings.filterwarnings("ignore", message=".*(from any observation|infinite)", category=UserWarning)
         pred = model.predict(context, target=points, progress=False, calibrated=False, distance=True,

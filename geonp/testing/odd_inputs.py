@@ -346,13 +346,37 @@ def fit_cases(draw) -> Case:
     options = {"steps": 0, "progress": False, **{n: draw(st.sampled_from(FIT_OPTIONS[n])) for n in names}}
     extra = draw(st.sampled_from(({}, {"trials": "n"}, {"exposure": "pop"}, {"var": "nope"}, {"covariates": ["z"]},
                                   {"target": "x"})))
+    layout = draw(st.sampled_from(("plain",) * 12 + COVARIATE_LAYOUTS))  # rare: each costs a calibration
+    model_name, data = "gp2d-normal", da
+    if layout != "plain":  # a grid large enough to hold cells out, and a model that takes covariates
+        model_name, data = "field-normal", _with_covariate(base_grid((16, 20)).astype(da.dtype), layout)
+        extra = {"var": "t2m", "covariates": ["z"]}
 
     def run():
-        model = geonp.pretrained("gp2d-normal").fit(da, **extra, **options)
-        return model.predict(da, progress=False)
+        model = geonp.pretrained(model_name).fit(data, **extra, **options)
+        return model.predict(data, progress=False)
 
-    return Case("fit", f"fit on {da.dtype} options={options} {extra}", run, (da,),
-                _finite_prediction({"lat": 6, "lon": 7}))
+    return Case("fit", f"fit on {da.dtype} {layout} options={options} {extra}", run, (data,),
+                _finite_prediction({"lat": data.sizes["lat"], "lon": data.sizes["lon"]}))
+
+
+# a covariate z beside the field: the same on every step, or changing with time (one step or two)
+COVARIATE_LAYOUTS = ("z", "z, time of 1", "z over time, time of 1", "z over time, time of 2")
+
+
+def _with_covariate(da: xr.DataArray, layout: str):
+    if layout == "plain":
+        return da
+    z = xr.DataArray(np.add.outer(np.arange(da.sizes["lat"]), np.arange(da.sizes["lon"]) ** 2).astype("float32"),
+                     dims=("lat", "lon"))
+    steps = {"z": 0, "z, time of 1": 1, "z over time, time of 1": 1, "z over time, time of 2": 2}[layout]
+    ds = xr.Dataset({"t2m": da, "z": z})
+    if steps:
+        ds = xr.concat([ds + k for k in range(steps)], dim=xr.DataArray(pd.date_range("2000-01-01", periods=steps),
+                                                                         dims="time"))
+        if "over time" not in layout:
+            ds["z"] = z
+    return ds
 
 
 # --------------------------------------------------------------------------- checkpoints and paths

@@ -200,6 +200,20 @@ def test_calibration_reaches_dataset_inputs_with_covariates():
     assert fitted.calibration_["status"] == "calibrated"
 
 
+@pytest.mark.parametrize("times", [1, 2])
+def test_covariates_that_change_with_time_are_held_out_on_their_own_step(times):
+    """A covariate over time (e.g. yesterday's field) is taken at each held-out field's own step (it once
+    raised xarray's bare ValueError from a transpose to (lat, lon), on a grid of one step or more)."""
+    ds = xr.Dataset({"t2m": smooth_field(np.arange(50.0, 56.0, 0.25), np.arange(-4.0, 3.0, 0.25), times=times)})
+    ds["t2m"], _ = _cloudy(ds["t2m"], seed=2)
+    ds["lagged"] = ds["t2m"].fillna(0.0) * 0.5 + ds["time"].dt.day  # [time, lat, lon]
+    fitted = geonp.NeuralProcess(pretrained="t2m-elevation", steps=0, select_covariates=False).fit(
+        ds, "t2m", covariates=["lagged"])
+    assert fitted.calibration_["status"] == "calibrated"
+    pred = fitted.predict(ds, progress=False)
+    assert pred["mean"].sizes == ds["t2m"].sizes and np.isfinite(pred["mean"].values).all()
+
+
 @pytest.fixture(scope="module")
 def deep_gap():
     """One field with small clouds and one large gap."""
