@@ -94,3 +94,17 @@ def user_path(path, what: str):
             break
     return path
 
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` at the user's own line: the first frame outside geonp's package, however deep the
+    call (``fit`` directly, through ``.np.predict``, or from a flow). Tests' own frames count as the user's."""
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 2  # level 1 would be this function's own line
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level - 1 if frame is None else level)

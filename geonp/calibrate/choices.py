@@ -9,8 +9,6 @@ state (``model._with_state(state)``); it is never changed here.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
@@ -18,6 +16,7 @@ from tqdm.auto import tqdm
 from geonp.calibrate import calibration
 from geonp.calibrate import covariates as selection_lib
 from geonp.calibrate import kriging as local_kriging
+from geonp.errors import warn
 from geonp.estimator.state import FittedModel
 from geonp.features import counts as counts_lib
 from geonp.features import drift as drift_lib
@@ -71,10 +70,9 @@ def ignore_covariates(model, state: FittedModel, ignored, choice, criterion: str
         return state
     label = selection_lib.label
     best, full = choice["scores"][label(choice["kept"])], choice["scores"][label(state.covariates)]
-    warnings.warn(f"covariate(s) {ignored} did not improve the model's {criterion} ({metric} {best:.4f} "
-                  f"without, {full:.4f} with every covariate); the model ignores them (covariates_ignored_). "
-                  f"Pass select_covariates=False to keep them; fit's history holds every subset's score.",
-                  UserWarning, stacklevel=4)
+    warn(f"covariate(s) {ignored} did not improve the model's {criterion} ({metric} {best:.4f} "
+         f"without, {full:.4f} with every covariate); the model ignores them (covariates_ignored_). "
+         f"Pass select_covariates=False to keep them; fit's history holds every subset's score.")
     return state.with_scaling(covariates_ignored=tuple(ignored))
 
 
@@ -148,11 +146,9 @@ def calibrate(model, state: FittedModel, data, table, name, covariates, head,
     chosen = min(scored, key=lambda s: scored[s]) if scored else tuple(covariates)  # ties: the full set
     result = {**results[chosen], "trend": trend}
     if result["status"] != "calibrated":
-        warnings.warn(f"{result['status']}; the predictive spread is the model's own, uncalibrated.",
-                      UserWarning, stacklevel=3)
+        warn(f"{result['status']}; the predictive spread is the model's own, uncalibrated.")
     elif result["held_out_design"].get("targets_beyond_reach", 0.0) > BEYOND_REACH_WARNING:
-        warnings.warn(f"{result['held_out_design']['note']} (calibration_['held_out_design']).", UserWarning,
-                      stacklevel=3)
+        warn(f"{result['held_out_design']['note']} (calibration_['held_out_design']).")
     state = state.replace(calibration=result)
     if not select:
         return state, None

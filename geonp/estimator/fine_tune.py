@@ -65,9 +65,9 @@ class HeldOutCheck:
         means, stds, truths = [], [], []
         for gap in self.gaps:
             field = self.draw.field(gap.field)
+            covariates = self.draw.covariates_of(gap.field, self.covariates)
             mean, std, *_ = calibration.predict_held_out(model, field, gap.hidden, gap.where, self.draw.lat,
-                                                         self.draw.lon, self.draw.covariates_of(gap.field, self.covariates),
-                                                         self.spatial_dims)
+                                                         self.draw.lon, covariates, self.spatial_dims)
             means.append(mean)
             stds.append(std)
             truths.append(field.values.ravel()[gap.where])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-import warnings
 from collections.abc import Sequence
 
 import jax
@@ -19,7 +18,7 @@ import numpy as np
 from geonp import options
 from geonp.calibrate import choices
 from geonp.calibrate import covariates as selection_lib
-from geonp.errors import CheckpointError, ConfigError
+from geonp.errors import CheckpointError, ConfigError, warn
 from geonp.estimator import fine_tune as fine_tuning
 from geonp.estimator.state import FittedModel
 from geonp.features import counts as counts_lib
@@ -256,9 +255,8 @@ class FittingMixin:
         check = self._with_state(state)._held_out_check(table, observed, job) if params is not None else None
         validator = None
         if isinstance(check, str):  # a model is never fine-tuned where nothing can show it got better
-            warnings.warn(f"{check}, so fitting could not be checked: the starting model ({state.started_from}) is "
-                          "kept untrained. Fit on a larger area, or pass pretrained=None to train a new network.",
-                          UserWarning, stacklevel=4)
+            warn(f"{check}, so fitting could not be checked: the starting model ({state.started_from}) is "
+                 "kept untrained. Fit on a larger area, or pass pretrained=None to train a new network.")
             return state.replace(fine_tuning={"status": f"{check}; the starting model is kept ({state.started_from})"})
         if check is not None:
             observed = check.hide(observed)  # training never sees the held-out gaps
@@ -287,10 +285,9 @@ class FittingMixin:
             return state.replace(params=result.params, history=result.history, steps_trained=result.step)
         summary = validator.summary(result.step, result.seconds, jax.default_backend())
         if validator.best["step"] == 0:
-            warnings.warn(f"fitting did not beat the starting model ({state.started_from}) on {check.cells} held-out "
-                          f"cells (CRPS {validator.start['crps']:.4g}); the starting model is kept "
-                          "(history_[-1]['fine_tuning']). More steps or time_budget may help.", UserWarning,
-                          stacklevel=4)
+            warn(f"fitting did not beat the starting model ({state.started_from}) on {check.cells} held-out "
+                 f"cells (CRPS {validator.start['crps']:.4g}); the starting model is kept "
+                 "(history_[-1]['fine_tuning']). More steps or time_budget may help.")
         return state.replace(params=validator.best_params, history=result.history, steps_trained=validator.best["step"],
                              fine_tuning=summary)
 
@@ -351,9 +348,9 @@ def _warn_constant_covariates(table, observed, names) -> None:
     for j, name in enumerate(names):
         values = table.covariates[..., j][observed]
         if values.size and np.nanstd(values) == 0:
-            warnings.warn(f"covariate {name!r} takes one value ({float(values.flat[0]):g}) at every observation: it "
-                          "carries no information for the model (and is scaled to 0). Drop it, or use data where "
-                          "it varies.", UserWarning, stacklevel=4)
+            warn(f"covariate {name!r} takes one value ({float(values.flat[0]):g}) at every observation: it "
+                 "carries no information for the model (and is scaled to 0). Drop it, or use data where "
+                 "it varies.")
 
 
 def _with_covariates(config: BSATNPConfig, params, x_dim: int, seed: int):

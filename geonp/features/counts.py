@@ -9,11 +9,10 @@ reported, never dropped silently.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
 
-from geonp.errors import ConfigError
+from geonp.errors import ConfigError, warn
 from geonp.features.tables import DataError, covariate_alignment_hint
 
 
@@ -106,10 +105,10 @@ def pool_duplicate_sites(table, likelihood, names, what: str = "the data"):
         values[t, rows[first]] = sums
     if not merged.any():
         return table
-    warnings.warn(f"{what}: {int(merged.sum())} survey row(s) share their coordinates with an earlier row "
-                  f"({_where(table, merged)}); their {' and '.join(repr(n) for n in names)} were added to that row's, "
-                  "one location surveyed more than once. Aggregate the rows yourself (e.g. df.groupby([lon, lat])"
-                  ".sum()) to silence this.", UserWarning, stacklevel=4)
+    warn(f"{what}: {int(merged.sum())} survey row(s) share their coordinates with an earlier row "
+         f"({_where(table, merged)}); their {' and '.join(repr(n) for n in names)} were added to that row's, "
+         "one location surveyed more than once. Aggregate the rows yourself (e.g. df.groupby([lon, lat])"
+         ".sum()) to silence this.")
     return dataclasses.replace(table, values=values)
 
 
@@ -193,9 +192,9 @@ def check_observations(table, head, names, what) -> None:
     for label, array in (("value", table.values), ("covariate", table.covariates)):
         infinite = int(np.isinf(array).any(axis=-1).sum()) if array is not None and array.size else 0
         if infinite:
-            warnings.warn(f"{what}: {infinite} point(s) hold an infinite {label} (+-inf); they are treated as "
-                          f"missing, like NaN. Replace them (e.g. data.where(np.isfinite(data))) to silence "
-                          "this, or fix the fill value upstream.", UserWarning, stacklevel=4)
+            warn(f"{what}: {infinite} point(s) hold an infinite {label} (+-inf); they are treated as "
+                 f"missing, like NaN. Replace them (e.g. data.where(np.isfinite(data))) to silence "
+                 "this, or fix the fill value upstream.")
     if not head.standardise:
         check_counts(table, head, names)
     if is_survey(table) or table.covariates.shape[-1]:  # grids: cells whose covariate is missing
@@ -204,5 +203,4 @@ def check_observations(table, head, names, what) -> None:
             reasons = ", ".join(f"{n} ({why})" for why, n in excluded.items())
             hint = covariate_alignment_hint(excluded.get("a covariate missing", 0),
                                                        int(np.isfinite(table.values).any(axis=-1).sum()))
-            warnings.warn(f"{what}: left out {reasons}; they carry no usable observation.{hint}", UserWarning,
-                          stacklevel=4)
+            warn(f"{what}: left out {reasons}; they carry no usable observation.{hint}")

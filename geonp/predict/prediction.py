@@ -10,14 +10,13 @@ turns the channels into a CF Dataset (:mod:`geonp.xr.outputs`) that says what wa
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
 
 from geonp.calibrate.spread import SpreadCalibration
-from geonp.errors import ConfigError, MetadataMismatchError
+from geonp.errors import ConfigError, MetadataMismatchError, warn
 from geonp.features import counts as counts_lib
 from geonp.features import tables as tables_lib
 from geonp.features.counts import pool_duplicate_sites, with_unit_exposure
@@ -269,17 +268,17 @@ def _warn_empty_tasks(ctx, observed, task_map) -> None:
     empty = sorted(set(np.flatnonzero(observed.sum(axis=1) == 0).tolist()) & set(task_map.tolist()))
     if empty:
         labels = [dict(zip(ctx.task_dims, ctx.task_labels[i], strict=True)) for i in empty[:3]]
-        warnings.warn(f"{len(empty)} task(s) have no observation (e.g. {labels}); their predictions are NaN. "
-                      "Drop those steps or add observations.", UserWarning, stacklevel=3)
+        warn(f"{len(empty)} task(s) have no observation (e.g. {labels}); their predictions are NaN. "
+             "Drop those steps or add observations.")
 
 
 def _filled(out: xr.Dataset, ctx, tgt, value_attrs: dict, var: str) -> xr.DataArray:
     """The observations with their gaps filled by the predictive mean (``target=None``)."""
     observed_values = ctx.template.transpose(*tgt.original_dims)
     if bool(observed_values.notnull().all()):
-        warnings.warn("the data have no gap to fill (every cell is observed): 'filled' equals the data and "
-                      "'mean' re-predicts the observed cells from their neighbours. Pass target= (a finer "
-                      "factor, a grid, points) to predict elsewhere.", UserWarning, stacklevel=3)
+        warn("the data have no gap to fill (every cell is observed): 'filled' equals the data and "
+             "'mean' re-predicts the observed cells from their neighbours. Pass target= (a finer "
+             "factor, a grid, points) to predict elsewhere.")
     usable = np.isfinite(observed_values) if np.issubdtype(observed_values.dtype, np.number) else \
         observed_values.notnull()  # +-inf are missing, as fit and predict treat them
     return observed_values.where(usable, out["mean"]).assign_attrs(

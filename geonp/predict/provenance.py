@@ -5,13 +5,13 @@ fitted state (:class:`~geonp.estimator.state.FittedModel`) and the targets."""
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
 
 from geonp.calibrate import held_out
 from geonp.calibrate.kriging import LocalKriging
 from geonp.calibrate.spread import SpreadCalibration
+from geonp.errors import warn
 from geonp.features.scaling import TASK_RADIUS
 from geonp.predict.context import ContextSet, distances_to_data
 
@@ -120,11 +120,9 @@ def far_from_data(state, context: ContextSet, task_map, tgt, gaps_only: bool = F
     far = distance > limit
     n = int(far.sum())
     if n:
-        warnings.warn(
-            f"{n} of {far.size} target(s) ({100 * n / far.size:.1f}%) lie farther than {limit:.4g} {units} "
-            "from any observation (beyond the neighbourhood a training task covers): there the prediction "
-            "falls back towards the prior (the neighbourhood mean, a wide spread). They are counted in "
-            "attrs['geonp_far_from_data']; add observations or restrict the targets to trust them.",
-            UserWarning, stacklevel=3)
+        warn(f"{n} of {far.size} target(s) ({100 * n / far.size:.1f}%) lie farther than {limit:.4g} {units} "
+             "from any observation (beyond the neighbourhood a training task covers): there the prediction "
+             "falls back towards the prior (the neighbourhood mean, a wide spread). They are counted in "
+             "attrs['geonp_far_from_data']; add observations or restrict the targets to trust them.")
     return {**attrs, "far_from_data": n,
             **held_out_attrs(state.calibration, distance[distance > 0] if gaps_only else distance)}

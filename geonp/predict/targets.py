@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 
 import dask.array as dsa
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from geonp.errors import ConfigError, MetadataMismatchError
+from geonp.errors import ConfigError, MetadataMismatchError, warn
 from geonp.features import tables as tables_lib
 from geonp.features.grids import refined_grid
 from geonp.features.scaling import MAX_STANDARDISED
@@ -136,10 +135,9 @@ def support(model, ctx, tgt, joint: bool) -> float:
         raise ConfigError("joint samples from block means (a context grid coarser than the targets) are not "
                           "supported yet; use marginal samples (joint=False), or predict on the context grid.")
     if support > TRAINED_UP_TO + 0.1:
-        warnings.warn(f"the context cells are {2 ** support:.1f} times the target cells' side; the model was "
-                      f"trained on block means of up to {2 ** TRAINED_UP_TO:.0f}x, so it extrapolates here. "
-                      "Downscale in steps (e.g. 4x, then 2x) or check against a held-out fine field.",
-                      UserWarning, stacklevel=4)
+        warn(f"the context cells are {2 ** support:.1f} times the target cells' side; the model was "
+             f"trained on block means of up to {2 ** TRAINED_UP_TO:.0f}x, so it extrapolates here. "
+             "Downscale in steps (e.g. 4x, then 2x) or check against a held-out fine field.")
     return support
 
 
@@ -150,9 +148,9 @@ def warn_missing_target_covariates(tgt, names) -> None:
     missing = located & ~np.isfinite(tgt.covariates).all(axis=-1)
     if missing.any():
         hint = covariate_alignment_hint(int(missing.sum()), int(located.sum()))
-        warnings.warn(f"{int(missing.sum())} of {int(located.sum())} target point(s) have no value of a covariate "
-                      f"({list(names)}); their predictions are NaN. Fill the covariate there (e.g. from a finer "
-                      f"product) or mask those points.{hint}", UserWarning, stacklevel=3)
+        warn(f"{int(missing.sum())} of {int(located.sum())} target point(s) have no value of a covariate "
+             f"({list(names)}); their predictions are NaN. Fill the covariate there (e.g. from a finer "
+             f"product) or mask those points.{hint}")
 
 
 def check_value_scale(ctx, scaling, head) -> None:

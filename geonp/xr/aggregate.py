@@ -32,7 +32,7 @@ import numpy as np
 import xarray as xr
 
 from geonp import options
-from geonp.errors import ConfigError, MetadataMismatchError
+from geonp.errors import ConfigError, MetadataMismatchError, warn
 from geonp.features.coordinates import find_coordinates
 
 
@@ -61,9 +61,8 @@ def aggregate(pred: xr.Dataset, regions, weights: xr.DataArray | None = None, *,
     if "samples" not in pred or "sample" not in pred["samples"].dims:
         raise ConfigError("aggregate needs draws of the field: predict(..., samples=200, joint=True) first.")
     if pred.attrs.get("geonp_samples") != "joint":
-        warnings.warn("these samples are independent per point (predict(..., joint=False)): region means from "
-                      "them are far too certain. Predict with joint=True for region-level intervals.",
-                      UserWarning, stacklevel=2)
+        warn("these samples are independent per point (predict(..., joint=False)): region means from "
+             "them are far too certain. Predict with joint=True for region-level intervals.")
     if not isinstance(pred, xr.Dataset):
         raise ConfigError(f"pred must be the xr.Dataset that predict(..., samples=n, joint=True) returns; got "
                           f"{type(pred).__name__}.")
@@ -82,9 +81,9 @@ def aggregate(pred: xr.Dataset, regions, weights: xr.DataArray | None = None, *,
     smallest = (total.min(others) if others else total).values  # [region]
     empty = [str(n) for n, t in zip(region_names, smallest, strict=True) if not t > 0]
     if empty:
-        warnings.warn(f"{len(empty)} region(s) hold no predicted cell with positive weight (e.g. {empty[:3]}); "
-                      "their summaries are NaN. Check that the regions overlap the prediction's grid and "
-                      "coordinates.", UserWarning, stacklevel=2)
+        warn(f"{len(empty)} region(s) hold no predicted cell with positive weight (e.g. {empty[:3]}); "
+             "their summaries are NaN. Check that the regions overlap the prediction's grid and "
+             "coordinates.")
     filled = samples.fillna(0.0)
     means = xr.dot(filled, w, dim=space) / total.where(total > 0)  # [sample, region, ...]
     value_attrs = {k: v for k, v in samples.attrs.items() if k in ("units", "standard_name")}

@@ -33,14 +33,13 @@ import contextlib
 import functools
 import logging
 import textwrap
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from geonp.errors import ConfigError
+from geonp.errors import ConfigError, warn
 from geonp.features.coordinates import find_coordinates
 
 BUNDLED_COASTLINE = Path(__file__).resolve().parents[1] / "data" / "coastlines" / "GSHHS_c_L1.shp"
@@ -109,8 +108,8 @@ def _add_coastlines(ax) -> bool:
     if not files:
         if not _WARNED:
             _WARNED.append(True)  # once per session, not once per panel
-            warnings.warn(f"no coastline data: the bundled {BUNDLED_COASTLINE.name} is missing (a broken "
-                          "install?), so the map has none; reinstall geonp.", UserWarning, stacklevel=3)
+            warn(f"no coastline data: the bundled {BUNDLED_COASTLINE.name} is missing (a broken "
+                 "install?), so the map has none; reinstall geonp.")
         return False
     ax.add_feature(_coastline(files[0]))
     return True

@@ -141,5 +141,6 @@ def test_warnings_about_the_data_point_at_the_users_own_call(gappy):
         warnings.simplefilter("always")
         model = geonp.NeuralProcess(pretrained="gp2d-normal", steps=0, progress=False).fit(field)
         model.predict(field, progress=False)
+        field.np.predict(model="gp2d-normal", progress=False)  # the accessor's fit and predict, a call deeper
     infinite = [w for w in caught if "infinite value" in str(w.message)]
-    assert len(infinite) == 2 and all(w.filename == __file__ for w in infinite)  # fit's, then predict's
+    assert len(infinite) == 4 and all(w.filename == __file__ for w in infinite)  # fit's, then predict's
