@@ -241,7 +241,7 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
     unit = np.where(unit > 0, unit, 1.0)
     units = "km" if model.scaling_.kind == "geographic" else "crs units"
     design = held_out.report(distance, target_distance, matched_to, units)
-    blended, kriging = blend_kriging(model, mean, kriged, truth, distance, unit, cluster, design["reach"], fold)
+    blended, kriging = choose_kriging(model, mean, kriged, truth, distance, unit, cluster, design["reach"], fold)
     finite = [np.where(np.isfinite(fields[i]), fields[i], np.nan).astype(np.float64) for i in set(order)]  # inf: NaN
     ceiling = float(np.sqrt(np.mean([np.nanvar(f) for f in finite])) / np.median(unit))
     spread = fit_by_distance((truth - blended) / unit, std / unit, distance, ceiling)
@@ -305,7 +305,8 @@ def _matched(candidates: list, target_distance: np.ndarray, max_targets: int) ->
 
 def predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_dims) -> tuple:
     """The held-out cells ``where`` of ``field`` predicted from the rest, as ``predict`` would (network's own
-    mean and spread): ``(mean, std, distance_to_data, context_std, kriging_mean)``, each ``[n]``.
+    mean and spread): ``(mean, std, distance_to_data, context_std, kriged)``, each ``[n]`` but ``kriged``
+    ``[n, 1 + K]``: the kriging mean of the model's kernel, then of each of its ``K`` candidates.
     ``covariates``: on this field, each ``[y, x]`` (:meth:`HeldOutDraw.covariates_of`)."""
     ydim, xdim = spatial_dims
     masked = field.where(~xr.DataArray(hidden, dims=(ydim, xdim)))
@@ -318,22 +319,48 @@ def predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_
         warnings.filterwarnings("ignore", message=".*(from any observation|infinite)", category=UserWarning)
         pred = model.predict(context, target=points, progress=False, calibrated=False, distance=True,
                              spatial_dims=tuple(spatial_dims))
-    return tuple(np.asarray(pred[v]).ravel() if v in pred else np.full(where.size, np.nan)
-                 for v in ("mean", "std", "distance_to_data", "context_std", "kriging_mean"))
+    column = lambda v: np.asarray(pred[v]).ravel() if v in pred else np.full(where.size, np.nan)  # noqa: E731
+    kriged = ["kriging_mean"] + sorted((v for v in pred.data_vars if str(v).startswith("kriging_mean_")),
+                                       key=lambda v: int(str(v).rsplit("_", 1)[1]))
+    return (*(column(v) for v in ("mean", "std", "distance_to_data", "context_std")),
+            np.stack([column(v) for v in kriged], axis=-1))
 
 
-def blend_kriging(model, mean, kriged, truth, distance, unit, cluster=None, reach=None, fold=None) -> tuple[np.ndarray,
-                                                                                                  dict | None]:
-    """The held-out cells' blended means and the model's kriging (:mod:`geonp.calibrate.kriging`) with the blend
+def choose_kriging(model, mean, kriged, truth, distance, unit, cluster=None, reach=None, fold=None) -> tuple[
+        np.ndarray, dict | None]:
+    """:func:`blend_kriging` for the model's kernel and each of its candidates (``kriged [n, 1 + K]``, their
+    means at the held-out cells): the one whose blend has the lowest held-out RMSE is kept, the model's own
+    kernel on ties; ``(mean, None)`` without a kernel."""
+    from geonp.calibrate.kriging import LocalKriging
+    from geonp.predict.provenance import kriging_candidates
+
+    calibration = getattr(model, "calibration_", None)
+    kernels = [LocalKriging.from_calibration(calibration), *kriging_candidates(calibration)]
+    if kernels[0] is None:
+        return mean, None
+    kriged = np.asarray(kriged, np.float64).reshape(mean.size, -1)
+    tried = [blend_kriging(kernel, mean, kriged[:, j], truth, distance, unit, cluster, reach, fold)
+             for j, kernel in enumerate(kernels[: kriged.shape[1]])]
+    rmse = [np.inf if t[1] is None else t[1]["held_out_rmse"]["blended"] for t in tried]
+    best = int(np.argmin(rmse))
+    blended, chosen = tried[best]
+    if chosen is not None and len(tried) > 1:
+        chosen["choice"] = {"by": "held-out RMSE of the blend", "trend": [k.trend for k in kernels[: len(tried)]],
+                            "held_out_rmse": [None if not np.isfinite(r) else r for r in rmse]}
+    return blended, chosen
+
+
+def blend_kriging(kernel, mean, kriged, truth, distance, unit, cluster=None, reach=None, fold=None) -> tuple[
+        np.ndarray, dict | None]:
+    """The held-out cells' blended means and ``kernel`` (:mod:`geonp.calibrate.kriging`) with the blend
     weights learned on them, with its held-out RMSE beside the network's and kriging's alone; ``(mean, None)``
-    when the model has no kriging kernel. ``cluster``: each cell's error cluster (:func:`error_clusters`; the
+    without a kernel or kriged values. ``cluster``: each cell's error cluster (:func:`error_clusters`; the
     weights are kept only where the blend's gain is clear of its spread over clusters); ``reach``: the
     farthest held-out distance (beyond it the weight is 0); ``fold``: each cell's mask parity (the weights
     are cross-checked between them)."""
     from geonp.calibrate import kriging as local_kriging
-    from geonp.calibrate.kriging import LocalKriging, fit_weights
+    from geonp.calibrate.kriging import fit_weights
 
-    kernel = LocalKriging.from_calibration(getattr(model, "calibration_", None))
     usable = np.isfinite(kriged)
     if kernel is None or not usable.any():
         return mean, None

@@ -122,9 +122,12 @@ def calibrate(model, state: FittedModel, data, table, name, covariates, head,
     spatial = table.layout.spatial
     working = model._with_state(state)
     target_distance = target_distances(working, data, table, *targets)
-    # the neighbourhood kriging's kernel, fitted once on the data; its blend is learned with the spread
-    kernel = None if state.config.family == "cmanp" else kriging_kernel(working, table)
-    calibrating = {"status": "calibrating", **({"kriging": kernel.to_dict()} if kernel else {})}
+    # the neighbourhood kriging's kernels (about the neighbourhood's mean, or a plane), fitted once on the data;
+    # the one kept and its blend are chosen with the spread, on the held-out cells
+    kernels = () if state.config.family == "cmanp" else kriging_kernels(working, table)
+    calibrating = {"status": "calibrating", **({"kriging": kernels[0].to_dict(),
+                                                "kriging_candidates": [k.to_dict() for k in kernels[1:]]}
+                                               if kernels else {})}
     state = state.replace(calibration=calibrating)
     select = selects_covariates(model, state, covariates)
     candidates = selection_lib.subsets(covariates) if select else [tuple(covariates)]
@@ -183,11 +186,15 @@ def target_distances(model, data, table, target, spatial_dims, time_dim) -> np.n
     return np.concatenate(distances) if distances else None
 
 
-def kriging_kernel(model, table):
-    """The kernel of :mod:`geonp.calibrate.kriging`, by the likelihood of a few neighbourhoods of ``table``."""
+def kriging_kernels(model, table) -> tuple:
+    """The kernels of :mod:`geonp.calibrate.kriging` about each neighbourhood's mean, then about a plane, each
+    by its likelihood on a few neighbourhoods of ``table`` (restricted to the plane's residuals for the
+    second); ``()`` where none can be fitted."""
     rng = np.random.default_rng(model.seed)
     observed = table.observed()
     tasks = rng.permutation(np.flatnonzero(observed.sum(axis=1) >= 8))[: local_kriging.FIT_SETS]
     parts = tables_lib.observed_by_task(table, observed, model.scaling_, tasks, model.temporal)
     values = [v.reshape(len(v), -1)[:, 0] for v in parts["values"]]
-    return local_kriging.fit_kernel(local_kriging.neighbourhood_sets(parts["embedding"], values, rng))
+    sets = local_kriging.neighbourhood_sets(parts["embedding"], values, rng)
+    kernels = tuple(local_kriging.fit_kernel(sets, trend=trend) for trend in (0, 1))
+    return kernels if kernels[0] is not None else ()

@@ -1,4 +1,4 @@
-"""Simple kriging on each neighbourhood beside the network, blended into its mean by distance to data.
+"""Kriging on each neighbourhood beside the network, blended into its mean by distance to data.
 
 Attention is a kernel smoother: near the data it cannot do the linear solve that makes a
 Gaussian process precise there (on real rasters, a GP fitted by maximum likelihood is 17-20%
@@ -9,14 +9,24 @@ same standardised units ``z``):
 
     m_k(x*) = k(x*, X) [K(X, X) + eta I]^-1 z          K: Matérn correlation of length scale ``ell``
 
-and blends it into the network's mean ``m_n`` with a weight that depends on how far the target
-lies from its nearest observation:
+about the neighbourhood's mean (simple kriging, ``trend=0``), or about a plane (universal kriging,
+``trend=1``: what a statistician's GP with a linear trend does):
+
+    m_k(x*) = f(x*) b + k(x*, X) [K(X, X) + eta I]^-1 (z - F b)
+
+with ``F = [1, u, v]`` the plane along the neighbourhood's two main axes and ``b`` its generalised least
+squares fit. Simple kriging 3-12 cells into a gap falls back to the neighbourhood mean; the plane
+carries the gradient on. ``fit`` fits both kernels and keeps the one whose blend does better on the
+held-out cells (:func:`geonp.calibrate.calibration.choose_kriging`): the plane won on the UK and Norway
+rasters and lost on the global 3-degree fields, where a neighbourhood spans a fifth of the globe
+(benchmarks/RESULTS.md, stop 44). It then blends it into the network's mean ``m_n`` with a weight that
+depends on how far the target lies from its nearest observation:
 
     m(x*) = m_n(x*) + w(d) (m_k(x*) - m_n(x*))          0 <= w(d) <= 1, non-increasing in d
 
-The kernel's smoothness, ``ell`` and ``eta`` are fitted once per dataset by the marginal
-likelihood of a few neighbourhoods of the data (:func:`fit_kernel`; the amplitude is profiled
-out, since the mean does not depend on it). The weights are learned with the spread
+The kernel's smoothness, ``ell`` and ``eta`` are fitted once per dataset by the likelihood of a few
+neighbourhoods of the data (:func:`fit_kernel`; the amplitude is profiled out, since the mean does not
+depend on it; with the plane, the restricted likelihood of its residuals). The weights are learned with the spread
 calibration, on the same held-out cells in the data's own gap shapes (:func:`fit_weights`,
 called by :func:`geonp.calibrate.calibration.calibrate`): in each distance bin, the least-squares weight
 of the two means on the held-out truth, clipped to [0, 1] and made non-increasing with distance.
@@ -100,6 +110,7 @@ class LocalKriging:
     distance: tuple[float, ...] = ()
     weight: tuple[float, ...] = ()
     reach: float = np.inf
+    trend: int = 0  # 1: a plane along the neighbourhood's main axes (universal kriging); 0: its mean alone
 
     def __post_init__(self):
         if self.kernel not in KERNELS:
@@ -108,6 +119,8 @@ class LocalKriging:
                 and np.isfinite(self.noise) and self.reach > 0):
             raise ConfigError(f"kriging length_scale ({self.length_scale}) and reach ({self.reach}) must be > 0 "
                               f"and noise ({self.noise}) >= 0, all finite but reach.")
+        if self.trend not in (0, 1):
+            raise ConfigError(f"kriging trend must be 0 (the neighbourhood mean) or 1 (a plane); got {self.trend!r}.")
         if len(self.distance) != len(self.weight) or not np.all(np.isfinite(self.distance)) or \
                 np.any(np.diff(self.distance) <= 0) or not all(0.0 <= w <= 1.0 for w in self.weight):
             raise ConfigError("kriging blend knots must be increasing finite distances, one weight in [0, 1] each; "
@@ -138,10 +151,11 @@ class LocalKriging:
 
     @one_blas_thread
     def mean(self, points_ctx, z_ctx, points_tgt) -> np.ndarray:
-        """Simple-kriging mean ``[Nt]`` at ``points_tgt`` ``[Nt, E]`` from ``z_ctx`` ``[Nc]`` at ``points_ctx``
-        ``[Nc, E]`` (embedding units; ``z`` centred, as the network sees each neighbourhood). Of a larger
-        context, the ``MAX_POINTS`` nearest to the targets' centre and each target's own 4 nearest are
-        kriged (the far ones barely weigh: the screening effect). NaN where the system cannot be solved."""
+        """The kriging mean ``[Nt]`` (about the neighbourhood's mean, or with ``trend`` a plane) at ``points_tgt``
+        ``[Nt, E]`` from ``z_ctx`` ``[Nc]`` at ``points_ctx`` ``[Nc, E]`` (embedding units; ``z`` centred, as the
+        network sees each neighbourhood). Of a larger context, the ``MAX_POINTS`` nearest to the targets' centre
+        and each target's own 4 nearest are kriged (the far ones barely weigh: the screening effect). NaN where
+        the system cannot be solved."""
         cross = cdist(points_tgt, points_ctx)  # [Nt, Nc]
         if len(points_ctx) > MAX_POINTS:  # the points nearest the targets' centre, and each target's own 4
             keep = np.zeros(len(points_ctx), bool)
@@ -155,13 +169,19 @@ class LocalKriging:
             factor = cho_factor(system, lower=True, overwrite_a=True, check_finite=False)
         except LinAlgError:
             return np.full(len(points_tgt), np.nan)
-        weights = cho_solve(factor, np.asarray(z_ctx, np.float64), check_finite=False)
-        return of_distance(self.kernel, cross / self.length_scale) @ weights
+        z = np.asarray(z_ctx, np.float64)
+        level = np.zeros(len(points_tgt))
+        if self.trend:  # the plane by generalised least squares, kriging its residuals
+            basis, at = plane_basis(points_ctx, points_tgt)  # [Nc, 3], [Nt, 3]
+            coef = gls_coefficients(factor, basis, z)
+            z, level = z - basis @ coef, at @ coef
+        weights = cho_solve(factor, z, check_finite=False)
+        return level + of_distance(self.kernel, cross / self.length_scale) @ weights
 
     def to_dict(self) -> dict:
         return {"kernel": self.kernel, "length_scale": self.length_scale, "noise": self.noise,
                 "distance": list(self.distance), "weight": list(self.weight),
-                **({"reach": self.reach} if np.isfinite(self.reach) else {})}
+                **({"reach": self.reach} if np.isfinite(self.reach) else {}), "trend": self.trend}
 
     @classmethod
     def from_calibration(cls, calibration: dict | None) -> LocalKriging | None:
@@ -171,7 +191,7 @@ class LocalKriging:
             return None
         return cls(str(table["kernel"]), float(table["length_scale"]), float(table["noise"]),
                    tuple(float(d) for d in table.get("distance", ())), tuple(float(w) for w in table.get("weight", ())),
-                   float(table.get("reach", np.inf)))
+                   float(table.get("reach", np.inf)), int(table.get("trend", 0)))  # saved before planes: 0
 
 
 def neighbourhood_sets(points: list, values: list, rng, count: int = FIT_SETS, size: int = FIT_POINTS) -> list:
@@ -189,13 +209,36 @@ def neighbourhood_sets(points: list, values: list, rng, count: int = FIT_SETS, s
     return sets
 
 
+def plane_basis(points_ctx, points_tgt) -> tuple[np.ndarray, np.ndarray]:
+    """``[1, u, v]`` at the context ``[Nc, 3]`` and the targets ``[Nt, 3]``: ``u, v`` along the context's two
+    main axes (a plane on the sphere's chord embedding, or the projected plane), centred on the context and
+    scaled by its spread, so that the least squares below are well conditioned."""
+    centre = points_ctx.mean(axis=0)
+    _, spread, axes = np.linalg.svd(points_ctx - centre, full_matrices=False)
+    scale = spread[:2] / np.sqrt(len(points_ctx))
+    axes = axes[:2].T / np.where(scale > 0, scale, 1.0)  # [E, 2]
+    return (np.column_stack([np.ones(len(points_ctx)), (points_ctx - centre) @ axes]),
+            np.column_stack([np.ones(len(points_tgt)), (points_tgt - centre) @ axes]))
+
+
+def gls_coefficients(factor, basis, z) -> np.ndarray:
+    """``b = (F' K^-1 F)^-1 F' K^-1 z`` for the Cholesky ``factor`` of ``K``, ``basis`` F ``[n, p]``, ``z [n]``
+    (ridged a little: a neighbourhood along a line leaves one axis unresolved)."""
+    solved = cho_solve(factor, basis, check_finite=False)  # [n, p]
+    normal = basis.T @ solved
+    normal[np.diag_indices_from(normal)] += 1e-8 * max(float(np.trace(normal)), 1e-12)
+    return np.linalg.solve(normal, solved.T @ z)
+
+
 @one_blas_thread
-def fit_kernel(sets: list) -> LocalKriging | None:
+def fit_kernel(sets: list, trend: int = 1) -> LocalKriging | None:
     """The kernel, length scale and noise ratio with the highest profile likelihood summed over ``sets``
-    (a grid search: robust, and cheap on neighbourhoods of a few hundred points). None without sets."""
+    (restricted to the residuals of the plane with ``trend``; a grid search: robust, and cheap on
+    neighbourhoods of a few hundred points). None without sets."""
     if not sets:
         return None
     distances = [cdist(p, p) for p, _ in sets]
+    bases = [plane_basis(p, p[:1])[0] if trend else None for p, _ in sets]
     spacing = float(np.median([np.median(np.sort(d, axis=1)[:, 1]) for d in distances]))
     spacing = spacing if spacing > 0 else 1.0
     best, best_nll = None, np.inf
@@ -203,21 +246,29 @@ def fit_kernel(sets: list) -> LocalKriging | None:
         for ell in LENGTH_SCALES * spacing:
             corr = [of_distance(kernel, d / ell) for d in distances]
             for eta in NOISE_RATIOS:
-                nll = sum(_profile_nll(c, eta, z) for c, (_, z) in zip(corr, sets, strict=True))
+                nll = sum(_profile_nll(c, eta, z, f) for c, (_, z), f in zip(corr, sets, bases, strict=True))
                 if nll < best_nll:
-                    best, best_nll = LocalKriging(kernel, round(float(ell), 6), eta), nll
+                    best, best_nll = LocalKriging(kernel, round(float(ell), 6), eta, trend=trend), nll
     return best
 
 
-def _profile_nll(corr, eta: float, z) -> float:
-    """Negative log likelihood of ``z`` under ``s^2 (corr + eta I)`` with ``s^2`` at its maximum."""
+def _profile_nll(corr, eta: float, z, basis=None) -> float:
+    """Negative log likelihood of ``z`` under ``s^2 (corr + eta I)`` with ``s^2`` at its maximum; with a
+    ``basis`` ``[n, p]``, the restricted likelihood of the residuals of its generalised least squares fit."""
     try:
         factor = cho_factor(corr + (eta + JITTER) * np.eye(len(z)), lower=True, check_finite=False)
     except LinAlgError:
         return np.inf
-    n = len(z)
+    n, logdet = len(z), float(np.log(np.diag(factor[0])).sum())
+    if basis is not None:
+        residual = z - basis @ gls_coefficients(factor, basis, z)
+        normal = basis.T @ cho_solve(factor, basis, check_finite=False)
+        sign, logdet_normal = np.linalg.slogdet(normal)
+        if sign <= 0:
+            return np.inf
+        n, z, logdet = n - basis.shape[1], residual, logdet + 0.5 * logdet_normal
     quad = float(z @ cho_solve(factor, z, check_finite=False))
-    return 0.5 * n * np.log(max(quad, 1e-300) / n) + float(np.log(np.diag(factor[0])).sum())
+    return 0.5 * n * np.log(max(quad, 1e-300) / n) + logdet
 
 
 MIN_BIN = 100  # held-out cells per distance bin of the weights (a least-squares weight needs fewer than a quantile)

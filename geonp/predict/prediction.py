@@ -196,6 +196,7 @@ class PredictionMixin:
             spread=SpreadCalibration() if "spread" in off else provenance.spread(self.calibration_),
             kriging=(None if stream is not None or self.temporal else
                      provenance.kriging(self.calibration_, "blend" not in off)),
+            kriging_candidates=provenance.kriging_candidates(self.calibration_) if opts.distance else (),
             distance_channel=opts.distance, joint=opts.joint,
             progress=opts.joint and bool(self.progress if opts.progress is None else opts.progress),
             support=targets.support(self, ctx, tgt, opts.joint),

@@ -32,6 +32,12 @@ def kriging(calibration: dict | None, blend: bool) -> LocalKriging | None:
     return dataclasses.replace(kernel, distance=(), weight=())
 
 
+def kriging_candidates(calibration: dict | None) -> tuple[LocalKriging, ...]:
+    """The other kernels ``fit`` is comparing with the kriging's on held-out cells (only while it calibrates)."""
+    return tuple(LocalKriging.from_calibration({"kriging": kernel})
+                 for kernel in (calibration or {}).get("kriging_candidates", ()))
+
+
 def describe(arch: str, pretrained, state) -> str:
     """Which model ran: the bundled name or saved path it came from, and what was done to it."""
     from geonp.estimator.releases import available
@@ -65,8 +71,9 @@ def calibration_attrs(calibration: dict | None, applied: SpreadCalibration, blen
         attrs["calibration_held_out_cells"] = cal["held_out_cells"]
     kernel = cal.get("kriging")
     if kernel and blend is not None and blend.blends:  # the blend was applied (calibrated=True)
-        attrs["kriging_blend"] = (f"{kernel['kernel']} simple kriging of each neighbourhood (length scale "
-                                  f"{kernel['length_scale']:.4g}), blended into the mean by distance to data")
+        about = "a plane (universal kriging)" if kernel.get("trend") else "its mean (simple kriging)"
+        attrs["kriging_blend"] = (f"{kernel['kernel']} kriging of each neighbourhood about {about}, length scale "
+                                  f"{kernel['length_scale']:.4g}, blended into the mean by distance to data")
         attrs["kriging_distance"] = np.asarray(kernel["distance"])
         attrs["kriging_weight"] = np.asarray(kernel["weight"])
         if "reach" in kernel:  # tapered to 0 there: never extrapolated beyond the held-out cells

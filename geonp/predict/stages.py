@@ -3,7 +3,7 @@
 The network gives each target a predictive distribution in its neighbourhood's standardised units.
 The stages then act on it in order, each one switched off by name (``predict(without=...)``):
 
-    "blend"   the neighbourhood's simple-kriging mean, blended in by distance to data
+    "blend"   the neighbourhood's kriging mean (about its mean or a plane), blended in by distance to data
               (:mod:`geonp.calibrate.kriging`): moves the mean, and every quantile and sample with it
     "spread"  the spread calibration learned on held-out cells (:mod:`geonp.calibrate.calibration`):
               scales every distance from the mean by ``std_calibrated / std``
@@ -34,6 +34,7 @@ class Targets:
     nearest: np.ndarray | None  # [N] distance to the nearest observation (km / CRS units)
     unit: np.ndarray | None  # [N, Dy] the std of each target's context, the data's units
     kriged: np.ndarray | None  # [N] the neighbourhood's kriging mean, standardised units (None: not kriged)
+    candidates: tuple[np.ndarray, ...] = ()  # [N] each candidate kernel's kriging mean (fit compares them)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,5 +106,5 @@ def channels(m: Marginals, head, scaling: FeatureScaling, layout: ChannelLayout,
     if layout.distance:
         out += [at.nearest[:, None], at.unit[:, :1]]
         if layout.kriging:
-            out.append(to_data(at.kriged[:, None]))
+            out += [to_data(k[:, None]) for k in (at.kriged, *at.candidates)]
     return np.concatenate(out, axis=-1).astype(np.float32)

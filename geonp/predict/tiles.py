@@ -57,6 +57,7 @@ class TilePredictor:
     support: float = 0.0  # log2 of a context cell's side in target cells (geonp.features.support), support models
     stream: tuple | None = None  # per context task, a conditioned state (predict.streaming.TaskState), arch="cmanp"
     kriging: LocalKriging | None = None  # each neighbourhood also kriged; blended in where it has weights
+    kriging_candidates: tuple[LocalKriging, ...] = ()  # with distance_channel: other kernels' means beside it
 
     def __repr__(self) -> str:
         # short: dask names each block's task by the callable's repr, and the generated one prints every weight
@@ -70,7 +71,8 @@ class TilePredictor:
         return ChannelLayout(classes=head.num_classes if categorical else 0,
                              quantiles=0 if categorical else len(self.quantiles),
                              thresholds=0 if categorical else len(self.thresholds), samples=self.num_samples,
-                             distance=self.distance_channel, kriging=self.kriging_channel and not categorical)
+                             distance=self.distance_channel,
+                             kriging=(1 + len(self.kriging_candidates)) * (self.kriging_channel and not categorical))
 
     @property
     def num_channels(self) -> int:
@@ -145,6 +147,8 @@ class TilePredictor:
         steps = self.stages
         blends = self.kriging_channel and self.kriging.blends
         kriged = np.full(x.size, np.nan) if blends or (self.kriging_channel and self.distance_channel) else None
+        candidates = self.kriging_candidates if self.kriging_channel and self.distance_channel else ()
+        kriged_by_candidate = [np.full(x.size, np.nan) for _ in candidates]
         for start in range(0, len(groups), GROUPS_PER_CALL):
             chunk = groups[start:start + GROUPS_PER_CALL]
             batch, standardisations = self._group_batch(task, chunk, tgt_space, tgt_time, tgt_cov)
@@ -153,12 +157,14 @@ class TilePredictor:
                 raw[t_idx] = out[i, : t_idx.size]
                 offset[t_idx], scale[t_idx] = standardisations[i]
                 if kriged is not None:  # the same neighbourhood, in the same standardised units
-                    kriged[t_idx] = self.kriging.mean(self.context.embedding[task][c_idx],
-                                                      batch.y_ctx[i, : c_idx.size, 0], emb[t_idx])
+                    for kernel, into in zip((self.kriging, *candidates), (kriged, *kriged_by_candidate), strict=True):
+                        into[t_idx] = kernel.mean(self.context.embedding[task][c_idx], batch.y_ctx[i, : c_idx.size, 0],
+                                                  emb[t_idx])
         raw = raw[None]  # [1, N, outputs]
         known = steps or self.distance_channel  # distance to data and the context's std, where a stage needs them
         at = stages_lib.Targets(nearest=self.context.distance_to_nearest(task, emb) if known else None,
-                                unit=s.unscale_std(scale) if known else None, kriged=kriged)
+                                unit=s.unscale_std(scale) if known else None, kriged=kriged,
+                                candidates=tuple(kriged_by_candidate))
         # the residual's offset plus the field's drift, if any ("drift": the context holds residuals from it)
         marginals = stages_lib.Marginals(raw=raw, summary=_head_summary(head, raw), scale=scale,
                                          level=offset + self.context.drift(task, emb))

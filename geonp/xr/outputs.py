@@ -52,11 +52,10 @@ def prediction_dataset(channels: xr.DataArray, value_attrs: dict, layout: Channe
                                                                       "observation", "units": distance_units})
         variables["context_std"] = channels.isel(channel=layout.diagnostic("context_std"), drop=True).assign_attrs(
             _variable_attrs(value_attrs, "standard deviation of the observations conditioned on"))
-        if layout.kriging:
-            variables["kriging_mean"] = channels.isel(channel=layout.diagnostic("kriging_mean"), drop=True
-                                                      ).assign_attrs(_variable_attrs(
-                                                          value_attrs, "simple-kriging mean of each neighbourhood "
-                                                          "(unblended)"))
+        for name in layout.diagnostic_names[2:]:  # the kernel's kriging mean, then each candidate's
+            which = "" if name == "kriging_mean" else f" under candidate kernel {name.rsplit('_', 1)[1]}"
+            variables[name] = channels.isel(channel=layout.diagnostic(name), drop=True).assign_attrs(
+                _variable_attrs(value_attrs, f"kriging mean of each neighbourhood{which} (unblended)"))
     out = xr.Dataset(variables)
     out.attrs.update(attrs or {})
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -52,11 +52,52 @@ def test_kernel_fit_recovers_the_length_scale_and_noise_of_gp_data():
     assert local_kriging.fit_kernel([]) is None
 
 
+def test_universal_kriging_is_the_gp_with_a_vague_prior_on_a_plane():
+    """The plane's generalised least squares fit and the kriged residuals (trend=1) equal the plain GP posterior
+    mean under the kernel plus a plane with a very wide prior on its coefficients (the limit they are)."""
+    rng = np.random.default_rng(2)
+    ctx, tgt = rng.uniform(0, 10, (90, 2)), rng.uniform(-5, 15, (40, 2))
+    z = 0.3 * ctx[:, 0] - 0.2 * ctx[:, 1] + rng.standard_normal(90)
+    k = LocalKriging("matern32", 2.0, 0.05, trend=1)
+    basis, at = local_kriging.plane_basis(ctx, tgt)
+    prior = 1e6  # the coefficients' prior variance
+    cov = kernels.covariance("matern32", ctx, ctx, 2.0) + (0.05 + local_kriging.JITTER) * np.eye(90)
+    cross = kernels.covariance("matern32", tgt, ctx, 2.0) + prior * at @ basis.T
+    reference = cross @ np.linalg.solve(cov + prior * basis @ basis.T, z)
+    np.testing.assert_allclose(k.mean(ctx, z, tgt), reference, atol=1e-4)
+
+
+def test_a_plane_is_kriged_exactly_far_from_the_data_with_the_trend_and_not_without():
+    rng = np.random.default_rng(3)
+    ctx, far = rng.uniform(0, 10, (60, 2)), np.array([[40.0, 40.0], [-30.0, 5.0]])
+    plane = lambda p: 1.0 + 0.5 * p[:, 0] - 0.25 * p[:, 1]  # noqa: E731
+    with_plane = LocalKriging("matern52", 2.0, 1e-4, trend=1).mean(ctx, plane(ctx), far)
+    np.testing.assert_allclose(with_plane, plane(far), rtol=1e-6)
+    mean_only = LocalKriging("matern52", 2.0, 1e-4).mean(ctx, plane(ctx), far)
+    assert np.all(np.abs(mean_only) < 0.1 * np.abs(plane(far)))  # simple kriging falls back to 0 out there
+
+
+def test_the_kernel_fit_with_a_plane_is_not_fooled_by_a_trend():
+    """On GP data plus a steep plane, the restricted likelihood of the plane's residuals finds the GP's own
+    length scale; the likelihood of the raw values takes the plane for a much longer correlation."""
+    rng = np.random.default_rng(6)
+    sets = []
+    for _ in range(4):
+        points = rng.uniform(0, 20, size=(200, 2))
+        cov = kernels.covariance("matern32", points, points, 2.0) + 0.01 * np.eye(200)
+        z = np.linalg.cholesky(cov) @ rng.standard_normal(200) + 0.6 * points[:, 0]
+        sets.append((points, (z - z.mean()) / z.std()))
+    with_plane, without = local_kriging.fit_kernel(sets, trend=1), local_kriging.fit_kernel(sets, trend=0)
+    assert with_plane.trend == 1 and without.trend == 0
+    assert 2.0 / 1.6 < with_plane.length_scale < 2.0 * 1.6 < without.length_scale
+
+
 def test_translating_the_points_does_not_change_the_kriging_mean():
     rng = np.random.default_rng(1)
     ctx, tgt, z = rng.uniform(0, 10, (80, 2)), rng.uniform(0, 10, (30, 2)), rng.standard_normal(80)
-    k = LocalKriging("matern52", 2.0, 0.05)
-    np.testing.assert_allclose(k.mean(ctx, z, tgt), k.mean(ctx + 1e3, z, tgt + 1e3), atol=1e-8)
+    for trend in (0, 1):
+        k = LocalKriging("matern52", 2.0, 0.05, trend=trend)
+        np.testing.assert_allclose(k.mean(ctx, z, tgt), k.mean(ctx + 1e3, z, tgt + 1e3), atol=1e-8)
 
 
 def test_blend_weights_follow_the_better_mean_and_never_grow_with_distance():
@@ -111,6 +152,10 @@ def test_blend_weights_taper_to_zero_at_the_held_out_reach_and_stay_zero_beyond(
     np.testing.assert_allclose(w, [0.8, 0.8, 0.6, 0.3, 0.0, 0.0], atol=1e-12)
     assert LocalKriging.from_calibration({"kriging": blend.to_dict()}) == blend
     assert "reach" not in LocalKriging().to_dict()  # no reach: an old model, constant beyond the last knot
+    planar = LocalKriging(length_scale=2.0, trend=1)
+    assert LocalKriging.from_calibration({"kriging": planar.to_dict()}) == planar
+    old = {k: v for k, v in planar.to_dict().items() if k != "trend"}  # saved before the plane: the mean alone
+    assert LocalKriging.from_calibration({"kriging": old}).trend == 0
 
 
 def test_blend_weight_is_kept_only_where_its_gain_is_clear_across_gaps():
@@ -128,3 +173,28 @@ def test_blend_weight_is_kept_only_where_its_gain_is_clear_across_gaps():
     _, weights = local_kriging.fit_weights(truth - network, truth - clear, distance, [np.arange(n)], gaps)
     assert weights[0] > 0.9
     assert not local_kriging.clear_gain(np.ones(100), np.zeros(100))  # one gap: no evidence
+
+
+def test_fit_keeps_the_kernel_whose_blend_does_best_on_the_held_out_cells():
+    """The kriging about each neighbourhood's mean and the kriging about a plane are both blended on the same
+    held-out cells; the one with the lower held-out RMSE is kept, the first (the mean) on a tie."""
+    from types import SimpleNamespace
+
+    from geonp.calibrate.calibration import choose_kriging
+
+    rng = np.random.default_rng(8)
+    n = 4000
+    truth = rng.standard_normal(n)
+    network = truth + 0.6 * rng.standard_normal(n)
+    about_mean, about_plane = truth + 0.5 * rng.standard_normal(n), truth + 0.2 * rng.standard_normal(n)
+    distance, unit = rng.uniform(0.0, 3.0, n), np.ones(n)
+    cluster = np.arange(n) // 20
+    flat, planar = LocalKriging(length_scale=1e9), LocalKriging(length_scale=1e9, trend=1)
+    model = SimpleNamespace(calibration_={"kriging": flat.to_dict(), "kriging_candidates": [planar.to_dict()]})
+    for kriged, kept in ((np.stack([about_mean, about_plane], -1), 1), (np.stack([about_plane, about_mean], -1), 0),
+                         (np.stack([about_mean, about_mean], -1), 0)):
+        blended, chosen = choose_kriging(model, network, kriged, truth, distance, unit, cluster, reach=3.0)
+        assert chosen["trend"] == kept and chosen["choice"]["trend"] == [0, 1]
+        assert np.sqrt(np.mean((blended - truth) ** 2)) == pytest.approx(chosen["held_out_rmse"]["blended"], abs=1e-5)
+    no_kernel = SimpleNamespace(calibration_={})
+    assert choose_kriging(no_kernel, network, kriged, truth, distance, unit)[1] is None

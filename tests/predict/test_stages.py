@@ -46,7 +46,8 @@ def test_the_spread_stage_scales_every_distance_from_the_mean_and_leaves_the_mea
 
 @pytest.mark.parametrize("layout", [ChannelLayout(), ChannelLayout(quantiles=3, samples=4, distance=True, kriging=True),
                                     ChannelLayout(classes=3, samples=2, distance=True),
-                                    ChannelLayout(thresholds=2, distance=True)])
+                                    ChannelLayout(thresholds=2, distance=True),
+                                    ChannelLayout(quantiles=1, distance=True, kriging=2)])
 def test_the_channel_layout_tiles_the_channels_without_gaps(layout):
     parts = [layout.summary, layout.quantile, layout.threshold, layout.sample, layout.diagnostics]
     covered = np.concatenate([np.arange(s.start, s.stop) for s in parts])
@@ -55,7 +56,9 @@ def test_the_channel_layout_tiles_the_channels_without_gaps(layout):
         assert layout.diagnostic("distance_to_data") == layout.diagnostics.start
         assert layout.diagnostic("context_std") == layout.diagnostics.start + 1
         with pytest.raises(KeyError) if not layout.kriging else _nothing():
-            assert layout.diagnostic("kriging_mean") == layout.size - 1
+            assert layout.diagnostic("kriging_mean") == layout.size - max(int(layout.kriging), 1)
+        if layout.kriging == 2:  # a candidate kernel's mean after the kernel's own
+            assert layout.diagnostic("kriging_mean_1") == layout.size - 1
 
 
 class _nothing:
