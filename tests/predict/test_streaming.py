@@ -51,11 +51,10 @@ def test_a_grid_updated_with_new_cells_predicts_as_the_merged_grid():
 
 def test_cmanp_folds_only_the_new_points_into_its_conditioned_state(field, monkeypatch):
     from geonp.predict import streaming
-    from geonp.testing import with_gaps
-    from tests.estimator.test_architectures import TINY
+    from geonp.testing import TINY, with_gaps
 
     obs = with_gaps(field.isel(time=0), fraction=0.5)
-    model = obs.np.fit(arch="cmanp", **TINY)
+    model = obs.np.fit(arch="cmanp", **{**TINY, "steps": 2, "batch_size": 2, "window_points": 96, "max_context": 96})
     rng = np.random.default_rng(3)
     split = rng.random(obs.shape)
     first, second, third = (obs.where((split >= lo) & (split < hi)) for lo, hi in ((0, 0.5), (0.5, 0.8), (0.8, 1)))
