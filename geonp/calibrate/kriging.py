@@ -17,9 +17,10 @@ about the neighbourhood's mean (simple kriging, ``trend=0``), or about a plane (
 with ``F = [1, u, v]`` the plane along the neighbourhood's two main axes and ``b`` its generalised least
 squares fit. Simple kriging 3-12 cells into a gap falls back to the neighbourhood mean; the plane
 carries the gradient on. ``fit`` fits both kernels and keeps the one whose blend does better on the
-held-out cells (:func:`geonp.calibrate.calibration.choose_kriging`): the plane won on the UK and Norway
-rasters and lost on the global 3-degree fields, where a neighbourhood spans a fifth of the globe
-(benchmarks/RESULTS.md, stop 44). It then blends it into the network's mean ``m_n`` with a weight that
+held-out cells (:func:`geonp.calibrate.calibration.choose_kriging`): the plane is kept on 10 of 13 UK
+and Norway fields of the real-data benchmark and the mean on 4 of 6 global 3-degree fields, where a
+neighbourhood spans a fifth of the globe and a plane forced on them cost 1.5-4% (benchmarks/RESULTS.md,
+stop 44). It then blends it into the network's mean ``m_n`` with a weight that
 depends on how far the target lies from its nearest observation:
 
     m(x*) = m_n(x*) + w(d) (m_k(x*) - m_n(x*))          0 <= w(d) <= 1, non-increasing in d
