@@ -213,7 +213,7 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
                           "are used", "std_scale": 1.0}
     fields, lat, lon, candidates, order = draw.fields, draw.lat, draw.lon, draw.candidates, draw.order
     target_distance, matched_to = draw.target_distance, draw.matched_to
-    means, stds, truths, distances, units, krigeds, clusters, folds = ([] for _ in range(8))
+    means, stds, truths, distances, units, krigeds, explaineds, clusters, folds = ([] for _ in range(9))
     for k, i, hidden, where, cluster in scored_gaps(draw, max_targets):
         offset = 1 + max((int(c.max()) for c in clusters if c.size), default=0)  # clusters of masks apart
         field = draw.field(i)
@@ -224,24 +224,25 @@ def calibrate(model, data: xr.DataArray, spatial_dims: tuple[str, str], covariat
                                         spatial_dims)
             if cache is not None:
                 cache[key] = channels
-        mean, std, distance, unit, kriged = channels
+        mean, std, distance, unit, kriged, explained = channels
         truth = field.values.ravel()[where]
         ok = np.isfinite(mean) & np.isfinite(std) & (std > 0)
         folds.append(np.full(int(ok.sum()), k % 2))
-        for store, values in zip((means, stds, truths, distances, units, krigeds, clusters),
-                                 (mean, std, truth, distance, unit, kriged,
+        for store, values in zip((means, stds, truths, distances, units, krigeds, explaineds, clusters),
+                                 (mean, std, truth, distance, unit, kriged, explained,
                                   offset + np.unique(cluster, return_inverse=True)[1].reshape(-1)), strict=True):
             store.append(values[ok])
     held_out_cells = sum(m.size for m in means)
     if held_out_cells < MIN_HELD_OUT:
         return {"status": f"not calibrated: only {held_out_cells} cells could be held out (need {MIN_HELD_OUT})",
                 "std_scale": 1.0}
-    mean, std, truth, distance, unit, kriged, cluster, fold = (np.concatenate(a) for a in (
-        means, stds, truths, distances, units, krigeds, clusters, folds))
+    mean, std, truth, distance, unit, kriged, explained, cluster, fold = (np.concatenate(a) for a in (
+        means, stds, truths, distances, units, krigeds, explaineds, clusters, folds))
     unit = np.where(unit > 0, unit, 1.0)
     units = "km" if model.scaling_.kind == "geographic" else "crs units"
     design = held_out.report(distance, target_distance, matched_to, units)
-    blended, kriging = choose_kriging(model, mean, kriged, truth, distance, unit, cluster, design["reach"], fold)
+    blended, kriging = choose_kriging(model, mean, kriged, explained, truth, distance, unit, cluster, design["reach"],
+                                      fold)
     finite = [np.where(np.isfinite(fields[i]), fields[i], np.nan).astype(np.float64) for i in set(order)]  # inf: NaN
     ceiling = float(np.sqrt(np.mean([np.nanvar(f) for f in finite])) / np.median(unit))
     spread = fit_by_distance((truth - blended) / unit, std / unit, distance, ceiling)
@@ -305,8 +306,9 @@ def _matched(candidates: list, target_distance: np.ndarray, max_targets: int) ->
 
 def predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_dims) -> tuple:
     """The held-out cells ``where`` of ``field`` predicted from the rest, as ``predict`` would (network's own
-    mean and spread): ``(mean, std, distance_to_data, context_std, kriged)``, each ``[n]`` but ``kriged``
-    ``[n, 1 + K]``: the kriging mean of the model's kernel, then of each of its ``K`` candidates.
+    mean and spread): ``(mean, std, distance_to_data, context_std, kriged, explained)``, each ``[n]`` but
+    ``kriged`` and ``explained`` ``[n, 1 + K]``: the kriging mean of the model's kernel and the share of variance
+    it explains, then each of its ``K`` candidates'.
     ``covariates``: on this field, each ``[y, x]`` (:meth:`HeldOutDraw.covariates_of`)."""
     ydim, xdim = spatial_dims
     masked = field.where(~xr.DataArray(hidden, dims=(ydim, xdim)))
@@ -320,17 +322,19 @@ def predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_
         pred = model.predict(context, target=points, progress=False, calibrated=False, distance=True,
                              spatial_dims=tuple(spatial_dims))
     column = lambda v: np.asarray(pred[v]).ravel() if v in pred else np.full(where.size, np.nan)  # noqa: E731
-    kriged = ["kriging_mean"] + sorted((v for v in pred.data_vars if str(v).startswith("kriging_mean_")),
-                                       key=lambda v: int(str(v).rsplit("_", 1)[1]))
+    kernels = 1 + sum(str(v).startswith("kriging_mean_") for v in pred.data_vars)
+    kriged, explained = ([column(f"kriging_{what}{f'_{k}' if k else ''}") for k in range(kernels)]
+                         for what in ("mean", "explained"))
     return (*(column(v) for v in ("mean", "std", "distance_to_data", "context_std")),
-            np.stack([column(v) for v in kriged], axis=-1))
+            np.stack(kriged, axis=-1), np.nan_to_num(np.stack(explained, axis=-1)))
 
 
-def choose_kriging(model, mean, kriged, truth, distance, unit, cluster=None, reach=None, fold=None) -> tuple[
+def choose_kriging(model, mean, kriged, explained, truth, distance, unit, cluster=None, reach=None, fold=None) -> tuple[
         np.ndarray, dict | None]:
-    """:func:`blend_kriging` for the model's kernel and each of its candidates (``kriged [n, 1 + K]``, their
-    means at the held-out cells): the one whose blend has the lowest held-out RMSE is kept, the model's own
-    kernel on ties; ``(mean, None)`` without a kernel."""
+    """:func:`blend_kriging` for the model's kernel and each of its candidates (``kriged`` and ``explained``
+    ``[n, 1 + K]``: their means at the held-out cells and the shares of variance they explain there): the one
+    whose blend has the lowest held-out RMSE is kept, the model's own kernel on ties; ``(mean, None)`` without
+    a kernel."""
     from geonp.calibrate.kriging import LocalKriging
     from geonp.predict.provenance import kriging_candidates
 
@@ -339,7 +343,8 @@ def choose_kriging(model, mean, kriged, truth, distance, unit, cluster=None, rea
     if kernels[0] is None:
         return mean, None
     kriged = np.asarray(kriged, np.float64).reshape(mean.size, -1)
-    tried = [blend_kriging(kernel, mean, kriged[:, j], truth, distance, unit, cluster, reach, fold)
+    explained = np.asarray(explained, np.float64).reshape(mean.size, -1)
+    tried = [blend_kriging(kernel, mean, kriged[:, j], explained[:, j], truth, distance, unit, cluster, reach, fold)
              for j, kernel in enumerate(kernels[: kriged.shape[1]])]
     rmse = [np.inf if t[1] is None else t[1]["held_out_rmse"]["blended"] for t in tried]
     best = int(np.argmin(rmse))
@@ -350,7 +355,7 @@ def choose_kriging(model, mean, kriged, truth, distance, unit, cluster=None, rea
     return blended, chosen
 
 
-def blend_kriging(kernel, mean, kriged, truth, distance, unit, cluster=None, reach=None, fold=None) -> tuple[
+def blend_kriging(kernel, mean, kriged, explained, truth, distance, unit, cluster=None, reach=None, fold=None) -> tuple[
         np.ndarray, dict | None]:
     """The held-out cells' blended means and ``kernel`` (:mod:`geonp.calibrate.kriging`) with the blend
     weights learned on them, with its held-out RMSE beside the network's and kriging's alone; ``(mean, None)``
@@ -370,7 +375,7 @@ def blend_kriging(kernel, mean, kriged, truth, distance, unit, cluster=None, rea
     knots, weights = fit_weights((truth - mean) / unit, (truth - kriged) / unit, distance, groups, cluster, fold)
     reach = float(distance.max()) if reach is None else float(reach)
     kernel = dataclasses.replace(kernel, distance=knots, weight=weights, reach=round(reach, 6))
-    blended = mean + kernel.weights(distance) * (kriged - mean)
+    blended = mean + kernel.weights(distance, explained) * (kriged - mean)
     rmse = lambda m: round(float(np.sqrt(np.mean((m - truth) ** 2))), 5)  # noqa: E731
     return blended, {**kernel.to_dict(), "held_out_rmse": {"network": rmse(mean), "kriging": rmse(kriged),
                                                            "blended": rmse(blended)}}

@@ -43,7 +43,7 @@ import functools
 import threading
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
+from scipy.linalg import LinAlgError, cho_factor, cho_solve, solve_triangular
 from scipy.optimize import isotonic_regression
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
@@ -131,12 +131,14 @@ class LocalKriging:
     def blends(self) -> bool:
         return any(w > 0 for w in self.weight)
 
-    def weights(self, distance) -> np.ndarray:
-        """``w(d)`` at each of ``distance``."""
+    def weights(self, distance, explained=None) -> np.ndarray:
+        """``w(d)`` at each of ``distance``; with a plane and each target's ``explained`` share of variance
+        (:meth:`predict`), capped by that share instead of :meth:`explained`."""
         distance = np.asarray(distance, np.float64)
         if not self.distance:
             return np.zeros_like(distance)
-        weight = np.minimum(np.interp(distance, self.distance, self.weight), self.explained(distance))
+        cap = self.explained(distance) if not self.trend or explained is None else np.nan_to_num(explained)
+        weight = np.minimum(np.interp(distance, self.distance, self.weight), cap)
         if np.isfinite(self.reach):  # from the last knot (the farthest bin's median) down to 0 at the reach
             last = self.distance[-1]
             taper = np.clip((self.reach - distance) / max(self.reach - last, 1e-12), 0.0, 1.0)
@@ -145,18 +147,29 @@ class LocalKriging:
 
     def explained(self, distance) -> np.ndarray:
         """``rho(d)^2``: the share of a target's variance its nearest observation explains under the kernel,
-        the cap on the blend weight. Kriging far from every observation extrapolates the kernel towards the
-        neighbourhood mean, where the network reads the gap's whole rim and far context: on real gaps
-        6-25 cells deep a weight learned nearer the rim cost 2-7% RMSE (benchmarks/RESULTS.md, stop 34)."""
+        the cap on the blend weight about the mean. Kriging far from every observation extrapolates the kernel
+        towards the neighbourhood mean, where the network reads the gap's whole rim and far context: on real
+        gaps 6-25 cells deep a weight learned nearer the rim cost 2-7% RMSE (benchmarks/RESULTS.md, stop 34).
+        About a plane, the cap is each target's own share (:meth:`predict`), which also falls as the plane
+        is extrapolated."""
         return of_distance(self.kernel, np.asarray(distance, np.float64) / self.length_scale) ** 2
 
-    @one_blas_thread
     def mean(self, points_ctx, z_ctx, points_tgt) -> np.ndarray:
+        """The kriging mean ``[Nt]`` alone (:meth:`predict`)."""
+        return self.predict(points_ctx, z_ctx, points_tgt)[0]
+
+    @one_blas_thread
+    def predict(self, points_ctx, z_ctx, points_tgt) -> tuple[np.ndarray, np.ndarray]:
         """The kriging mean ``[Nt]`` (about the neighbourhood's mean, or with ``trend`` a plane) at ``points_tgt``
         ``[Nt, E]`` from ``z_ctx`` ``[Nc]`` at ``points_ctx`` ``[Nc, E]`` (embedding units; ``z`` centred, as the
         network sees each neighbourhood). Of a larger context, the ``MAX_POINTS`` nearest to the targets' centre
         and each target's own 4 nearest are kriged (the far ones barely weigh: the screening effect). NaN where
-        the system cannot be solved."""
+        the system cannot be solved.
+
+        Also ``explained [Nt]``: the share of each target's prior variance the kriging explains,
+        ``1 - var / prior``, in [0, 1]. About a plane the variance includes the plane's own uncertainty,
+        ``var = 1 - k' K^-1 k + u' (F' K^-1 F)^-1 u`` with ``u = f - F' K^-1 k``, so the share falls to 0 as the
+        plane is extrapolated far beyond the neighbourhood; about the mean it is ``k' K^-1 k``."""
         cross = cdist(points_tgt, points_ctx)  # [Nt, Nc]
         if len(points_ctx) > MAX_POINTS:  # the points nearest the targets' centre, and each target's own 4
             keep = np.zeros(len(points_ctx), bool)
@@ -169,15 +182,23 @@ class LocalKriging:
         try:
             factor = cho_factor(system, lower=True, overwrite_a=True, check_finite=False)
         except LinAlgError:
-            return np.full(len(points_tgt), np.nan)
+            return np.full(len(points_tgt), np.nan), np.zeros(len(points_tgt))
         z = np.asarray(z_ctx, np.float64)
         level = np.zeros(len(points_tgt))
+        k_cross = of_distance(self.kernel, cross / self.length_scale)  # [Nt, Nc]
+        whitened = solve_triangular(factor[0], k_cross.T, lower=True, check_finite=False)  # L^-1 k  [Nc, Nt]
+        explained = np.sum(whitened**2, axis=0)  # k' K^-1 k  [Nt]
         if self.trend:  # the plane by generalised least squares, kriging its residuals
             basis, at = plane_basis(points_ctx, points_tgt)  # [Nc, 3], [Nt, 3]
             coef = gls_coefficients(factor, basis, z)
             z, level = z - basis @ coef, at @ coef
+            white_basis = solve_triangular(factor[0], basis, lower=True, check_finite=False)  # L^-1 F  [Nc, 3]
+            excess = at - whitened.T @ white_basis  # u  [Nt, 3]
+            normal = white_basis.T @ white_basis  # F' K^-1 F  [3, 3]
+            normal[np.diag_indices_from(normal)] += 1e-8 * max(float(np.trace(normal)), 1e-12)
+            explained = explained - np.einsum("tp,tp->t", excess, np.linalg.solve(normal, excess.T).T)
         weights = cho_solve(factor, z, check_finite=False)
-        return level + of_distance(self.kernel, cross / self.length_scale) @ weights
+        return level + k_cross @ weights, np.clip(explained, 0.0, 1.0)
 
     def to_dict(self) -> dict:
         return {"kernel": self.kernel, "length_scale": self.length_scale, "noise": self.noise,

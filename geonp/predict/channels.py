@@ -6,8 +6,9 @@ A block of predictions is an array ``[..., channel]``. Its channels, in order:
     categorical heads          one probability per class
     then                       one per sample
     with ``distance``          distance to the nearest observation, the context's std,
-                               and (``kriging``) the neighbourhood's kriging mean before any blend,
-                               then each candidate kernel's (fit compares them on held-out cells)
+                               and (``kriging``) the neighbourhood's kriging mean before any blend and
+                               the share of variance it explains, then each candidate kernel's two
+                               (fit compares them on held-out cells)
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ class ChannelLayout:
     thresholds: int = 0
     samples: int = 0
     distance: bool = False  # distance to data and the context's std
-    kriging: int = 0  # with distance: how many unblended kriging means (the kernel's, then its candidates')
+    kriging: int = 0  # with distance: how many kernels' unblended kriging (the kernel's, then its candidates')
 
     @property
     def blocks(self) -> dict[str, slice]:
         """Each block of channels, in order: ``summary`` (mean and std, or the class probabilities), ``quantile``,
         ``threshold``, ``sample``, ``diagnostics`` (distance_to_data, context_std and, with ``kriging``,
-        kriging_mean, kriging_mean_1, ...)."""
+        kriging_mean, kriging_explained, kriging_mean_1, kriging_explained_1, ...)."""
         widths = {"summary": self.classes or 2, "quantile": self.quantiles, "threshold": self.thresholds,
-                  "sample": self.samples, "diagnostics": (2 + self.kriging) * self.distance}
+                  "sample": self.samples, "diagnostics": (2 + 2 * self.kriging) * self.distance}
         blocks, start = {}, 0
         for name, width in widths.items():
             blocks[name], start = slice(start, start + width), start + width
@@ -47,8 +48,8 @@ class ChannelLayout:
         return self.diagnostics.stop
 
     def diagnostic(self, name: str) -> int:
-        """The channel of ``"distance_to_data"``, ``"context_std"``, ``"kriging_mean"`` or a candidate's
-        ``"kriging_mean_<k>"``."""
+        """The channel of ``"distance_to_data"``, ``"context_std"``, ``"kriging_mean"``, ``"kriging_explained"``
+        or a candidate's ``"kriging_mean_<k>"``, ``"kriging_explained_<k>"``."""
         names = self.diagnostic_names
         if name not in names:
             raise KeyError(f"no {name!r} channel in {self}")
@@ -59,5 +60,6 @@ class ChannelLayout:
         """The diagnostics' channels by name, in order."""
         if not self.distance:
             return ()
-        kriged = ("kriging_mean",) + tuple(f"kriging_mean_{k}" for k in range(1, self.kriging))
-        return ("distance_to_data", "context_std") + (kriged if self.kriging else ())
+        kriged = tuple(f"kriging_{what}{f'_{k}' if k else ''}" for k in range(int(self.kriging))
+                       for what in ("mean", "explained"))
+        return ("distance_to_data", "context_std") + kriged

@@ -34,7 +34,8 @@ class Targets:
     nearest: np.ndarray | None  # [N] distance to the nearest observation (km / CRS units)
     unit: np.ndarray | None  # [N, Dy] the std of each target's context, the data's units
     kriged: np.ndarray | None  # [N] the neighbourhood's kriging mean, standardised units (None: not kriged)
-    candidates: tuple[np.ndarray, ...] = ()  # [N] each candidate kernel's kriging mean (fit compares them)
+    explained: np.ndarray | None = None  # [N] the share of each target's variance the kriging explains
+    candidates: tuple[tuple[np.ndarray, np.ndarray], ...] = ()  # each candidate kernel's (kriged, explained)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,10 +65,11 @@ Stage = Callable[[Marginals, Targets], Marginals]
 
 
 def kriging_blend(kriging: LocalKriging) -> Stage:
-    """Stage ``"blend"``: the mean moves by ``w(d) (m_k - m_n)``, ``d`` the distance to data (NaN kriging: 0)."""
+    """Stage ``"blend"``: the mean moves by ``w(d) (m_k - m_n)``, ``d`` the distance to data (NaN kriging: 0),
+    the weight capped by the share of variance the kriging explains there."""
 
     def blend(m: Marginals, at: Targets) -> Marginals:
-        shift = np.nan_to_num(kriging.weights(at.nearest) * (at.kriged - m.mean[:, 0]))[:, None]
+        shift = np.nan_to_num(kriging.weights(at.nearest, at.explained) * (at.kriged - m.mean[:, 0]))[:, None]
         return dataclasses.replace(m, shift=shift)
 
     return blend
@@ -106,5 +108,6 @@ def channels(m: Marginals, head, scaling: FeatureScaling, layout: ChannelLayout,
     if layout.distance:
         out += [at.nearest[:, None], at.unit[:, :1]]
         if layout.kriging:
-            out += [to_data(k[:, None]) for k in (at.kriged, *at.candidates)]
+            for kriged, explained in ((at.kriged, at.explained), *at.candidates):
+                out += [to_data(kriged[:, None]), explained[:, None]]
     return np.concatenate(out, axis=-1).astype(np.float32)

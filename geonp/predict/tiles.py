@@ -147,8 +147,9 @@ class TilePredictor:
         steps = self.stages
         blends = self.kriging_channel and self.kriging.blends
         kriged = np.full(x.size, np.nan) if blends or (self.kriging_channel and self.distance_channel) else None
+        explained = np.zeros(x.size)
         candidates = self.kriging_candidates if self.kriging_channel and self.distance_channel else ()
-        kriged_by_candidate = [np.full(x.size, np.nan) for _ in candidates]
+        by_candidate = [(np.full(x.size, np.nan), np.zeros(x.size)) for _ in candidates]
         for start in range(0, len(groups), GROUPS_PER_CALL):
             chunk = groups[start:start + GROUPS_PER_CALL]
             batch, standardisations = self._group_batch(task, chunk, tgt_space, tgt_time, tgt_cov)
@@ -157,14 +158,15 @@ class TilePredictor:
                 raw[t_idx] = out[i, : t_idx.size]
                 offset[t_idx], scale[t_idx] = standardisations[i]
                 if kriged is not None:  # the same neighbourhood, in the same standardised units
-                    for kernel, into in zip((self.kriging, *candidates), (kriged, *kriged_by_candidate), strict=True):
-                        into[t_idx] = kernel.mean(self.context.embedding[task][c_idx], batch.y_ctx[i, : c_idx.size, 0],
-                                                  emb[t_idx])
+                    for kernel, (mean_into, explained_into) in zip((self.kriging, *candidates),
+                                                                   ((kriged, explained), *by_candidate), strict=True):
+                        mean_into[t_idx], explained_into[t_idx] = kernel.predict(
+                            self.context.embedding[task][c_idx], batch.y_ctx[i, : c_idx.size, 0], emb[t_idx])
         raw = raw[None]  # [1, N, outputs]
         known = steps or self.distance_channel  # distance to data and the context's std, where a stage needs them
         at = stages_lib.Targets(nearest=self.context.distance_to_nearest(task, emb) if known else None,
                                 unit=s.unscale_std(scale) if known else None, kriged=kriged,
-                                candidates=tuple(kriged_by_candidate))
+                                explained=explained if kriged is not None else None, candidates=tuple(by_candidate))
         # the residual's offset plus the field's drift, if any ("drift": the context holds residuals from it)
         marginals = stages_lib.Marginals(raw=raw, summary=_head_summary(head, raw), scale=scale,
                                          level=offset + self.context.drift(task, emb))

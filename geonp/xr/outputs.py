@@ -52,10 +52,16 @@ def prediction_dataset(channels: xr.DataArray, value_attrs: dict, layout: Channe
                                                                       "observation", "units": distance_units})
         variables["context_std"] = channels.isel(channel=layout.diagnostic("context_std"), drop=True).assign_attrs(
             _variable_attrs(value_attrs, "standard deviation of the observations conditioned on"))
-        for name in layout.diagnostic_names[2:]:  # the kernel's kriging mean, then each candidate's
-            which = "" if name == "kriging_mean" else f" under candidate kernel {name.rsplit('_', 1)[1]}"
-            variables[name] = channels.isel(channel=layout.diagnostic(name), drop=True).assign_attrs(
-                _variable_attrs(value_attrs, f"kriging mean of each neighbourhood{which} (unblended)"))
+        for name in layout.diagnostic_names[2:]:  # the kernel's kriging mean and share explained, then candidates'
+            which = "" if name.count("_") == 1 else f" under candidate kernel {name.rsplit('_', 1)[1]}"
+            channel = channels.isel(channel=layout.diagnostic(name), drop=True)
+            if name.startswith("kriging_mean"):
+                variables[name] = channel.assign_attrs(_variable_attrs(
+                    value_attrs, f"kriging mean of each neighbourhood{which} (unblended)"))
+            else:
+                variables[name] = channel.assign_attrs({"long_name": f"share of the variance the kriging{which} "
+                                                                     "explains (caps its blend weight)",
+                                                        "units": "1"})
     out = xr.Dataset(variables)
     out.attrs.update(attrs or {})
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -102,7 +102,7 @@ def test_calibration_widens_overconfident_intervals_and_is_reported_and_saved(tm
     factor = pred["std"] / raw["std"]
     # the mean moves only by the kriging blend learned on the same held-out cells (geonp.calibrate.kriging)
     kriging = cal["kriging"]
-    weight = LocalKriging.from_calibration(cal).weights(raw["distance_to_data"])
+    weight = LocalKriging.from_calibration(cal).weights(raw["distance_to_data"], raw["kriging_explained"])
     np.testing.assert_allclose(pred["mean"], raw["mean"] + weight * (raw["kriging_mean"] - raw["mean"]),
                                rtol=1e-5, atol=1e-4)
     assert kriging["held_out_rmse"]["blended"] <= kriging["held_out_rmse"]["network"]

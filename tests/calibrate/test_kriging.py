@@ -67,6 +67,34 @@ def test_universal_kriging_is_the_gp_with_a_vague_prior_on_a_plane():
     np.testing.assert_allclose(k.mean(ctx, z, tgt), reference, atol=1e-4)
 
 
+@pytest.mark.parametrize("trend", [0, 1])
+def test_the_share_explained_is_one_minus_the_posterior_variance_of_the_signal(trend):
+    """``explained = 1 - var``: about the mean, var the GP's posterior variance; about a plane, that of the GP plus
+    the plane with a very wide prior on its coefficients (which carries the plane's own uncertainty)."""
+    rng = np.random.default_rng(4)
+    ctx, tgt = rng.uniform(0, 10, (70, 2)), rng.uniform(2, 8, (25, 2))
+    k = LocalKriging("matern52", 3.0, 0.05, trend=trend)
+    _, explained = k.predict(ctx, rng.standard_normal(70), tgt)
+    basis, at = local_kriging.plane_basis(ctx, tgt)
+    prior = 1e5 * trend
+    cov = (kernels.covariance("matern52", ctx, ctx, 3.0) + (0.05 + local_kriging.JITTER) * np.eye(70)
+           + prior * basis @ basis.T)
+    cross = kernels.covariance("matern52", tgt, ctx, 3.0) + prior * at @ basis.T
+    variance = 1.0 + prior * np.sum(at**2, axis=1) - np.einsum("tc,tc->t", cross, np.linalg.solve(cov, cross.T).T)
+    assert np.all((explained > 0) & (explained < 1))
+    np.testing.assert_allclose(explained, 1.0 - variance, atol=2e-3)
+
+
+def test_the_plane_explains_nothing_far_beyond_its_neighbourhood_so_it_is_not_blended_there():
+    rng = np.random.default_rng(5)
+    ctx, far = rng.uniform(0, 10, (60, 2)), np.array([[5.0, 5.0], [60.0, 60.0]])
+    plane = LocalKriging("matern32", 3.0, 0.01, distance=(0.0, 100.0), weight=(1.0, 1.0), trend=1)
+    _, explained = plane.predict(ctx, rng.standard_normal(60), far)
+    assert explained[0] > 0.9 and explained[1] == 0.0
+    np.testing.assert_allclose(plane.weights([0.1, 30.0], explained), explained)
+    np.testing.assert_allclose(plane.weights([0.1, 30.0]), plane.explained(np.array([0.1, 30.0])))  # without: rho^2
+
+
 def test_a_plane_is_kriged_exactly_far_from_the_data_with_the_trend_and_not_without():
     rng = np.random.default_rng(3)
     ctx, far = rng.uniform(0, 10, (60, 2)), np.array([[40.0, 40.0], [-30.0, 5.0]])
@@ -193,8 +221,9 @@ def test_fit_keeps_the_kernel_whose_blend_does_best_on_the_held_out_cells():
     model = SimpleNamespace(calibration_={"kriging": flat.to_dict(), "kriging_candidates": [planar.to_dict()]})
     for kriged, kept in ((np.stack([about_mean, about_plane], -1), 1), (np.stack([about_plane, about_mean], -1), 0),
                          (np.stack([about_mean, about_mean], -1), 0)):
-        blended, chosen = choose_kriging(model, network, kriged, truth, distance, unit, cluster, reach=3.0)
+        blended, chosen = choose_kriging(model, network, kriged, np.ones_like(kriged), truth, distance, unit, cluster,
+                                         reach=3.0)
         assert chosen["trend"] == kept and chosen["choice"]["trend"] == [0, 1]
         assert np.sqrt(np.mean((blended - truth) ** 2)) == pytest.approx(chosen["held_out_rmse"]["blended"], abs=1e-5)
     no_kernel = SimpleNamespace(calibration_={})
-    assert choose_kriging(no_kernel, network, kriged, truth, distance, unit)[1] is None
+    assert choose_kriging(no_kernel, network, kriged, np.ones_like(kriged), truth, distance, unit)[1] is None

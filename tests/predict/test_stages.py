@@ -56,9 +56,11 @@ def test_the_channel_layout_tiles_the_channels_without_gaps(layout):
         assert layout.diagnostic("distance_to_data") == layout.diagnostics.start
         assert layout.diagnostic("context_std") == layout.diagnostics.start + 1
         with pytest.raises(KeyError) if not layout.kriging else _nothing():
-            assert layout.diagnostic("kriging_mean") == layout.size - max(int(layout.kriging), 1)
-        if layout.kriging == 2:  # a candidate kernel's mean after the kernel's own
-            assert layout.diagnostic("kriging_mean_1") == layout.size - 1
+            assert layout.diagnostic("kriging_mean") == layout.size - 2 * max(int(layout.kriging), 1)
+            assert layout.diagnostic("kriging_explained") == layout.diagnostic("kriging_mean") + 1
+        if layout.kriging == 2:  # a candidate kernel's mean and share explained after the kernel's own
+            assert layout.diagnostic("kriging_mean_1") == layout.size - 2
+            assert layout.diagnostic("kriging_explained_1") == layout.size - 1
 
 
 class _nothing:
