@@ -68,6 +68,7 @@ from scipy import ndimage
 
 from geonp.calibrate import held_out
 from geonp.calibrate.spread import MAX_BINS, distance_groups, fit_by_distance
+from geonp.predict.channels import kriging_names
 
 MIN_HELD_OUT = 30
 
@@ -323,8 +324,7 @@ def predict_held_out(model, field, hidden, where, lat, lon, covariates, spatial_
                              spatial_dims=tuple(spatial_dims))
     column = lambda v: np.asarray(pred[v]).ravel() if v in pred else np.full(where.size, np.nan)  # noqa: E731
     kernels = 1 + sum(str(v).startswith("kriging_mean_") for v in pred.data_vars)
-    kriged, explained = ([column(f"kriging_{what}{f'_{k}' if k else ''}") for k in range(kernels)]
-                         for what in ("mean", "explained"))
+    kriged, explained = zip(*((column(m), column(e)) for m, e in map(kriging_names, range(kernels))), strict=True)
     return (*(column(v) for v in ("mean", "std", "distance_to_data", "context_std")),
             np.stack(kriged, axis=-1), np.nan_to_num(np.stack(explained, axis=-1)))
 

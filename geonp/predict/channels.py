@@ -60,6 +60,12 @@ class ChannelLayout:
         """The diagnostics' channels by name, in order."""
         if not self.distance:
             return ()
-        kriged = tuple(f"kriging_{what}{f'_{k}' if k else ''}" for k in range(int(self.kriging))
-                       for what in ("mean", "explained"))
+        kriged = tuple(name for k in range(int(self.kriging)) for name in kriging_names(k))
         return ("distance_to_data", "context_std") + kriged
+
+
+def kriging_names(kernel: int) -> tuple[str, str]:
+    """The channels (and output variables) of kernel ``kernel``'s kriging mean and the share of variance it
+    explains: 0 the model's own kernel, ``k > 0`` its ``k``-th candidate."""
+    suffix = f"_{kernel}" if kernel else ""
+    return f"kriging_mean{suffix}", f"kriging_explained{suffix}"

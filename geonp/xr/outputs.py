@@ -7,7 +7,7 @@ import datetime
 import numpy as np
 import xarray as xr
 
-from geonp.predict.channels import ChannelLayout
+from geonp.predict.channels import ChannelLayout, kriging_names
 
 
 def _variable_attrs(source: dict, what: str) -> dict:
@@ -52,16 +52,14 @@ def prediction_dataset(channels: xr.DataArray, value_attrs: dict, layout: Channe
                                                                       "observation", "units": distance_units})
         variables["context_std"] = channels.isel(channel=layout.diagnostic("context_std"), drop=True).assign_attrs(
             _variable_attrs(value_attrs, "standard deviation of the observations conditioned on"))
-        for name in layout.diagnostic_names[2:]:  # the kernel's kriging mean and share explained, then candidates'
-            which = "" if name.count("_") == 1 else f" under candidate kernel {name.rsplit('_', 1)[1]}"
-            channel = channels.isel(channel=layout.diagnostic(name), drop=True)
-            if name.startswith("kriging_mean"):
-                variables[name] = channel.assign_attrs(_variable_attrs(
-                    value_attrs, f"kriging mean of each neighbourhood{which} (unblended)"))
-            else:
-                variables[name] = channel.assign_attrs({"long_name": f"share of the variance the kriging{which} "
-                                                                     "explains (caps its blend weight)",
-                                                        "units": "1"})
+        for k in range(int(layout.kriging)):  # the kernel's kriging mean and share explained, then candidates'
+            which = f" under candidate kernel {k}" if k else ""
+            mean, explained = (channels.isel(channel=layout.diagnostic(name), drop=True) for name in kriging_names(k))
+            variables[kriging_names(k)[0]] = mean.assign_attrs(_variable_attrs(
+                value_attrs, f"kriging mean of each neighbourhood{which} (unblended)"))
+            variables[kriging_names(k)[1]] = explained.assign_attrs({
+                "long_name": f"share of the variance the kriging{which} explains (caps its blend weight)",
+                "units": "1"})
     out = xr.Dataset(variables)
     out.attrs.update(attrs or {})
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
