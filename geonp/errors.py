@@ -95,7 +95,6 @@ def user_path(path, what: str):
     return path
 
 
-
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn`` at the user's own line: the first frame outside geonp's package, however deep the
     call (``fit`` directly, through ``.np.predict``, or from a flow). Tests' own frames count as the user's."""

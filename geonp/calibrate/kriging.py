@@ -190,12 +190,9 @@ class LocalKriging:
         explained = np.sum(whitened**2, axis=0)  # k' K^-1 k  [Nt]
         if self.trend:  # the plane by generalised least squares, kriging its residuals
             basis, at = plane_basis(points_ctx, points_tgt)  # [Nc, 3], [Nt, 3]
-            coef = gls_coefficients(factor, basis, z)
+            coef, solved, normal = gls_plane(factor, basis, z)  # [3], K^-1 F [Nc, 3], F' K^-1 F [3, 3]
             z, level = z - basis @ coef, at @ coef
-            white_basis = solve_triangular(factor[0], basis, lower=True, check_finite=False)  # L^-1 F  [Nc, 3]
-            excess = at - whitened.T @ white_basis  # u  [Nt, 3]
-            normal = white_basis.T @ white_basis  # F' K^-1 F  [3, 3]
-            normal[np.diag_indices_from(normal)] += 1e-8 * max(float(np.trace(normal)), 1e-12)
+            excess = at - k_cross @ solved  # u = f - F' K^-1 k  [Nt, 3]
             explained = explained - np.einsum("tp,tp->t", excess, np.linalg.solve(normal, excess.T).T)
         weights = cho_solve(factor, z, check_finite=False)
         return level + k_cross @ weights, np.clip(explained, 0.0, 1.0)
@@ -243,13 +240,14 @@ def plane_basis(points_ctx, points_tgt) -> tuple[np.ndarray, np.ndarray]:
             np.column_stack([np.ones(len(points_tgt)), (points_tgt - centre) @ axes]))
 
 
-def gls_coefficients(factor, basis, z) -> np.ndarray:
-    """``b = (F' K^-1 F)^-1 F' K^-1 z`` for the Cholesky ``factor`` of ``K``, ``basis`` F ``[n, p]``, ``z [n]``
-    (ridged a little: a neighbourhood along a line leaves one axis unresolved)."""
+def gls_plane(factor, basis, z) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The generalised least squares fit of ``basis`` F ``[n, p]`` to ``z [n]`` for the Cholesky ``factor`` of
+    ``K``: ``(b [p], K^-1 F [n, p], F' K^-1 F [p, p])``, ``b = (F' K^-1 F)^-1 F' K^-1 z``. The normal matrix is
+    ridged a little: a neighbourhood along a line leaves one axis unresolved."""
     solved = cho_solve(factor, basis, check_finite=False)  # [n, p]
     normal = basis.T @ solved
     normal[np.diag_indices_from(normal)] += 1e-8 * max(float(np.trace(normal)), 1e-12)
-    return np.linalg.solve(normal, solved.T @ z)
+    return np.linalg.solve(normal, solved.T @ z), solved, normal
 
 
 @one_blas_thread
@@ -283,8 +281,8 @@ def _profile_nll(corr, eta: float, z, basis=None) -> float:
         return np.inf
     n, logdet = len(z), float(np.log(np.diag(factor[0])).sum())
     if basis is not None:
-        residual = z - basis @ gls_coefficients(factor, basis, z)
-        normal = basis.T @ cho_solve(factor, basis, check_finite=False)
+        coef, _, normal = gls_plane(factor, basis, z)
+        residual = z - basis @ coef
         sign, logdet_normal = np.linalg.slogdet(normal)
         if sign <= 0:
             return np.inf
